@@ -1,0 +1,608 @@
+#!/usr/bin/env bash
+# A throw-away Kubernetes control plane on loopback for keygate's end-to-end tests:
+# etcd + kube-apiserver 1.20.2 (built from Debian's source by
+# hack/build-kube-apiserver.sh) + keygate as the TokenReview webhook sidecar.
+#
+#   hack/local-cluster.sh up        start everything; prints the admin kubeconfig path
+#   hack/local-cluster.sh down      stop what `up` started and remove the state dir
+#   hack/local-cluster.sh env       `export ...` lines: eval "$(hack/local-cluster.sh env)"
+#   hack/local-cluster.sh status    what is running (exit 0 when everything is up)
+#
+# Only stdout carries results (a path, export lines, the status table); progress
+# and errors go to stderr. Every process logs to a file in the state dir.
+#
+# Environment (all optional):
+#   KEYGATE_CLUSTER_DIR          state dir (default ${KEYGATE_CACHE:-$HOME/.cache/keygate}/cluster)
+#   KEYGATE_BIN                  keygate binary (default <repo>/target/debug/keygate)
+#   KEYGATE_NO_WEBHOOK=1         no keygate, and no webhook flags on kube-apiserver
+#   KEYGATE_WEBHOOK_CACHE_TTL    --authentication-token-webhook-cache-ttl (default 2s)
+#   KEYGATE_ETCD_PORT KEYGATE_ETCD_PEER_PORT KEYGATE_APISERVER_PORT
+#   KEYGATE_WEBHOOK_PORT KEYGATE_WEBHOOK_ADMIN_PORT
+#                                fixed ports on 127.0.0.1 (default: free ports picked at `up`)
+#   KEYGATE_APISERVER_BIN        use this kube-apiserver instead of building one
+#   KEYGATE_APISERVER_EXTRA_ARGS extra kube-apiserver flags (word-split)
+#   KEYGATE_APISERVER_V          kube-apiserver log verbosity (default 1)
+#   KEYGATE_KEYGATE_EXTRA_ARGS   extra `keygate serve` flags (word-split)
+#   KEYGATE_KEYGATE_LOG          RUST_LOG for keygate (default: inherited RUST_LOG, else info)
+#   KEYGATE_STATIC_TOKEN_GROUPS  groups of the static-token user (default keygate:view)
+#   KEYGATE_ETCD_FSYNC=1         keep etcd's fsync (default: --unsafe-no-fsync, faster)
+#   KEYGATE_START_TIMEOUT        seconds to wait for each component (default 120)
+#   KEYGATE_SKIP_DEPS=1          do not run hack/install-deps.sh
+set -euo pipefail
+
+# shellcheck source=hack/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=hack/lib/pki.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/pki.sh"
+
+STATE="${KEYGATE_CLUSTER_DIR:-${KEYGATE_CACHE}/cluster}"
+KEY_NAMESPACE=keygate-system
+WEBHOOK_USER=keygate-webhook
+STATIC_TOKEN_USER=keygate-static-bench
+START_TIMEOUT="${KEYGATE_START_TIMEOUT:-120}"
+COMPONENTS=(etcd kube-apiserver keygate)
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+# --- process bookkeeping -------------------------------------------------------------
+
+pidfile() { echo "${STATE}/$1.pid"; }
+logfile() { echo "${STATE}/$1.log"; }
+
+# component_pid NAME: the pid of a running component that we started, else nothing.
+# The pid is trusted only if the process's command line mentions the state dir, so a
+# recycled pid is never killed.
+component_pid() {
+  local f pid
+  f="$(pidfile "$1")"
+  [[ -s "$f" ]] || return 1
+  pid="$(<"$f")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kg::pid_alive "$pid" || return 1
+  tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF -- "$STATE" || return 1
+  echo "$pid"
+}
+
+# start NAME CMD...: run CMD detached (own session, stdin from /dev/null), logging to
+# $STATE/NAME.log, and record its pid in $STATE/NAME.pid.
+start() {
+  local name="$1"
+  shift
+  local log pf
+  log="$(logfile "$name")"
+  pf="$(pidfile "$name")"
+  kg::log "starting ${name} (log: ${log})"
+  # The inner shell writes its own pid, then execs the command: the pid is the
+  # command's, whether or not setsid had to fork.
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pf" "$@" </dev/null >>"$log" 2>&1 &
+  local deadline=$((SECONDS + 5))
+  until [[ -s "$pf" ]]; do
+    ((SECONDS < deadline)) || kg::die "could not start ${name}"
+    sleep 0.05
+  done
+}
+
+# fail NAME MESSAGE: report a component that did not come up, with its log.
+fail() {
+  local name="$1"
+  shift
+  kg::tail_log "$(logfile "$name")" 40
+  kg::warn "$* -- see $(logfile "$name")"
+  stop_all
+  kg::die "${name} failed to start; its log and the state are kept in ${STATE} (\`$0 down\` removes them)"
+}
+
+# wait_healthy NAME DESCRIPTION CMD...: poll CMD until it succeeds, while the
+# component's process is alive, up to START_TIMEOUT seconds.
+wait_healthy() {
+  local name="$1" what="$2"
+  shift 2
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    component_pid "$name" >/dev/null || fail "$name" "${name} exited while waiting for ${what}"
+    ((SECONDS < deadline)) || fail "$name" "timed out after ${START_TIMEOUT}s waiting for ${what}"
+    sleep 0.2
+  done
+  kg::log "${name} is ready (${what})"
+}
+
+# stop NAME: SIGTERM, wait up to 20 s, then SIGKILL.
+stop() {
+  local name="$1" pid
+  if pid="$(component_pid "$name")"; then
+    kg::log "stopping ${name} (pid ${pid})"
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 20))
+    while kg::pid_alive "$pid"; do
+      if ((SECONDS >= deadline)); then
+        kg::warn "${name} (pid ${pid}) ignored SIGTERM; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        break
+      fi
+      sleep 0.1
+    done
+  fi
+  rm -f "$(pidfile "$name")"
+}
+
+stop_all() {
+  local i
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    stop "${COMPONENTS[i]}"
+  done
+}
+
+# --- configuration persisted between commands ---------------------------------------
+
+load_config() {
+  [[ -r "${STATE}/cluster.env" ]] || return 1
+  # shellcheck disable=SC1091
+  source "${STATE}/cluster.env"
+}
+
+write_config() {
+  local tmp="${STATE}/cluster.env.tmp"
+  {
+    echo "# written by hack/local-cluster.sh up"
+    local v
+    for v in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT WEBHOOK_PORT WEBHOOK_ADMIN_PORT \
+      NO_WEBHOOK KEYGATE_BIN_PATH APISERVER_BIN STATIC_TOKEN; do
+      printf '%s=%q\n' "$v" "${!v}"
+    done
+  } >"$tmp"
+  chmod 0600 "$tmp"
+  mv -f "$tmp" "${STATE}/cluster.env"
+}
+
+pick_port() {
+  # pick_port VALUE: VALUE if set, else a free port that is not already taken
+  # by another of our components.
+  local want="$1" p
+  if [[ -n "$want" ]]; then
+    [[ "$want" =~ ^[0-9]+$ ]] || kg::die "port '${want}' is not a number"
+    kg::port_in_use "$want" && kg::die "port 127.0.0.1:${want} is already in use"
+    echo "$want"
+    return
+  fi
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    p="$(kg::free_port)" || kg::die "no free port found"
+    if [[ " ${PICKED_PORTS:-} " != *" ${p} "* ]]; then
+      echo "$p"
+      return
+    fi
+  done
+  kg::die "no free port found"
+}
+
+# --- health probes ----------------------------------------------------------------------
+
+etcd_healthy() {
+  curl -fsS --max-time 2 "http://127.0.0.1:${ETCD_PORT}/health" | grep -q '"health":"true"'
+}
+
+apiserver_ready() {
+  curl -fsS --max-time 5 \
+    --cacert "${STATE}/pki/server-ca.crt" \
+    --cert "${STATE}/pki/admin.crt" --key "${STATE}/pki/admin.key" \
+    "https://127.0.0.1:${APISERVER_PORT}/readyz" | grep -qx ok
+}
+
+keygate_ready() {
+  curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:${WEBHOOK_ADMIN_PORT}/readyz"
+}
+
+# --- up -------------------------------------------------------------------------------------
+
+make_pki() {
+  local pki="${STATE}/pki"
+  mkdir -p "$pki"
+  chmod 0700 "$pki"
+  kg::log "creating PKI in ${pki}"
+  # CA for kube-apiserver's serving certificate.
+  kg::pki::ca "$pki" server-ca "keygate-local-apiserver-ca"
+  kg::pki::leaf "${pki}/server-ca" "${pki}/apiserver" "/CN=kube-apiserver" serverAuth \
+    "IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.0.0.1"
+  # CA for client certificates (--client-ca-file).
+  kg::pki::ca "$pki" client-ca "keygate-local-client-ca"
+  kg::pki::leaf "${pki}/client-ca" "${pki}/admin" "/O=system:masters/CN=kubernetes-admin" clientAuth
+  # keygate's own, narrowly-bound identity (see grant_keygate).
+  kg::pki::leaf "${pki}/client-ca" "${pki}/${WEBHOOK_USER}" "/CN=${WEBHOOK_USER}" clientAuth
+  # Service-account token signing key.
+  kg::pki::rsa_key "${pki}/sa.key" 2048
+  openssl pkey -in "${pki}/sa.key" -pubout -out "${pki}/sa.pub" 2>/dev/null
+
+  kg::pki::kubeconfig "${STATE}/admin.kubeconfig" "https://127.0.0.1:${APISERVER_PORT}" \
+    "${pki}/server-ca.crt" "${pki}/admin.crt" "${pki}/admin.key" kubernetes-admin
+  kg::pki::kubeconfig "${STATE}/keygate.kubeconfig" "https://127.0.0.1:${APISERVER_PORT}" \
+    "${pki}/server-ca.crt" "${pki}/${WEBHOOK_USER}.crt" "${pki}/${WEBHOOK_USER}.key" "$WEBHOOK_USER"
+
+  # One static token user, for benchmarks (token,user,uid,"groups").
+  (
+    umask 077
+    printf '%s,%s,%s,"%s"\n' "$STATIC_TOKEN" "$STATIC_TOKEN_USER" "$STATIC_TOKEN_USER" \
+      "${KEYGATE_STATIC_TOKEN_GROUPS-keygate:view}" >"${STATE}/tokens.csv"
+  )
+}
+
+make_webhook_config() {
+  local dir="${STATE}/keygate-certs" out
+  kg::log "creating keygate's certificates and the webhook kubeconfig"
+  out="$("$KEYGATE_BIN_PATH" certs --out-dir "$dir" --san 127.0.0.1 --san localhost 2>&1)" ||
+    { printf '%s\n' "$out" >&2; kg::die "\`${KEYGATE_BIN_PATH} certs\` failed"; }
+  local f
+  for f in ca.crt server.crt server.key client.crt client.key; do
+    [[ -s "${dir}/${f}" ]] || kg::die "\`keygate certs\` did not write ${dir}/${f}"
+  done
+  if ! "$KEYGATE_BIN_PATH" webhook-config \
+    --server "https://127.0.0.1:${WEBHOOK_PORT}/authenticate" \
+    --certificate-authority "${dir}/ca.crt" \
+    --client-certificate "${dir}/client.crt" \
+    --client-key "${dir}/client.key" >"${STATE}/webhook.kubeconfig.tmp"; then
+    kg::die "\`${KEYGATE_BIN_PATH} webhook-config\` failed"
+  fi
+  [[ -s "${STATE}/webhook.kubeconfig.tmp" ]] || kg::die "\`keygate webhook-config\` printed nothing"
+  chmod 0600 "${STATE}/webhook.kubeconfig.tmp"
+  mv -f "${STATE}/webhook.kubeconfig.tmp" "${STATE}/webhook.kubeconfig"
+}
+
+start_etcd() {
+  local fsync=(--unsafe-no-fsync)
+  [[ "${KEYGATE_ETCD_FSYNC:-0}" == 1 ]] && fsync=()
+  mkdir -p "${STATE}/etcd"
+  chmod 0700 "${STATE}/etcd"
+  start etcd /usr/bin/etcd \
+    --name keygate-local \
+    --data-dir "${STATE}/etcd" \
+    --listen-client-urls "http://127.0.0.1:${ETCD_PORT}" \
+    --advertise-client-urls "http://127.0.0.1:${ETCD_PORT}" \
+    --listen-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT}" \
+    --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT}" \
+    --initial-cluster "keygate-local=http://127.0.0.1:${ETCD_PEER_PORT}" \
+    --initial-cluster-state new \
+    --logger zap --log-outputs stderr \
+    "${fsync[@]}"
+  wait_healthy etcd "http://127.0.0.1:${ETCD_PORT}/health" etcd_healthy
+}
+
+start_apiserver() {
+  local pki="${STATE}/pki"
+  local args=(
+    --bind-address=127.0.0.1
+    --advertise-address=127.0.0.1
+    --secure-port="${APISERVER_PORT}"
+    --insecure-port=0
+    --etcd-servers="http://127.0.0.1:${ETCD_PORT}"
+    --tls-cert-file="${pki}/apiserver.crt"
+    --tls-private-key-file="${pki}/apiserver.key"
+    --client-ca-file="${pki}/client-ca.crt"
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local
+    --service-account-key-file="${pki}/sa.pub"
+    --service-account-signing-key-file="${pki}/sa.key"
+    --service-cluster-ip-range=10.0.0.0/24
+    # The "kubernetes" Service's endpoints cannot be a loopback address.
+    --endpoint-reconciler-type=none
+    --authorization-mode=RBAC
+    --token-auth-file="${STATE}/tokens.csv"
+    --enable-bootstrap-token-auth
+    --cert-dir="${STATE}/apiserver-certs"
+    --profiling=false
+    --v="${KEYGATE_APISERVER_V:-1}"
+  )
+  if [[ "$NO_WEBHOOK" != 1 ]]; then
+    args+=(
+      --authentication-token-webhook-config-file="${STATE}/webhook.kubeconfig"
+      --authentication-token-webhook-version=v1
+      --authentication-token-webhook-cache-ttl="${KEYGATE_WEBHOOK_CACHE_TTL:-2s}"
+    )
+  fi
+  local extra=()
+  # shellcheck disable=SC2206 # word splitting is the point
+  [[ -n "${KEYGATE_APISERVER_EXTRA_ARGS:-}" ]] && extra=(${KEYGATE_APISERVER_EXTRA_ARGS})
+  start kube-apiserver "$APISERVER_BIN" "${args[@]}" "${extra[@]}"
+  wait_healthy kube-apiserver "https://127.0.0.1:${APISERVER_PORT}/readyz" apiserver_ready
+}
+
+kubectl_admin() {
+  kubectl --kubeconfig "${STATE}/admin.kubeconfig" --request-timeout=30s "$@"
+}
+
+# RBAC that does not depend on keygate running: keygate's own namespace and
+# narrowly-bound identity, and the role ClusterRoleBindings.
+apply_rbac() {
+  kg::log "applying RBAC: namespace ${KEY_NAMESPACE}, user ${WEBHOOK_USER}, keygate:{admin,edit,view}"
+  local out
+  if ! out="$(kubectl_admin apply -f - 2>&1 <<EOF
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: ${KEY_NAMESPACE}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: keygate-webhook
+  namespace: ${KEY_NAMESPACE}
+rules:
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "patch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: keygate-webhook
+  namespace: ${KEY_NAMESPACE}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: keygate-webhook
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: ${WEBHOOK_USER}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: keygate:admin
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: cluster-admin
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: Group
+  name: keygate:admin
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: keygate:edit
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: edit
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: Group
+  name: keygate:edit
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: keygate:view
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: view
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: Group
+  name: keygate:view
+EOF
+  )"; then
+    printf '%s\n' "$out" >&2
+    kg::die "applying RBAC failed; kube-apiserver log: $(logfile kube-apiserver)"
+  fi
+  aggregate_cluster_roles
+  # Check that the grant works as intended, with keygate's own credentials.
+  local k=(kubectl --kubeconfig "${STATE}/keygate.kubeconfig" --request-timeout=30s)
+  [[ "$("${k[@]}" auth can-i watch secrets -n "$KEY_NAMESPACE" 2>/dev/null || true)" == yes ]] ||
+    kg::die "user ${WEBHOOK_USER} cannot watch secrets in ${KEY_NAMESPACE}"
+  [[ "$("${k[@]}" auth can-i get secrets -n kube-system 2>/dev/null || true)" == no ]] ||
+    kg::die "user ${WEBHOOK_USER} can read secrets outside ${KEY_NAMESPACE}"
+}
+
+# The default ClusterRoles view, edit and admin are aggregated: their rules are
+# filled in by kube-controller-manager's clusterrole-aggregation controller, which
+# this cluster does not run (only etcd and kube-apiserver). Without their rules,
+# `keygate:view` and `keygate:edit` would grant nothing, so do the aggregation once
+# here (view first: edit aggregates view, admin aggregates edit).
+aggregate_cluster_roles() {
+  local role selectors sel rules count
+  for role in view edit admin; do
+    selectors="$(kubectl_admin get clusterrole "$role" -o json |
+      jq -r '.aggregationRule.clusterRoleSelectors[]?.matchLabels // {} | to_entries | map("\(.key)=\(.value)") | join(",")')" ||
+      kg::die "reading ClusterRole ${role} failed"
+    rules='[]'
+    while IFS= read -r sel; do
+      [[ -n "$sel" ]] || continue
+      rules="$(jq -c --argjson acc "$rules" --arg self "$role" \
+        '$acc + [.items[] | select(.metadata.name != $self) | .rules // [] | .[]] | unique' \
+        <<<"$(kubectl_admin get clusterroles -l "$sel" -o json)")" ||
+        kg::die "collecting the rules aggregated into ClusterRole ${role} failed"
+    done <<<"$selectors"
+    count="$(jq length <<<"$rules")"
+    ((count > 0)) || kg::die "no rules to aggregate into ClusterRole ${role}"
+    kubectl_admin patch clusterrole "$role" --type merge -p "{\"rules\":${rules}}" >/dev/null ||
+      kg::die "patching ClusterRole ${role} failed"
+  done
+  kg::log "aggregated the rules of ClusterRoles view, edit, admin (no kube-controller-manager here)"
+}
+
+start_keygate() {
+  local extra=()
+  # shellcheck disable=SC2206 # word splitting is the point
+  [[ -n "${KEYGATE_KEYGATE_EXTRA_ARGS:-}" ]] && extra=(${KEYGATE_KEYGATE_EXTRA_ARGS})
+  local dir="${STATE}/keygate-certs"
+  start keygate env RUST_LOG="${KEYGATE_KEYGATE_LOG:-${RUST_LOG:-info}}" \
+    "$KEYGATE_BIN_PATH" serve \
+    --store kube \
+    --namespace "$KEY_NAMESPACE" \
+    --kubeconfig "${STATE}/keygate.kubeconfig" \
+    --listen "127.0.0.1:${WEBHOOK_PORT}" \
+    --admin-listen "127.0.0.1:${WEBHOOK_ADMIN_PORT}" \
+    --tls-cert "${dir}/server.crt" \
+    --tls-key "${dir}/server.key" \
+    --client-ca "${dir}/ca.crt" \
+    "${extra[@]}"
+  wait_healthy keygate "http://127.0.0.1:${WEBHOOK_ADMIN_PORT}/readyz" keygate_ready
+}
+
+all_running() {
+  local c
+  for c in etcd kube-apiserver; do
+    component_pid "$c" >/dev/null || return 1
+  done
+  if [[ "${NO_WEBHOOK:-0}" != 1 ]]; then
+    component_pid keygate >/dev/null || return 1
+  fi
+}
+
+cmd_up() {
+  mkdir -p "$(dirname "$STATE")"
+  exec 8>"${STATE}.lock"
+  flock -w 600 8 || kg::die "another \`$0\` holds ${STATE}.lock"
+
+  if [[ -d "$STATE" ]]; then
+    if load_config && all_running && [[ "${NO_WEBHOOK:-0}" == "${KEYGATE_NO_WEBHOOK:-0}" ]]; then
+      kg::log "already up (state: ${STATE})"
+      echo "${STATE}/admin.kubeconfig"
+      return 0
+    fi
+    kg::log "removing stale or partial state in ${STATE}"
+    stop_all
+    rm -rf "$STATE"
+  fi
+
+  NO_WEBHOOK="${KEYGATE_NO_WEBHOOK:-0}"
+  [[ "$NO_WEBHOOK" == 1 ]] || NO_WEBHOOK=0
+  KEYGATE_BIN_PATH="${KEYGATE_BIN:-${KEYGATE_ROOT}/target/debug/keygate}"
+  if [[ "$NO_WEBHOOK" != 1 ]]; then
+    [[ "$KEYGATE_BIN_PATH" == /* ]] || KEYGATE_BIN_PATH="${KEYGATE_ROOT}/${KEYGATE_BIN_PATH}"
+    [[ -x "$KEYGATE_BIN_PATH" ]] ||
+      kg::die "keygate binary not found at ${KEYGATE_BIN_PATH}: run \`cargo build\`, set KEYGATE_BIN, or set KEYGATE_NO_WEBHOOK=1 for a cluster without keygate"
+  fi
+
+  [[ "${KEYGATE_SKIP_DEPS:-0}" == 1 ]] || "${KEYGATE_ROOT}/hack/install-deps.sh"
+  if [[ -n "${KEYGATE_APISERVER_BIN:-}" ]]; then
+    APISERVER_BIN="$KEYGATE_APISERVER_BIN"
+  else
+    APISERVER_BIN="$("${KEYGATE_ROOT}/hack/build-kube-apiserver.sh" | tail -n1)"
+  fi
+  [[ -x "$APISERVER_BIN" ]] || kg::die "no kube-apiserver binary at '${APISERVER_BIN}'"
+
+  PICKED_PORTS=""
+  ETCD_PORT="$(pick_port "${KEYGATE_ETCD_PORT:-}")"
+  PICKED_PORTS+=" ${ETCD_PORT}"
+  ETCD_PEER_PORT="$(pick_port "${KEYGATE_ETCD_PEER_PORT:-}")"
+  PICKED_PORTS+=" ${ETCD_PEER_PORT}"
+  APISERVER_PORT="$(pick_port "${KEYGATE_APISERVER_PORT:-}")"
+  PICKED_PORTS+=" ${APISERVER_PORT}"
+  WEBHOOK_PORT="$(pick_port "${KEYGATE_WEBHOOK_PORT:-}")"
+  PICKED_PORTS+=" ${WEBHOOK_PORT}"
+  WEBHOOK_ADMIN_PORT="$(pick_port "${KEYGATE_WEBHOOK_ADMIN_PORT:-}")"
+  STATIC_TOKEN="$(openssl rand -hex 32)"
+
+  mkdir -p "$STATE"
+  chmod 0700 "$STATE"
+  write_config
+  local t0=$SECONDS
+
+  make_pki
+  [[ "$NO_WEBHOOK" == 1 ]] || make_webhook_config
+  start_etcd
+  start_apiserver
+  apply_rbac
+  if [[ "$NO_WEBHOOK" == 1 ]]; then
+    kg::log "KEYGATE_NO_WEBHOOK=1: not starting keygate; kube-apiserver has no token webhook"
+  else
+    start_keygate
+  fi
+  kg::log "cluster up in $((SECONDS - t0))s; state in ${STATE}; \`eval \"\$($0 env)\"\` for its variables"
+  echo "${STATE}/admin.kubeconfig"
+}
+
+cmd_down() {
+  mkdir -p "$(dirname "$STATE")"
+  exec 8>"${STATE}.lock"
+  flock -w 600 8 || kg::die "another \`$0\` holds ${STATE}.lock"
+  if [[ ! -d "$STATE" ]]; then
+    kg::log "nothing to do: ${STATE} does not exist"
+    rm -f "${STATE}.lock"
+    return 0
+  fi
+  stop_all
+  rm -rf "$STATE"
+  rm -f "${STATE}.lock"
+  kg::log "removed ${STATE}"
+}
+
+cmd_env() {
+  load_config || kg::die "no cluster state in ${STATE}; run \`$0 up\` first"
+  local -a vars=(
+    "KUBECONFIG=${STATE}/admin.kubeconfig"
+    "KEYGATE_CLUSTER_DIR=${STATE}"
+    "KEYGATE_ADMIN_KUBECONFIG=${STATE}/admin.kubeconfig"
+    "KEYGATE_WEBHOOK_KUBECONFIG=${STATE}/keygate.kubeconfig"
+    "KEYGATE_APISERVER_URL=https://127.0.0.1:${APISERVER_PORT}"
+    "KEYGATE_APISERVER_CA=${STATE}/pki/server-ca.crt"
+    "KEYGATE_APISERVER_PORT=${APISERVER_PORT}"
+    "KEYGATE_ETCD_URL=http://127.0.0.1:${ETCD_PORT}"
+    "KEYGATE_ETCD_PORT=${ETCD_PORT}"
+    "KEYGATE_ETCD_PEER_PORT=${ETCD_PEER_PORT}"
+    "KEYGATE_KEY_NAMESPACE=${KEY_NAMESPACE}"
+    "KEYGATE_STATIC_TOKEN=${STATIC_TOKEN}"
+    "KEYGATE_STATIC_TOKEN_USER=${STATIC_TOKEN_USER}"
+    "KEYGATE_APISERVER_BIN=${APISERVER_BIN}"
+  )
+  if [[ "$NO_WEBHOOK" != 1 ]]; then
+    vars+=(
+      "KEYGATE_BIN=${KEYGATE_BIN_PATH}"
+      "KEYGATE_WEBHOOK_URL=https://127.0.0.1:${WEBHOOK_PORT}/authenticate"
+      "KEYGATE_WEBHOOK_ADMIN_URL=http://127.0.0.1:${WEBHOOK_ADMIN_PORT}"
+      "KEYGATE_WEBHOOK_PORT=${WEBHOOK_PORT}"
+      "KEYGATE_WEBHOOK_ADMIN_PORT=${WEBHOOK_ADMIN_PORT}"
+      "KEYGATE_WEBHOOK_CERTS_DIR=${STATE}/keygate-certs"
+    )
+  fi
+  local kv
+  for kv in "${vars[@]}"; do
+    printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
+  done
+}
+
+cmd_status() {
+  if ! load_config; then
+    echo "no cluster (no state in ${STATE})"
+    return 3
+  fi
+  local ok=0 c pid health
+  for c in "${COMPONENTS[@]}"; do
+    if [[ "$c" == keygate && "$NO_WEBHOOK" == 1 ]]; then
+      printf '%-15s %-8s %s\n' "$c" disabled "KEYGATE_NO_WEBHOOK=1"
+      continue
+    fi
+    health=""
+    case "$c" in
+      etcd) etcd_healthy && health=healthy || health=unhealthy
+        health="${health} http://127.0.0.1:${ETCD_PORT}" ;;
+      kube-apiserver) apiserver_ready && health=ready || health=not-ready
+        health="${health} https://127.0.0.1:${APISERVER_PORT}" ;;
+      keygate) keygate_ready && health=ready || health=not-ready
+        health="${health} https://127.0.0.1:${WEBHOOK_PORT} admin http://127.0.0.1:${WEBHOOK_ADMIN_PORT}" ;;
+    esac
+    if pid="$(component_pid "$c")"; then
+      printf '%-15s %-8s pid %-7s %s  log %s\n' "$c" running "$pid" "$health" "$(logfile "$c")"
+      [[ "$health" == unhealthy* || "$health" == not-ready* ]] && ok=1
+    else
+      printf '%-15s %-8s %s  log %s\n' "$c" stopped "" "$(logfile "$c")"
+      ok=1
+    fi
+  done
+  echo "state: ${STATE}"
+  return "$ok"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  env) cmd_env ;;
+  status) cmd_status ;;
+  -h | --help | help) usage ;;
+  *) usage ;;
+esac

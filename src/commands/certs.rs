@@ -1,0 +1,74 @@
+//! `keygate certs` and `keygate webhook-config`.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+use crate::certs::{self, Bundle, Pem, names};
+use crate::cli::{CertsArgs, WebhookConfigArgs};
+use crate::{fsutil, kubeconfig};
+
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+pub fn certs(args: &CertsArgs) -> anyhow::Result<()> {
+    let dir = &args.out_dir;
+    let ca = if args.reuse_ca {
+        Pem {
+            cert: read_text(&dir.join(names::CA_CERT))
+                .context("--reuse-ca needs ca.crt in --out-dir")?,
+            key: read_text(&dir.join(names::CA_KEY))
+                .context("--reuse-ca needs ca.key in --out-dir")?,
+        }
+    } else {
+        if !args.force && dir.join(names::CA_CERT).exists() {
+            bail!(
+                "{} already holds certificates; pass --reuse-ca to issue new leaf certificates from \
+                 the same CA, or --force to replace everything",
+                dir.display()
+            );
+        }
+        certs::generate_ca("keygate CA", args.days.max(365) * 2)?
+    };
+    let server = certs::issue(&ca, "keygate", None, &args.sans, true, args.days)?;
+    let client = certs::issue(&ca, &args.client_cn, None, &[], false, args.days)?;
+    Bundle { ca, server, client }.write(dir)?;
+    println!(
+        "wrote {dir}/{{ca.crt,ca.key,server.crt,server.key,client.crt,client.key}} (SANs: {}; client CN: {}; {} days)",
+        args.sans.join(", "),
+        args.client_cn,
+        args.days,
+        dir = dir.display()
+    );
+    Ok(())
+}
+
+pub fn webhook_config(args: &WebhookConfigArgs) -> anyhow::Result<()> {
+    let ca = std::fs::read(&args.certificate_authority).with_context(|| {
+        format!(
+            "cannot read --certificate-authority {}",
+            args.certificate_authority.display()
+        )
+    })?;
+    let client = match (&args.client_certificate, &args.client_key) {
+        (Some(c), Some(k)) => Some((
+            std::fs::read(c)
+                .with_context(|| format!("cannot read --client-certificate {}", c.display()))?,
+            std::fs::read(k)
+                .with_context(|| format!("cannot read --client-key {}", k.display()))?,
+        )),
+        _ => None,
+    };
+    let kc = kubeconfig::webhook(
+        &args.server,
+        &ca,
+        client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+    );
+    let text = kubeconfig::to_yaml(&kc);
+    match &args.output {
+        Some(path) => fsutil::write_atomic(path, text.as_bytes(), true)?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}

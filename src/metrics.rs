@@ -1,0 +1,231 @@
+//! Prometheus metrics (prometheus-client), served as text on the admin listener.
+//!
+//! Per-decision counters are resolved once at start (one handle per reason), so the hot path
+//! increments an atomic instead of looking up a label set.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::review::Reason;
+use crate::store::Index;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    result: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: u16,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    decisions: Vec<Counter>,
+    duration: Histogram,
+    http: Family<CodeLabels, Counter>,
+    tls_reloads: Family<ResultLabels, Counter>,
+    store_errors: Counter,
+    keys_loaded: Gauge,
+    keys_invalid: Gauge,
+    store_ready: Gauge,
+    cache_entries: Gauge,
+    last_sync: Gauge,
+    connections: Gauge,
+    connections_refused: Counter,
+}
+
+/// Histogram buckets from 1 µs to about 1 s, doubling: fine enough to see a 2 µs review.
+fn duration_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(1e-6, 2.0, 21)
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("keygate");
+        let decisions_family = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "TokenReview decisions by result and reason",
+            decisions_family.clone(),
+        );
+        let decisions = Reason::ALL
+            .iter()
+            .map(|r| {
+                decisions_family
+                    .get_or_create(&DecisionLabels {
+                        result: if r.authenticated() {
+                            "authenticated"
+                        } else {
+                            "denied"
+                        },
+                        reason: r.as_str(),
+                    })
+                    .clone()
+            })
+            .collect();
+        let duration = Histogram::new(duration_buckets());
+        registry.register(
+            "review_duration_seconds",
+            "Time to decide one TokenReview, from body received to answer encoded",
+            duration.clone(),
+        );
+        let http = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "http_responses",
+            "Webhook HTTP responses by status code",
+            http.clone(),
+        );
+        let tls_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "TLS certificate reload attempts by result",
+            tls_reloads.clone(),
+        );
+        let store_errors = Counter::default();
+        registry.register(
+            "store_errors",
+            "Errors reading or watching the key store",
+            store_errors.clone(),
+        );
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let keys_loaded = gauge(&mut registry, "keys_loaded", "Usable keys in memory");
+        let keys_invalid = gauge(
+            &mut registry,
+            "keys_invalid",
+            "Key records refused when loaded",
+        );
+        let store_ready = gauge(
+            &mut registry,
+            "store_ready",
+            "1 once the first full load of the store is done",
+        );
+        let cache_entries = gauge(
+            &mut registry,
+            "cache_entries",
+            "Entries in the in-memory key cache",
+        );
+        let last_sync = gauge(
+            &mut registry,
+            "store_last_sync_timestamp_seconds",
+            "Unix time of the last change or confirmed sync from the store (staleness)",
+        );
+        let connections = gauge(
+            &mut registry,
+            "open_connections",
+            "Open webhook connections",
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because --max-connections was reached",
+            connections_refused.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            decisions,
+            duration,
+            http,
+            tls_reloads,
+            store_errors,
+            keys_loaded,
+            keys_invalid,
+            store_ready,
+            cache_entries,
+            last_sync,
+            connections,
+            connections_refused,
+        })
+    }
+
+    pub fn decision(&self, reason: Reason, seconds: f64) {
+        self.decisions[reason.index()].inc();
+        self.duration.observe(seconds);
+    }
+
+    pub fn http_response(&self, code: u16) {
+        self.http.get_or_create(&CodeLabels { code }).inc();
+    }
+
+    pub fn tls_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.tls_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn store_error(&self) {
+        self.store_errors.inc();
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// The text exposition, with store gauges read at scrape time.
+    pub fn encode(&self, index: &Index) -> String {
+        let entries = index.len();
+        let invalid = index.invalid_len();
+        self.cache_entries.set(entries as i64);
+        self.keys_invalid.set(invalid as i64);
+        self.keys_loaded.set(entries.saturating_sub(invalid) as i64);
+        self.store_ready.set(i64::from(index.is_ready()));
+        self.last_sync.set(index.last_sync());
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::review::IdentityPolicy;
+
+    #[test]
+    fn exposes_decisions_latency_and_store_state() {
+        let m = Metrics::new();
+        m.decision(Reason::Ok, 3e-6);
+        m.decision(Reason::WrongSecret, 1e-5);
+        let text = m.encode(&Index::new(IdentityPolicy::default()));
+        assert!(
+            text.contains(r#"keygate_decisions_total{result="authenticated",reason="ok"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"keygate_decisions_total{result="denied",reason="wrong_secret"} 1"#)
+        );
+        assert!(
+            text.contains("keygate_review_duration_seconds_bucket{le=\"0.000004\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("keygate_store_ready 0"));
+        assert!(text.contains("keygate_keys_loaded 0"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,206 @@
+//! The HTTP request handlers, independent of sockets: the webhook (`POST /authenticate`) and the
+//! admin endpoints (`/healthz`, `/readyz`, `/metrics`). Tests call [`Webhook::handle`] directly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use jiff::Timestamp;
+
+use crate::metrics::Metrics;
+use crate::review;
+use crate::store::Index;
+
+/// Request bodies larger than this are refused with 413 (a TokenReview is well under 1 KiB).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Something the webhook wants told about each successful authentication (last-used tracking).
+pub trait UsageSink: Send + Sync {
+    fn used(&self, id_lower: &str, at: Timestamp);
+}
+
+/// The webhook request handler.
+pub struct Webhook {
+    pub index: Index,
+    pub metrics: Arc<Metrics>,
+    /// How long a client may take to send the request body.
+    pub body_timeout: Duration,
+    pub usage: Option<Arc<dyn UsageSink>>,
+}
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+fn text(status: StatusCode, msg: impl Into<String>) -> HttpResponse {
+    let mut body = msg.into();
+    body.push('\n');
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+impl Webhook {
+    /// Routes and answers one request. Never panics on any input; every failure is a status.
+    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> HttpResponse
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let resp = self.route(req, peer).await;
+        self.metrics.http_response(resp.status().as_u16());
+        resp
+    }
+
+    async fn route<B>(&self, req: Request<B>, peer: SocketAddr) -> HttpResponse
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if req.uri().path() != "/authenticate" {
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found: the webhook path is /authenticate",
+            );
+        }
+        if req.method() != Method::POST {
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "use POST with a TokenReview body",
+            );
+            r.headers_mut()
+                .insert(ALLOW, http::HeaderValue::from_static("POST"));
+            return r;
+        }
+        // Never a false denial before the store is loaded: kube-apiserver would cache it.
+        if !self.index.is_ready() {
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "key store not loaded yet; retry",
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, http::HeaderValue::from_static("1"));
+            return r;
+        }
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return too_large();
+        }
+        let body = Limited::new(req.into_body(), MAX_BODY).collect();
+        let body = match tokio::time::timeout(self.body_timeout, body).await {
+            Err(_) => {
+                return text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time",
+                );
+            }
+            Ok(Err(e))
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return too_large();
+            }
+            Ok(Err(e)) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read request body: {e}"),
+                );
+            }
+            Ok(Ok(b)) => b.to_bytes(),
+        };
+        self.review(&body, peer)
+    }
+
+    /// Decides one TokenReview body and logs the decision.
+    pub fn review(&self, body: &[u8], peer: SocketAddr) -> HttpResponse {
+        let start = Instant::now();
+        let request = match review::decode(body) {
+            Ok(r) => r,
+            Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        let now = Timestamp::now();
+        let decision = review::decide(&self.index, request.token(), now);
+        let out = review::encode(request.api_version, &decision);
+        let elapsed = start.elapsed();
+        self.metrics
+            .decision(decision.reason, elapsed.as_secs_f64());
+        if let (Some(key), Some(usage)) = (&decision.key, &self.usage) {
+            usage.used(&key.record.id.lowercase(), now);
+        }
+        log_decision(&self.index, &decision, peer, elapsed);
+        let mut r = Response::new(Full::new(Bytes::from(out)));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+}
+
+fn too_large() -> HttpResponse {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body over {MAX_BODY} bytes"),
+    )
+}
+
+/// One structured event per decision. Fields: key id (public), username, result, reason, peer,
+/// duration. Never the token or any part of the secret.
+fn log_decision(index: &Index, d: &review::Decision<'_>, peer: SocketAddr, elapsed: Duration) {
+    let username = match (&d.key, d.key_id) {
+        (Some(k), _) => k.user.username.clone().unwrap_or_default(),
+        (None, Some(id)) => index.policy().username(&id.to_ascii_lowercase()),
+        (None, None) => String::new(),
+    };
+    let result = if d.reason.authenticated() {
+        "authenticated"
+    } else {
+        "denied"
+    };
+    tracing::info!(
+        key_id = d.key_id.unwrap_or_default(),
+        username,
+        result,
+        reason = d.reason.as_str(),
+        peer = %peer,
+        duration_us = elapsed.as_micros() as u64,
+        "tokenreview"
+    );
+}
+
+/// The admin endpoints on the plain-HTTP listener.
+pub fn admin<B>(req: &Request<B>, index: &Index, metrics: &Metrics) -> HttpResponse {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
+        (&Method::GET, "/readyz") if index.is_ready() => text(StatusCode::OK, "ok"),
+        (&Method::GET, "/readyz") => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "key store not loaded yet")
+        }
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(metrics.encode(index))));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
+        (_, "/healthz" | "/readyz" | "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz, /readyz or /metrics",
+        ),
+    }
+}

@@ -1,0 +1,87 @@
+use std::ffi::OsStr;
+
+use super::*;
+use crate::keys::{KeyId, SecretHash};
+use crate::review::IdentityPolicy;
+use crate::store::Entry;
+
+fn write(dir: &Path, file: &str, id: &KeyId) {
+    let secret = KeyRecord::new(id.clone(), SecretHash::of(b"s"), "n").to_secret("keygate-system");
+    let text = if file.ends_with(".json") {
+        serde_json::to_string(&secret).unwrap()
+    } else {
+        serde_saphyr::to_string(&secret).unwrap()
+    };
+    std::fs::write(dir.join(file), text).unwrap();
+}
+
+fn store() -> (tempfile::TempDir, DirStore, Index) {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = Index::new(IdentityPolicy::default());
+    let s = DirStore::new(tmp.path().to_owned(), index.clone()).unwrap();
+    (tmp, s, index)
+}
+
+#[test]
+fn full_scan_loads_yaml_and_json_and_ignores_other_files() {
+    let (tmp, mut s, index) = store();
+    let (a, b) = (KeyId::generate(), KeyId::generate());
+    write(tmp.path(), "a.yaml", &a);
+    write(tmp.path(), "b.json", &b);
+    std::fs::write(tmp.path().join("README.txt"), "not a key").unwrap();
+    std::fs::write(tmp.path().join("broken.yaml"), "{{{").unwrap();
+    write(tmp.path(), ".tmp-c.yaml", &KeyId::generate());
+    s.full_scan().unwrap();
+    assert!(index.is_ready());
+    assert_eq!(index.len(), 2);
+    assert!(matches!(index.get(&a.lowercase()), Some(Entry::Key(_))));
+    assert!(matches!(index.get(&b.lowercase()), Some(Entry::Key(_))));
+}
+
+#[test]
+fn file_changes_update_the_index() {
+    let (tmp, mut s, index) = store();
+    s.full_scan().unwrap();
+    let a = KeyId::generate();
+    write(tmp.path(), "a.yaml", &a);
+    s.refresh_file(OsStr::new("a.yaml"));
+    assert!(index.get(&a.lowercase()).is_some());
+
+    // The same file now defines another key: the old one goes.
+    let b = KeyId::generate();
+    write(tmp.path(), "a.yaml", &b);
+    s.refresh_file(OsStr::new("a.yaml"));
+    assert!(index.get(&a.lowercase()).is_none());
+    assert!(index.get(&b.lowercase()).is_some());
+
+    std::fs::remove_file(tmp.path().join("a.yaml")).unwrap();
+    s.refresh_file(OsStr::new("a.yaml"));
+    assert!(index.get(&b.lowercase()).is_none());
+}
+
+#[test]
+fn two_files_for_one_key_fail_closed_until_one_is_removed() {
+    let (tmp, mut s, index) = store();
+    let a = KeyId::generate();
+    write(tmp.path(), "one.yaml", &a);
+    write(tmp.path(), "two.yaml", &a);
+    s.full_scan().unwrap();
+    assert!(matches!(index.get(&a.lowercase()), Some(Entry::Invalid(_))));
+    std::fs::remove_file(tmp.path().join("two.yaml")).unwrap();
+    s.refresh_file(OsStr::new("two.yaml"));
+    assert!(matches!(index.get(&a.lowercase()), Some(Entry::Key(_))));
+    write(tmp.path(), "two.yaml", &a);
+    s.refresh_file(OsStr::new("two.yaml"));
+    assert!(matches!(index.get(&a.lowercase()), Some(Entry::Invalid(_))));
+}
+
+#[test]
+fn rescan_drops_keys_whose_files_vanished() {
+    let (tmp, mut s, index) = store();
+    let a = KeyId::generate();
+    write(tmp.path(), "a.yaml", &a);
+    s.full_scan().unwrap();
+    std::fs::remove_file(tmp.path().join("a.yaml")).unwrap();
+    s.full_scan().unwrap();
+    assert!(index.get(&a.lowercase()).is_none());
+}

@@ -1,0 +1,363 @@
+//! Shared helpers for integration tests: a real keygate webhook on an ephemeral loopback port,
+//! rcgen certificates, a TLS client speaking HTTP/1.1 or HTTP/2, and key files.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use keygate::certs::{self, Bundle, TlsFiles, names};
+use keygate::keys::{KeyId, Token};
+use keygate::metrics::Metrics;
+use keygate::record::KeyRecord;
+use keygate::review::IdentityPolicy;
+use keygate::server::{self, Limits};
+use keygate::service::Webhook;
+use keygate::store::Index;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+pub const FIXTURE_V1: &str = include_str!("../fixtures/tokenreview/request-v1.json");
+pub const FIXTURE_V1BETA1: &str = include_str!("../fixtures/tokenreview/request-v1beta1.json");
+
+/// A TokenReview body: the captured fixture with its token replaced.
+pub fn review_body(fixture: &str, token: &str) -> String {
+    let token = serde_json::to_string(token).unwrap();
+    fixture.replace("\"good.token\"", &token)
+}
+
+/// Polls `check` until it returns true or `timeout` passes. Returns whether it became true.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[derive(Default)]
+pub struct ServerOptions {
+    pub client_ca: bool,
+    /// Start without a store: the index never becomes ready unless the test says so.
+    pub no_store: bool,
+    pub limits: Limits,
+}
+
+/// A running webhook with its own key directory and certificates.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub tmp: tempfile::TempDir,
+    pub keys_dir: PathBuf,
+    pub certs_dir: PathBuf,
+    pub bundle: Bundle,
+    pub index: Index,
+    pub metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl TestServer {
+    pub async fn start(opts: ServerOptions) -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let keys_dir = tmp.path().join("keys");
+        let certs_dir = tmp.path().join("certs");
+        std::fs::create_dir_all(&keys_dir).unwrap();
+        let bundle = certs::generate_bundle(
+            &["localhost".into(), "127.0.0.1".into()],
+            "kube-apiserver",
+            30,
+        )
+        .unwrap();
+        bundle.write(&certs_dir).unwrap();
+        let files = TlsFiles {
+            cert: certs_dir.join(names::SERVER_CERT),
+            key: certs_dir.join(names::SERVER_KEY),
+            client_ca: opts.client_ca.then(|| certs_dir.join(names::CA_CERT)),
+        };
+        let shared = Arc::new(ArcSwap::new(files.load().unwrap()));
+        let index = Index::new(IdentityPolicy::default());
+        let watcher = (!opts.no_store)
+            .then(|| keygate::store::dir::spawn(keys_dir.clone(), index.clone()).unwrap());
+        let metrics = Metrics::new();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        certs::spawn_reloader(files, shared.clone(), Duration::from_millis(50), {
+            let m = metrics.clone();
+            move |ok| m.tls_reload(ok)
+        });
+        tokio::spawn(server::serve_admin(
+            admin,
+            index.clone(),
+            metrics.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        let webhook = Arc::new(Webhook {
+            index: index.clone(),
+            metrics: metrics.clone(),
+            body_timeout: Duration::from_secs(5),
+            usage: None,
+        });
+        let task = tokio::spawn(server::serve_webhook(
+            listener,
+            shared,
+            webhook,
+            opts.limits,
+            stop.clone().cancelled_owned(),
+        ));
+        if !opts.no_store {
+            tokio::time::timeout(Duration::from_secs(10), index.wait_ready())
+                .await
+                .expect("store ready");
+        }
+        TestServer {
+            addr,
+            admin: admin_addr,
+            tmp,
+            keys_dir,
+            certs_dir,
+            bundle,
+            index,
+            metrics,
+            stop,
+            task,
+            _watcher: watcher,
+        }
+    }
+
+    /// Writes a key record file built by `edit` and returns its token.
+    pub fn add_key(&self, edit: impl FnOnce(&mut KeyRecord)) -> (KeyId, String) {
+        let token = Token::generate(KeyId::generate());
+        let mut rec = KeyRecord::new(token.id.clone(), token.secret_hash(), "test key");
+        edit(&mut rec);
+        write_record(&self.keys_dir, &rec);
+        (token.id.clone(), token.expose())
+    }
+
+    /// Reviews `token` over one connection until the answer's `authenticated` is `want`, for up
+    /// to five seconds. Returns whether it got there.
+    pub async fn until_authenticated(&self, token: &str, want: bool) -> bool {
+        let mut c = self
+            .client()
+            .connect(self.addr, Proto::Http2)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = c.review(token).await;
+            if r.status == 200 && r.json()["status"]["authenticated"] == want {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn client(&self) -> ClientConfig {
+        ClientConfig::trusting(&self.bundle.ca.cert)
+    }
+
+    /// Begins a graceful shutdown and waits for the listener task to finish.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+pub fn record_path(dir: &Path, id: &KeyId) -> PathBuf {
+    dir.join(format!("{}.yaml", id.record_name()))
+}
+
+/// Writes a record into a dir store, atomically, as the CLI does.
+pub fn write_record(dir: &Path, rec: &KeyRecord) {
+    let secret = rec.to_secret("keygate-system");
+    let text = serde_saphyr::to_string(&secret).unwrap();
+    keygate::fsutil::write_atomic(&record_path(dir, &rec.id), text.as_bytes(), false).unwrap();
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Http1,
+    Http2,
+}
+
+/// How a test client connects: which CA it trusts and which certificate it presents.
+#[derive(Clone)]
+pub struct ClientConfig {
+    roots: Arc<rustls::RootCertStore>,
+    identity: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
+}
+
+impl ClientConfig {
+    pub fn trusting(ca_pem: &str) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        ClientConfig {
+            roots: Arc::new(roots),
+            identity: None,
+        }
+    }
+
+    pub fn with_identity(mut self, pem: &certs::Pem) -> Self {
+        let chain = CertificateDer::pem_slice_iter(pem.cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
+        self.identity = Some((chain, Arc::new(key)));
+        self
+    }
+
+    fn rustls(&self, proto: Proto) -> rustls::ClientConfig {
+        let b = rustls::ClientConfig::builder_with_provider(certs::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(self.roots.clone());
+        let mut cfg = match &self.identity {
+            Some((chain, key)) => b
+                .with_client_auth_cert(chain.clone(), key.clone_key())
+                .unwrap(),
+            None => b.with_no_client_auth(),
+        };
+        cfg.alpn_protocols = vec![match proto {
+            Proto::Http1 => b"http/1.1".to_vec(),
+            Proto::Http2 => b"h2".to_vec(),
+        }];
+        cfg
+    }
+
+    /// Opens a TLS connection and returns a request sender for it.
+    pub async fn connect(&self, addr: SocketAddr, proto: Proto) -> std::io::Result<Conn> {
+        let tcp = TcpStream::connect(addr).await?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(self.rustls(proto)));
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await?;
+        let peer_cert = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first().cloned());
+        let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+        let io = TokioIo::new(tls);
+        let sender = match proto {
+            Proto::Http1 => {
+                let (s, conn) = http1::handshake(io).await.map_err(std::io::Error::other)?;
+                tokio::spawn(conn);
+                Sender::H1(s)
+            }
+            Proto::Http2 => {
+                let (s, conn) = http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                tokio::spawn(conn);
+                Sender::H2(s)
+            }
+        };
+        Ok(Conn {
+            sender,
+            peer_cert,
+            alpn,
+        })
+    }
+}
+
+enum Sender {
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+pub struct Conn {
+    sender: Sender,
+    pub peer_cert: Option<CertificateDer<'static>>,
+    pub alpn: Option<Vec<u8>>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+}
+
+impl Conn {
+    pub async fn send(&mut self, req: http::Request<Full<Bytes>>) -> hyper::Result<Reply> {
+        let resp = match &mut self.sender {
+            Sender::H1(s) => {
+                s.ready().await?;
+                s.send_request(req).await?
+            }
+            Sender::H2(s) => {
+                s.ready().await?;
+                s.send_request(req).await?
+            }
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    pub async fn post(&mut self, path: &str, body: impl Into<Bytes>) -> Reply {
+        let req = http::Request::post(format!("https://localhost{path}"))
+            .header("content-type", "application/json")
+            .body(Full::new(body.into()))
+            .unwrap();
+        self.send(req).await.unwrap()
+    }
+
+    /// Sends a TokenReview for `token` (v1 fixture) and returns the reply.
+    pub async fn review(&mut self, token: &str) -> Reply {
+        self.post("/authenticate?timeout=30s", review_body(FIXTURE_V1, token))
+            .await
+    }
+}
+
+/// GET on the admin listener (plain HTTP/1.1).
+pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut s, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("http://localhost{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = s.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
