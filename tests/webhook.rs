@@ -328,3 +328,57 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
     }
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = TestServer::start(ServerOptions::default()).await;
+    let (_, token) = srv.add_key(|_| {});
+    assert!(eventually(SOON, || async { srv.index.len() == 1 }).await);
+
+    // A request whose body is half sent when the shutdown begins.
+    let body = review_body(FIXTURE_V1, &token);
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut tls = srv.client().connect_raw(srv.addr).await.unwrap();
+    let head = format!(
+        "POST /authenticate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(first.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    // Let the server start reading the request before it is told to stop.
+    assert!(
+        eventually(SOON, || async {
+            admin_get(srv.admin, "/metrics")
+                .await
+                .1
+                .contains("keygate_open_connections 1")
+        })
+        .await
+    );
+
+    srv.begin_shutdown();
+    // New connections are refused once the listener is closed.
+    let refused = eventually(SOON, || async {
+        srv.client().connect(srv.addr, Proto::Http1).await.is_err()
+    })
+    .await;
+    assert!(refused, "listener still accepting after shutdown began");
+    assert!(
+        !srv.is_stopped(),
+        "shutdown must wait for the in-flight request"
+    );
+
+    tls.write_all(rest.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut response = Vec::new();
+    tls.read_to_end(&mut response).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"authenticated\":true"), "{text}");
+    assert!(
+        eventually(SOON, || async { srv.is_stopped() }).await,
+        "server did not stop after draining"
+    );
+}

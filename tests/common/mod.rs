@@ -180,6 +180,16 @@ impl TestServer {
         ClientConfig::trusting(&self.bundle.ca.cert)
     }
 
+    /// Begins a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Whether the listener task has finished (all connections drained).
+    pub fn is_stopped(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Begins a graceful shutdown and waits for the listener task to finish.
     pub async fn shutdown(self) {
         self.stop.cancel();
@@ -248,6 +258,18 @@ impl ClientConfig {
             Proto::Http2 => b"h2".to_vec(),
         }];
         cfg
+    }
+
+    /// Opens a bare TLS stream (ALPN http/1.1), for tests that write raw bytes.
+    pub async fn connect_raw(
+        &self,
+        addr: SocketAddr,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(addr).await?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(self.rustls(Proto::Http1)));
+        connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
     }
 
     /// Opens a TLS connection and returns a request sender for it.
