@@ -29,10 +29,6 @@ codename() {
   echo "${c:-bookworm}"
 }
 
-pkg_installed() {
-  [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" == "installed" ]]
-}
-
 # --- which packages are missing ---------------------------------------------
 CODENAME="$(codename)"
 wanted=(etcd-server golang-go rsync dpkg-dev openssl curl jq)
@@ -40,9 +36,13 @@ if ! command -v kubectl >/dev/null 2>&1; then
   wanted+=(kubernetes-client)
 fi
 missing=()
-for p in "${wanted[@]}"; do
-  pkg_installed "$p" || missing+=("$p")
-done
+while read -r p status; do
+  [[ "$status" == installed ]] || missing+=("$p")
+done < <(
+  for p in "${wanted[@]}"; do
+    printf '%s %s\n' "$p" "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || echo absent)"
+  done
+)
 
 # --- deb-src ------------------------------------------------------------------
 # The mirror URI of the configured `deb` entry for "$CODENAME" (deb822 .sources or
@@ -95,7 +95,9 @@ if ((${#missing[@]} > 0)); then
   need_update=1
 fi
 
-if [[ "${KEYGATE_SKIP_DEB_SRC:-0}" != 1 ]]; then
+# A fetched Sources index means the entry is configured (apt drops the lists of
+# entries that are gone), so the slower `apt-get indextargets` is only asked otherwise.
+if [[ "${KEYGATE_SKIP_DEB_SRC:-0}" != 1 ]] && ! deb_src_fetched; then
   if ! deb_src_configured; then
     uri="$(mirror_uri)"
     file=/etc/apt/sources.list.d/keygate-deb-src.sources
@@ -111,15 +113,18 @@ if [[ "${KEYGATE_SKIP_DEB_SRC:-0}" != 1 ]]; then
         echo "Signed-By: ${keyring}"
       fi
     } | kg::as_root tee "$file" >/dev/null
-    need_update=1
-  elif ! deb_src_fetched; then
-    need_update=1
   fi
+  need_update=1
 fi
 
+LOG="${KEYGATE_CACHE}/install-deps.log"
+mkdir -p "$KEYGATE_CACHE"
 if ((need_update)); then
-  kg::log "apt-get update"
-  kg::as_root apt-get update -qq >&2 || kg::die "apt-get update failed"
+  kg::log "apt-get update (log: ${LOG})"
+  if ! kg::as_root apt-get update >"$LOG" 2>&1; then
+    kg::tail_log "$LOG"
+    kg::die "apt-get update failed; see ${LOG}"
+  fi
 fi
 
 if ((${#missing[@]} > 0)); then
@@ -134,11 +139,14 @@ if ((${#missing[@]} > 0)); then
     created_prc=1
   fi
   rc=0
-  kg::as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || rc=$?
+  kg::as_root apt-get install -y --no-install-recommends "${missing[@]}" >>"$LOG" 2>&1 || rc=$?
   if ((created_prc)); then
     kg::as_root rm -f "$prc"
   fi
-  ((rc == 0)) || kg::die "apt-get install ${missing[*]} failed (exit ${rc})"
+  if ((rc != 0)); then
+    kg::tail_log "$LOG"
+    kg::die "apt-get install ${missing[*]} failed (exit ${rc}); see ${LOG}"
+  fi
 fi
 
 # --- sanity -------------------------------------------------------------------

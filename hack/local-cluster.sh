@@ -23,7 +23,7 @@
 #   KEYGATE_APISERVER_EXTRA_ARGS extra kube-apiserver flags (word-split)
 #   KEYGATE_APISERVER_V          kube-apiserver log verbosity (default 1)
 #   KEYGATE_KEYGATE_EXTRA_ARGS   extra `keygate serve` flags (word-split)
-#   KEYGATE_KEYGATE_LOG          RUST_LOG for keygate (default: inherited RUST_LOG, else info)
+#   KEYGATE_KEYGATE_LOG          keygate's --log filter (default: keygate's, from KEYGATE_LOG/RUST_LOG)
 #   KEYGATE_STATIC_TOKEN_GROUPS  groups of the static-token user (default keygate:view)
 #   KEYGATE_ETCD_FSYNC=1         keep etcd's fsync (default: --unsafe-no-fsync, faster)
 #   KEYGATE_START_TIMEOUT        seconds to wait for each component (default 120)
@@ -36,6 +36,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib/pki.sh"
 
 STATE="${KEYGATE_CLUSTER_DIR:-${KEYGATE_CACHE}/cluster}"
+[[ "$STATE" == /* ]] || STATE="${PWD}/${STATE}"
+STATE="${STATE%/}"
 KEY_NAMESPACE=keygate-system
 WEBHOOK_USER=keygate-webhook
 STATIC_TOKEN_USER=keygate-static-bench
@@ -78,7 +80,9 @@ start() {
   # The inner shell writes its own pid, then execs the command: the pid is the
   # command's, whether or not setsid had to fork.
   # shellcheck disable=SC2016 # expanded by the inner shell
-  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pf" "$@" </dev/null >>"$log" 2>&1 &
+  # fd 8 is our lock on the state dir and fd 7 the stderr of `up`: the daemons must
+  # not inherit them.
+  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pf" "$@" </dev/null >>"$log" 2>&1 7>&- 8>&- &
   local deadline=$((SECONDS + 5))
   until [[ -s "$pf" ]]; do
     ((SECONDS < deadline)) || kg::die "could not start ${name}"
@@ -92,8 +96,7 @@ fail() {
   shift
   kg::tail_log "$(logfile "$name")" 40
   kg::warn "$* -- see $(logfile "$name")"
-  stop_all
-  kg::die "${name} failed to start; its log and the state are kept in ${STATE} (\`$0 down\` removes them)"
+  kg::die "${name} failed to start; see $(logfile "$name")"
 }
 
 # wait_healthy NAME DESCRIPTION CMD...: poll CMD until it succeeds, while the
@@ -136,6 +139,16 @@ stop_all() {
   done
 }
 
+# lock_state: serialise up/down on this state dir (fd 8, never inherited by daemons).
+lock_state() {
+  mkdir -p "$(dirname "$STATE")"
+  exec 8>"${STATE}.lock"
+  if ! flock -n 8; then
+    kg::log "waiting for another \`$0\` on ${STATE} (lock ${STATE}.lock)"
+    flock -w 300 8 || kg::die "another \`$0\` still holds ${STATE}.lock after 300s"
+  fi
+}
+
 # --- configuration persisted between commands ---------------------------------------
 
 load_config() {
@@ -150,7 +163,7 @@ write_config() {
     echo "# written by hack/local-cluster.sh up"
     local v
     for v in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT WEBHOOK_PORT WEBHOOK_ADMIN_PORT \
-      NO_WEBHOOK KEYGATE_BIN_PATH APISERVER_BIN STATIC_TOKEN; do
+      NO_WEBHOOK KEYGATE_BIN_PATH KEYGATE_BIN_STAMP APISERVER_BIN STATIC_TOKEN; do
       printf '%s=%q\n' "$v" "${!v}"
     done
   } >"$tmp"
@@ -429,8 +442,8 @@ start_keygate() {
   # shellcheck disable=SC2206 # word splitting is the point
   [[ -n "${KEYGATE_KEYGATE_EXTRA_ARGS:-}" ]] && extra=(${KEYGATE_KEYGATE_EXTRA_ARGS})
   local dir="${STATE}/keygate-certs"
-  start keygate env RUST_LOG="${KEYGATE_KEYGATE_LOG:-${RUST_LOG:-info}}" \
-    "$KEYGATE_BIN_PATH" serve \
+  [[ -n "${KEYGATE_KEYGATE_LOG:-}" ]] && extra+=(--log "$KEYGATE_KEYGATE_LOG")
+  start keygate "$KEYGATE_BIN_PATH" serve \
     --store kube \
     --namespace "$KEY_NAMESPACE" \
     --kubeconfig "${STATE}/keygate.kubeconfig" \
@@ -453,30 +466,46 @@ all_running() {
   fi
 }
 
+up_exit() {
+  local rc=$?
+  # A signal may arrive while a probe runs with stderr sent to /dev/null: talk to
+  # the stderr `up` started with (fd 7).
+  exec 2>&7
+  if [[ "${UP_DONE:-0}" != 1 ]]; then
+    stop_all
+    kg::warn "\`$0 up\` did not complete (exit ${rc}); logs are in ${STATE} (\`$0 down\` removes them)"
+  fi
+}
+
 cmd_up() {
-  mkdir -p "$(dirname "$STATE")"
-  exec 8>"${STATE}.lock"
-  flock -w 600 8 || kg::die "another \`$0\` holds ${STATE}.lock"
+  lock_state
+
+  local want_no_webhook="${KEYGATE_NO_WEBHOOK:-0}" want_bin="" want_stamp=""
+  [[ "$want_no_webhook" == 1 ]] || want_no_webhook=0
+  if [[ "$want_no_webhook" != 1 ]]; then
+    want_bin="${KEYGATE_BIN:-${KEYGATE_ROOT}/target/debug/keygate}"
+    [[ "$want_bin" == /* ]] || want_bin="${KEYGATE_ROOT}/${want_bin}"
+    [[ -x "$want_bin" ]] ||
+      kg::die "keygate binary not found at ${want_bin}: run \`cargo build\`, set KEYGATE_BIN, or set KEYGATE_NO_WEBHOOK=1 for a cluster without keygate"
+    want_stamp="$(stat -L -c '%Y.%s' "$want_bin")"
+  fi
 
   if [[ -d "$STATE" ]]; then
-    if load_config && all_running && [[ "${NO_WEBHOOK:-0}" == "${KEYGATE_NO_WEBHOOK:-0}" ]]; then
+    # Reuse a running cluster only if it runs the same keygate build in the same mode.
+    if load_config && all_running && [[ "$NO_WEBHOOK" == "$want_no_webhook" &&
+      "$KEYGATE_BIN_PATH" == "$want_bin" && "$KEYGATE_BIN_STAMP" == "$want_stamp" ]]; then
       kg::log "already up (state: ${STATE})"
       echo "${STATE}/admin.kubeconfig"
       return 0
     fi
-    kg::log "removing stale or partial state in ${STATE}"
+    kg::log "removing stale, partial or outdated state in ${STATE}"
     stop_all
     rm -rf "$STATE"
   fi
 
-  NO_WEBHOOK="${KEYGATE_NO_WEBHOOK:-0}"
-  [[ "$NO_WEBHOOK" == 1 ]] || NO_WEBHOOK=0
-  KEYGATE_BIN_PATH="${KEYGATE_BIN:-${KEYGATE_ROOT}/target/debug/keygate}"
-  if [[ "$NO_WEBHOOK" != 1 ]]; then
-    [[ "$KEYGATE_BIN_PATH" == /* ]] || KEYGATE_BIN_PATH="${KEYGATE_ROOT}/${KEYGATE_BIN_PATH}"
-    [[ -x "$KEYGATE_BIN_PATH" ]] ||
-      kg::die "keygate binary not found at ${KEYGATE_BIN_PATH}: run \`cargo build\`, set KEYGATE_BIN, or set KEYGATE_NO_WEBHOOK=1 for a cluster without keygate"
-  fi
+  NO_WEBHOOK="$want_no_webhook"
+  KEYGATE_BIN_PATH="$want_bin"
+  KEYGATE_BIN_STAMP="$want_stamp"
 
   [[ "${KEYGATE_SKIP_DEPS:-0}" == 1 ]] || "${KEYGATE_ROOT}/hack/install-deps.sh"
   if [[ -n "${KEYGATE_APISERVER_BIN:-}" ]]; then
@@ -502,6 +531,13 @@ cmd_up() {
   chmod 0700 "$STATE"
   write_config
   local t0=$SECONDS
+  # Whatever stops `up` half-way (an error, Ctrl-C) stops what it started; the
+  # state dir and its logs stay for inspection until `down` or the next `up`.
+  UP_DONE=0
+  exec 7>&2
+  trap 'up_exit' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
 
   make_pki
   [[ "$NO_WEBHOOK" == 1 ]] || make_webhook_config
@@ -513,14 +549,13 @@ cmd_up() {
   else
     start_keygate
   fi
+  UP_DONE=1
   kg::log "cluster up in $((SECONDS - t0))s; state in ${STATE}; \`eval \"\$($0 env)\"\` for its variables"
   echo "${STATE}/admin.kubeconfig"
 }
 
 cmd_down() {
-  mkdir -p "$(dirname "$STATE")"
-  exec 8>"${STATE}.lock"
-  flock -w 600 8 || kg::die "another \`$0\` holds ${STATE}.lock"
+  lock_state
   if [[ ! -d "$STATE" ]]; then
     kg::log "nothing to do: ${STATE} does not exist"
     rm -f "${STATE}.lock"
@@ -574,26 +609,28 @@ cmd_status() {
   local ok=0 c pid health
   for c in "${COMPONENTS[@]}"; do
     if [[ "$c" == keygate && "$NO_WEBHOOK" == 1 ]]; then
-      printf '%-15s %-8s %s\n' "$c" disabled "KEYGATE_NO_WEBHOOK=1"
+      printf '%-15s %-9s %s\n' "$c" disabled "(KEYGATE_NO_WEBHOOK=1)"
       continue
     fi
-    health=""
-    case "$c" in
-      etcd) etcd_healthy && health=healthy || health=unhealthy
-        health="${health} http://127.0.0.1:${ETCD_PORT}" ;;
-      kube-apiserver) apiserver_ready && health=ready || health=not-ready
-        health="${health} https://127.0.0.1:${APISERVER_PORT}" ;;
-      keygate) keygate_ready && health=ready || health=not-ready
-        health="${health} https://127.0.0.1:${WEBHOOK_PORT} admin http://127.0.0.1:${WEBHOOK_ADMIN_PORT}" ;;
-    esac
-    if pid="$(component_pid "$c")"; then
-      printf '%-15s %-8s pid %-7s %s  log %s\n' "$c" running "$pid" "$health" "$(logfile "$c")"
-      [[ "$health" == unhealthy* || "$health" == not-ready* ]] && ok=1
-    else
-      printf '%-15s %-8s %s  log %s\n' "$c" stopped "" "$(logfile "$c")"
+    if ! pid="$(component_pid "$c")"; then
+      printf '%-15s %-9s %-11s %-10s log %s\n' "$c" stopped "" "" "$(logfile "$c")"
       ok=1
+      continue
     fi
+    case "$c" in
+      etcd) health=healthy; etcd_healthy 2>/dev/null || health=unhealthy ;;
+      kube-apiserver) health=ready; apiserver_ready 2>/dev/null || health=not-ready ;;
+      keygate) health=ready; keygate_ready 2>/dev/null || health=not-ready ;;
+    esac
+    [[ "$health" == healthy || "$health" == ready ]] || ok=1
+    printf '%-15s %-9s pid %-7s %-10s log %s\n' "$c" running "$pid" "$health" "$(logfile "$c")"
   done
+  printf 'etcd            http://127.0.0.1:%s\n' "$ETCD_PORT"
+  printf 'kube-apiserver  https://127.0.0.1:%s\n' "$APISERVER_PORT"
+  if [[ "$NO_WEBHOOK" != 1 ]]; then
+    printf 'keygate         https://127.0.0.1:%s/authenticate  admin http://127.0.0.1:%s\n' \
+      "$WEBHOOK_PORT" "$WEBHOOK_ADMIN_PORT"
+  fi
   echo "state: ${STATE}"
   return "$ok"
 }
