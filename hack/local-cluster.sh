@@ -7,6 +7,14 @@
 #   hack/local-cluster.sh down      stop what `up` started and remove the state dir
 #   hack/local-cluster.sh env       `export ...` lines: eval "$(hack/local-cluster.sh env)"
 #   hack/local-cluster.sh status    what is running (exit 0 when everything is up)
+#   hack/local-cluster.sh restart COMPONENT
+#                                   stop, then start again, one of etcd, kube-apiserver,
+#                                   keygate (same ports, certificates, flags and state as
+#                                   at `up`); returns once it is healthy again
+#   hack/local-cluster.sh stop COMPONENT   stop one component (for outage tests)
+#   hack/local-cluster.sh start COMPONENT  start a stopped component again, wait until healthy
+#                                   (what it depends on must be running: etcd for
+#                                   kube-apiserver, kube-apiserver for keygate)
 #
 # Only stdout carries results (a path, export lines, the status table); progress
 # and errors go to stderr. Every process logs to a file in the state dir.
@@ -27,6 +35,9 @@
 #   KEYGATE_STATIC_TOKEN_GROUPS  groups of the static-token user (default keygate:view)
 #   KEYGATE_ETCD_FSYNC=1         keep etcd's fsync (default: --unsafe-no-fsync, faster)
 #   KEYGATE_START_TIMEOUT        seconds to wait for each component (default 120)
+#   KEYGATE_STOP_TIMEOUT         seconds between SIGTERM and SIGKILL when stopping a component
+#                                (default 20; 5 for kube-apiserver, which otherwise waits on
+#                                open watches)
 #   KEYGATE_SKIP_DEPS=1          do not run hack/install-deps.sh
 set -euo pipefail
 
@@ -113,16 +124,21 @@ wait_healthy() {
   kg::log "${name} is ready (${what})"
 }
 
-# stop NAME: SIGTERM, wait up to 20 s, then SIGKILL.
+# stop NAME: SIGTERM, wait up to KEYGATE_STOP_TIMEOUT seconds, then SIGKILL.
+# kube-apiserver gets 5 s by default: on SIGTERM it stops listening at once, then
+# waits (up to its built-in 60 s) for long-running requests such as keygate's
+# watch, which only ends when the connection does.
 stop() {
-  local name="$1" pid
+  local name="$1" pid grace=20
+  [[ "$name" == kube-apiserver ]] && grace=5
+  grace="${KEYGATE_STOP_TIMEOUT:-$grace}"
   if pid="$(component_pid "$name")"; then
     kg::log "stopping ${name} (pid ${pid})"
     kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + 20))
+    local deadline=$((SECONDS + grace))
     while kg::pid_alive "$pid"; do
       if ((SECONDS >= deadline)); then
-        kg::warn "${name} (pid ${pid}) ignored SIGTERM; sending SIGKILL"
+        kg::log "${name} (pid ${pid}) still running ${grace}s after SIGTERM; sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
         break
       fi
@@ -163,8 +179,10 @@ write_config() {
     echo "# written by hack/local-cluster.sh up"
     local v
     for v in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT WEBHOOK_PORT WEBHOOK_ADMIN_PORT \
-      NO_WEBHOOK KEYGATE_BIN_PATH KEYGATE_BIN_STAMP APISERVER_BIN STATIC_TOKEN; do
-      printf '%s=%q\n' "$v" "${!v}"
+      NO_WEBHOOK KEYGATE_BIN_PATH KEYGATE_BIN_STAMP APISERVER_BIN STATIC_TOKEN \
+      CFG_WEBHOOK_CACHE_TTL CFG_APISERVER_EXTRA_ARGS CFG_APISERVER_V CFG_KEYGATE_EXTRA_ARGS \
+      CFG_KEYGATE_LOG CFG_ETCD_FSYNC; do
+      printf '%s=%q\n' "$v" "${!v-}"
     done
   } >"$tmp"
   chmod 0600 "$tmp"
@@ -264,7 +282,7 @@ make_webhook_config() {
 
 start_etcd() {
   local fsync=(--unsafe-no-fsync)
-  [[ "${KEYGATE_ETCD_FSYNC:-0}" == 1 ]] && fsync=()
+  [[ "${CFG_ETCD_FSYNC:-0}" == 1 ]] && fsync=()
   mkdir -p "${STATE}/etcd"
   chmod 0700 "${STATE}/etcd"
   start etcd /usr/bin/etcd \
@@ -303,18 +321,18 @@ start_apiserver() {
     --enable-bootstrap-token-auth
     --cert-dir="${STATE}/apiserver-certs"
     --profiling=false
-    --v="${KEYGATE_APISERVER_V:-1}"
+    --v="${CFG_APISERVER_V:-1}"
   )
   if [[ "$NO_WEBHOOK" != 1 ]]; then
     args+=(
       --authentication-token-webhook-config-file="${STATE}/webhook.kubeconfig"
       --authentication-token-webhook-version=v1
-      --authentication-token-webhook-cache-ttl="${KEYGATE_WEBHOOK_CACHE_TTL:-2s}"
+      --authentication-token-webhook-cache-ttl="${CFG_WEBHOOK_CACHE_TTL:-2s}"
     )
   fi
   local extra=()
   # shellcheck disable=SC2206 # word splitting is the point
-  [[ -n "${KEYGATE_APISERVER_EXTRA_ARGS:-}" ]] && extra=(${KEYGATE_APISERVER_EXTRA_ARGS})
+  [[ -n "${CFG_APISERVER_EXTRA_ARGS:-}" ]] && extra=(${CFG_APISERVER_EXTRA_ARGS})
   start kube-apiserver "$APISERVER_BIN" "${args[@]}" "${extra[@]}"
   wait_healthy kube-apiserver "https://127.0.0.1:${APISERVER_PORT}/readyz" apiserver_ready
 }
@@ -440,9 +458,9 @@ aggregate_cluster_roles() {
 start_keygate() {
   local extra=()
   # shellcheck disable=SC2206 # word splitting is the point
-  [[ -n "${KEYGATE_KEYGATE_EXTRA_ARGS:-}" ]] && extra=(${KEYGATE_KEYGATE_EXTRA_ARGS})
+  [[ -n "${CFG_KEYGATE_EXTRA_ARGS:-}" ]] && extra=(${CFG_KEYGATE_EXTRA_ARGS})
   local dir="${STATE}/keygate-certs"
-  [[ -n "${KEYGATE_KEYGATE_LOG:-}" ]] && extra+=(--log "$KEYGATE_KEYGATE_LOG")
+  [[ -n "${CFG_KEYGATE_LOG:-}" ]] && extra+=(--log "$CFG_KEYGATE_LOG")
   start keygate "$KEYGATE_BIN_PATH" serve \
     --store kube \
     --namespace "$KEY_NAMESPACE" \
@@ -506,6 +524,14 @@ cmd_up() {
   NO_WEBHOOK="$want_no_webhook"
   KEYGATE_BIN_PATH="$want_bin"
   KEYGATE_BIN_STAMP="$want_stamp"
+  # The environment-derived settings are saved in cluster.env, so that `restart`
+  # starts each component exactly as `up` did, whatever its own environment.
+  CFG_WEBHOOK_CACHE_TTL="${KEYGATE_WEBHOOK_CACHE_TTL:-2s}"
+  CFG_APISERVER_EXTRA_ARGS="${KEYGATE_APISERVER_EXTRA_ARGS:-}"
+  CFG_APISERVER_V="${KEYGATE_APISERVER_V:-1}"
+  CFG_KEYGATE_EXTRA_ARGS="${KEYGATE_KEYGATE_EXTRA_ARGS:-}"
+  CFG_KEYGATE_LOG="${KEYGATE_KEYGATE_LOG:-}"
+  CFG_ETCD_FSYNC="${KEYGATE_ETCD_FSYNC:-0}"
 
   [[ "${KEYGATE_SKIP_DEPS:-0}" == 1 ]] || "${KEYGATE_ROOT}/hack/install-deps.sh"
   if [[ -n "${KEYGATE_APISERVER_BIN:-}" ]]; then
@@ -635,11 +661,95 @@ cmd_status() {
   return "$ok"
 }
 
+# --- stop / start / restart one component ----------------------------------------------
+
+# check_component NAME: NAME is one of ours and is part of this cluster.
+check_component() {
+  local name="${1:-}"
+  case "$name" in
+    etcd | kube-apiserver) ;;
+    keygate)
+      [[ "$NO_WEBHOOK" != 1 ]] || kg::die "this cluster runs without keygate (KEYGATE_NO_WEBHOOK=1 at \`up\`)"
+      ;;
+    "") kg::die "which component? one of: ${COMPONENTS[*]}" ;;
+    *) kg::die "unknown component '${name}'; one of: ${COMPONENTS[*]}" ;;
+  esac
+}
+
+start_exit() {
+  local rc=$?
+  exec 2>&7
+  if [[ "${STARTED_OK:-0}" != 1 ]]; then
+    stop "$STARTING"
+    kg::warn "${STARTING} did not come up (exit ${rc}); its log: $(logfile "$STARTING")"
+  fi
+}
+
+# start_component NAME: start NAME as `up` did and wait until it is healthy. If it
+# does not come up, it is stopped again (the rest of the cluster is left alone).
+start_component() {
+  local name="$1"
+  if component_pid "$name" >/dev/null; then
+    kg::log "${name} is already running"
+    return 0
+  fi
+  # What it needs must run, or it could never become healthy.
+  case "$name" in
+    kube-apiserver)
+      component_pid etcd >/dev/null || kg::die "etcd is not running: \`$0 start etcd\` first"
+      ;;
+    keygate)
+      component_pid kube-apiserver >/dev/null ||
+        kg::die "kube-apiserver is not running: \`$0 start kube-apiserver\` first"
+      [[ -x "$KEYGATE_BIN_PATH" ]] || kg::die "keygate binary ${KEYGATE_BIN_PATH} is gone"
+      ;;
+  esac
+  # The wait loops die on failure: stop the half-started component, keep its log.
+  STARTING="$name"
+  STARTED_OK=0
+  exec 7>&2
+  trap 'start_exit' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  local t0=$SECONDS
+  case "$name" in
+    etcd) start_etcd ;;
+    kube-apiserver) start_apiserver ;;
+    keygate)
+      start_keygate
+      # A rebuilt binary is now what runs: record it, so `up` keeps reusing this cluster.
+      KEYGATE_BIN_STAMP="$(stat -L -c '%Y.%s' "$KEYGATE_BIN_PATH")"
+      write_config
+      ;;
+  esac
+  STARTED_OK=1
+  kg::log "${name} started in $((SECONDS - t0))s"
+}
+
+cmd_component() {
+  local action="$1" name="${2:-}"
+  lock_state
+  load_config || kg::die "no cluster state in ${STATE}; run \`$0 up\` first"
+  check_component "$name"
+  case "$action" in
+    stop)
+      component_pid "$name" >/dev/null || kg::log "${name} is not running"
+      stop "$name"
+      ;;
+    start) start_component "$name" ;;
+    restart)
+      stop "$name"
+      start_component "$name"
+      ;;
+  esac
+}
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
+  stop | start | restart) cmd_component "$1" "${2:-}" ;;
   -h | --help | help) usage ;;
   *) usage ;;
 esac
