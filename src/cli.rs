@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod keys;
+
+pub use keys::*;
+
 use crate::review::GroupPattern;
 use crate::store::StoreSpec;
 
@@ -100,6 +104,14 @@ pub enum Command {
     Certs(CertsArgs),
     /// Print the kubeconfig kube-apiserver needs for --authentication-token-webhook-config-file.
     WebhookConfig(WebhookConfigArgs),
+    /// Create, list, rotate, disable and delete access keys.
+    Keys(KeysArgs),
+    /// Write a kubeconfig for kubectl that uses a key (token inline, or via `keygate credential`).
+    Kubeconfig(KubeconfigArgs),
+    /// Exec credential plugin for kubectl: prints the key's token as an ExecCredential.
+    Credential(CredentialArgs),
+    /// Print shell completions (bash, zsh, fish, ...).
+    Completions(CompletionsArgs),
 }
 
 /// A duration such as `90d`, `12h`, `30s` or `1h30m`.
@@ -215,6 +227,16 @@ pub struct ServeArgs {
         value_name = "DURATION"
     )]
     pub shutdown_grace: HumanDuration,
+
+    /// How often at most the last use of each key is written to its record (the
+    /// keygate.dev/last-used annotation), off the request path. 0s turns recording off.
+    #[arg(
+        long,
+        env = "KEYGATE_LAST_USED_INTERVAL",
+        default_value = "5m",
+        value_name = "DURATION"
+    )]
+    pub last_used_interval: HumanDuration,
 }
 
 #[derive(Debug, Args)]

@@ -11,11 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::certs::{self, TlsFiles, names};
 use crate::cli::{Global, ServeArgs};
+use crate::keystore::DirKeys;
 use crate::metrics::Metrics;
 use crate::review::IdentityPolicy;
 use crate::server::{self, Limits};
 use crate::service::Webhook;
 use crate::store::{self, Index, StoreSpec};
+use crate::usage::{self, UsageWriter};
 use crate::{fsutil, kubeclient, kubeconfig};
 
 /// Where the TLS material comes from, and the webhook kubeconfig written for the embedded mode.
@@ -134,17 +136,28 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
 
     // Start the store; the webhook answers 503 until its first full load.
     let store = global.store();
-    let _dir_watcher = match &store {
-        StoreSpec::Dir(path) => Some(store::dir::spawn(path.clone(), index.clone())?),
+    let (_dir_watcher, usage_writer) = match &store {
+        StoreSpec::Dir(path) => (
+            Some(store::dir::spawn(path.clone(), index.clone())?),
+            UsageWriter::Dir(DirKeys::new(path.clone(), global.namespace.clone())),
+        ),
         StoreSpec::Kube => {
             let client = kubeclient::client(global).await?;
+            let writer = UsageWriter::Kube(Box::new(kube::Api::namespaced(
+                client.clone(),
+                &global.namespace,
+            )));
             let (index, metrics, ns) = (index.clone(), metrics.clone(), global.namespace.clone());
             tokio::spawn(async move {
                 store::kube::run(client, ns, index, move || metrics.store_error()).await;
             });
-            None
+            (None, writer)
         }
     };
+    // Last use is recorded off the request path, at most once per key per interval.
+    let usage_stop = CancellationToken::new();
+    let usage = (!args.last_used_interval.0.is_zero())
+        .then(|| usage::spawn(usage_writer, args.last_used_interval.0, usage_stop.clone()));
 
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -175,7 +188,9 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
         index: index.clone(),
         metrics: metrics.clone(),
         body_timeout: args.request_timeout.0,
-        usage: None,
+        usage: usage
+            .as_ref()
+            .map(|(u, _)| u.clone() as Arc<dyn crate::service::UsageSink>),
     });
     let limits = Limits {
         handshake_timeout: args.request_timeout.0,
@@ -207,6 +222,10 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     .await;
     reloader.abort();
     let _ = admin_task.await;
+    if let Some((_, task)) = usage {
+        usage_stop.cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(15), task).await;
+    }
     tracing::info!("keygate stopped");
     Ok(())
 }

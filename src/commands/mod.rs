@@ -1,6 +1,12 @@
 //! Command runners: the edge between the command line and the library (anyhow lives here).
 
 pub mod certs;
+pub mod credential;
+pub mod keys;
+pub mod kubeconfig;
+pub mod view;
+
+use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
 
@@ -9,5 +15,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => crate::serve::run(&cli.global, *args).await,
         Command::Certs(args) => certs::certs(&args),
         Command::WebhookConfig(args) => certs::webhook_config(&args),
+        Command::Keys(args) => keys::run(&cli.global, args).await,
+        Command::Kubeconfig(args) => kubeconfig::run(&args),
+        Command::Credential(args) => credential::run(&cli.global, &args).await,
+        Command::Completions(args) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(args.shell, &mut cmd, "keygate", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }

@@ -1,0 +1,268 @@
+//! Arguments of `keygate keys ...`, `keygate kubeconfig`, `keygate credential` and
+//! `keygate completions`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use jiff::Timestamp;
+
+use super::HumanDuration;
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// Username prefix; a key's username is this followed by its ID lowercased. Must match
+    /// `keygate serve --user-prefix` (scoped keys' RoleBindings name this user).
+    #[arg(
+        long,
+        global = true,
+        env = "KEYGATE_USER_PREFIX",
+        default_value = crate::review::DEFAULT_USER_PREFIX
+    )]
+    pub user_prefix: String,
+
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Mint a key: prints its ID, username and token (the token is shown only once).
+    Create(CreateArgs),
+    /// List keys: ID, NAME, ROLE, SCOPE, AGE, EXPIRES, LAST USED, STATE.
+    #[command(visible_alias = "ls")]
+    List(ListArgs),
+    /// Show one key (never its secret).
+    Get(GetArgs),
+    /// Change a key's name or description (never its secret).
+    Edit(EditArgs),
+    /// Issue a new secret for a key; the old one stops at once, or after --grace.
+    #[command(visible_alias = "rotate")]
+    Regenerate(RegenerateArgs),
+    /// Stop a key from authenticating until it is enabled again.
+    Disable(IdArg),
+    /// Let a disabled key authenticate again.
+    Enable(IdArg),
+    /// Delete a key, with its RoleBindings and consumer Secret. It stops working at once.
+    #[command(visible_alias = "rm")]
+    Delete(IdArg),
+}
+
+/// The role a key gets: admin → cluster-admin, edit → edit, view → view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// cluster-admin (cluster-wide), or the admin ClusterRole in each --namespace-scope.
+    Admin,
+    /// The edit ClusterRole.
+    Edit,
+    /// The view ClusterRole (read-only).
+    View,
+}
+
+impl From<RoleArg> for crate::record::Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Admin => crate::record::Role::Admin,
+            RoleArg::Edit => crate::record::Role::Edit,
+            RoleArg::View => crate::record::Role::View,
+        }
+    }
+}
+
+/// `--expires`: a duration from now (`90d`, `12h`) or an RFC 3339 time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expires {
+    In(std::time::Duration),
+    At(Timestamp),
+}
+
+impl std::str::FromStr for Expires {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(t) = s.parse::<Timestamp>() {
+            return Ok(Expires::At(t));
+        }
+        s.parse::<HumanDuration>()
+            .map(|d| Expires::In(d.0))
+            .map_err(|_| {
+                format!("{s:?} is neither a duration (90d, 12h, 30m) nor an RFC 3339 time (2030-01-01T00:00:00Z)")
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable.
+    Text,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListOutput {
+    /// ID, NAME, ROLE, SCOPE, AGE, EXPIRES, LAST USED, STATE.
+    Table,
+    /// The table plus USERNAME, GROUPS, CREATED BY and DESCRIPTION.
+    Wide,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Display name (editable later with `keys edit`).
+    #[arg(long)]
+    pub name: String,
+
+    /// Free text: what the key is for, who owns it.
+    #[arg(long, default_value = "")]
+    pub description: String,
+
+    /// Role: cluster-wide through keygate's ClusterRoleBindings, or per namespace with
+    /// --namespace-scope. Without a role the key gets only what RoleBindings to its username
+    /// or to its --group grant.
+    #[arg(long, value_enum)]
+    pub role: Option<RoleArg>,
+
+    /// Limit the role to this namespace (repeatable): a RoleBinding keygate-<id> binds the
+    /// role's ClusterRole to the key's user there, created with your credentials, so you cannot
+    /// grant more than you have. Needs --role.
+    #[arg(long = "namespace-scope", value_name = "NS")]
+    pub namespace_scope: Vec<String>,
+
+    /// Extra group for the key's user (repeatable). Groups starting with `system:` are refused.
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+
+    /// When the key stops working: a duration from now (90d, 12h) or an RFC 3339 time.
+    #[arg(long, value_name = "90d|12h|RFC3339")]
+    pub expires: Option<Expires>,
+
+    /// Also write a Secret (type Opaque, keys `token` and `server`) with this name for
+    /// workloads that use the key. Kube store only. Needs --consumer-namespace.
+    #[arg(long, value_name = "NAME", requires = "consumer_namespace")]
+    pub consumer_secret: Option<String>,
+
+    /// Namespace of the consumer Secret.
+    #[arg(long, value_name = "NS", requires = "consumer_secret")]
+    pub consumer_namespace: Option<String>,
+
+    /// API server URL written into the consumer Secret (default: the kubeconfig's server).
+    #[arg(long, value_name = "URL", requires = "consumer_secret")]
+    pub server: Option<String>,
+
+    /// Output format; the token is in every format and shown only this once.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long, short = 'o', value_enum, default_value_t = ListOutput::Table)]
+    pub output: ListOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// Key ID, in any case (see `keygate keys list`).
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Key ID, in any case (see `keygate keys list`).
+    pub id: String,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["name", "description"])))]
+pub struct EditArgs {
+    /// Key ID, in any case (see `keygate keys list`).
+    pub id: String,
+    /// New display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// New description (empty to clear).
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RegenerateArgs {
+    /// Key ID, in any case (see `keygate keys list`).
+    pub id: String,
+    /// Keep the old secret working this long (e.g. 1h, 7d) while consumers switch over.
+    /// Without it the old secret stops working at once.
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<HumanDuration>,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    keygate keys create --name ci -o json | jq -r .token | keygate kubeconfig --server https://my-cluster:6443 --certificate-authority ca.crt --token-stdin -o ci.kubeconfig\n  \
+    keygate kubeconfig --server https://my-cluster:6443 --exec --secret ci/keygate-token > ci.kubeconfig")]
+pub struct KubeconfigArgs {
+    /// URL of the Kubernetes API server (e.g. https://my-cluster:6443).
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+
+    /// CA certificate (PEM) of the API server, embedded in the kubeconfig.
+    #[arg(long, value_name = "FILE")]
+    pub certificate_authority: Option<PathBuf>,
+
+    /// Read the token from standard input (else from $KEYGATE_TOKEN) and put it inline.
+    #[arg(long, conflicts_with = "exec")]
+    pub token_stdin: bool,
+
+    /// Do not put the token in the file: kubectl runs `keygate credential` to get it
+    /// (from $KEYGATE_TOKEN, --token-file or --secret at that time).
+    #[arg(long)]
+    pub exec: bool,
+
+    /// With --exec: the file `keygate credential` reads the token from.
+    #[arg(long, value_name = "FILE", requires = "exec")]
+    pub token_file: Option<PathBuf>,
+
+    /// With --exec: the Secret (NAMESPACE/NAME, key `token`) `keygate credential` reads.
+    #[arg(long, value_name = "NS/NAME", requires = "exec")]
+    pub secret: Option<String>,
+
+    /// Name of the cluster and context in the kubeconfig.
+    #[arg(long, default_value = "keygate")]
+    pub context_name: String,
+
+    /// Write to this file (atomically, mode 0600) instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    long_about = "client-go exec credential plugin: prints an ExecCredential \
+    (client.authentication.k8s.io/v1) with the token from $KEYGATE_TOKEN, else --token-file, \
+    else --secret, in that order. kubectl runs it; see `keygate kubeconfig --exec`."
+)]
+pub struct CredentialArgs {
+    /// File holding the token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Secret holding the token under the key `token`, as NAMESPACE/NAME (read with the
+    /// kubeconfig's credentials: --kubeconfig, --context).
+    #[arg(long, value_name = "NS/NAME")]
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    keygate completions bash > /etc/bash_completion.d/keygate\n  \
+    keygate completions zsh > \"${fpath[1]}/_keygate\"\n  \
+    keygate completions fish > ~/.config/fish/completions/keygate.fish")]
+pub struct CompletionsArgs {
+    /// The shell to write completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}

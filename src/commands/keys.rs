@@ -1,0 +1,373 @@
+//! `keygate keys ...`: the key lifecycle against the dir or the kube store.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, bail};
+use jiff::{SignedDuration, Timestamp};
+
+use super::view::{KeyView, table};
+use crate::cli::{
+    CreateArgs, EditArgs, Expires, Global, KeysArgs, KeysCommand, ListOutput, Output,
+    RegenerateArgs,
+};
+use crate::keys::{KeyId, Token};
+use crate::keystore::scope::{self, Consumer};
+use crate::keystore::{DirKeys, IdRef, KeyStore, KubeKeys};
+use crate::record::{Expiry, KeyRecord, PreviousSecret};
+use crate::store::StoreSpec;
+
+/// What a key command runs against, and where its output goes (stdout text, and notes for
+/// stderr), so tests can drive it with a faked API server.
+pub struct Ctx {
+    pub store: KeyStore,
+    pub user_prefix: String,
+    /// The caller, recorded as `created-by`.
+    pub caller: String,
+    /// The API server URL (kube store), for consumer Secrets.
+    pub server: Option<String>,
+    pub out: String,
+    pub notes: Vec<String>,
+}
+
+impl Ctx {
+    pub fn new(store: KeyStore, user_prefix: &str, caller: &str) -> Self {
+        Ctx {
+            store,
+            user_prefix: user_prefix.to_owned(),
+            caller: caller.to_owned(),
+            server: None,
+            out: String::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub async fn open(global: &Global, user_prefix: &str) -> anyhow::Result<Self> {
+        match global.store() {
+            StoreSpec::Dir(dir) => {
+                let caller = ["USER", "LOGNAME"]
+                    .iter()
+                    .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+                    .unwrap_or_else(|| "unknown".into());
+                let keys = DirKeys::new(dir, global.namespace.clone());
+                Ok(Ctx::new(KeyStore::Dir(keys), user_prefix, &caller))
+            }
+            StoreSpec::Kube => {
+                let config = crate::kubeclient::config(global).await?;
+                let server = config.cluster_url.to_string();
+                let client = kube::Client::try_from(config)
+                    .context("cannot create a Kubernetes client from the kubeconfig")?;
+                let keys = KubeKeys::new(client, global.namespace.clone());
+                let mut ctx = Ctx::new(KeyStore::Kube(keys), user_prefix, "");
+                ctx.server = Some(server.trim_end_matches('/').to_owned());
+                Ok(ctx)
+            }
+        }
+    }
+
+    fn view(&self, r: &KeyRecord) -> KeyView {
+        KeyView::new(r, &self.user_prefix, Timestamp::now())
+    }
+
+    fn emit(&mut self, view: &KeyView, output: Output) -> anyhow::Result<()> {
+        match output {
+            Output::Text => self.out.push_str(&view.text()),
+            Output::Json => {
+                self.out.push_str(&serde_json::to_string_pretty(view)?);
+                self.out.push('\n');
+            }
+            Output::Yaml => self.out.push_str(&serde_saphyr::to_string(view)?),
+        }
+        Ok(())
+    }
+
+    fn note(&mut self, s: impl Into<String>) {
+        self.notes.push(s.into());
+    }
+
+    /// The caller's username for `created-by`: SelfSubjectReview, else the kubeconfig user.
+    async fn caller(&self, global: Option<&Global>) -> String {
+        if !self.caller.is_empty() {
+            return self.caller.clone();
+        }
+        if let KeyStore::Kube(k) = &self.store
+            && let Some(u) = k.whoami().await
+        {
+            return u;
+        }
+        global
+            .and_then(kubeconfig_user)
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+/// The user name of the current kubeconfig context (the fallback for `created-by`).
+fn kubeconfig_user(global: &Global) -> Option<String> {
+    let kc = match &global.kubeconfig {
+        Some(p) => kube::config::Kubeconfig::read_from(p).ok()?,
+        None => kube::config::Kubeconfig::read().ok()?,
+    };
+    let ctx_name = global.context.clone().or(kc.current_context.clone())?;
+    kc.contexts
+        .iter()
+        .find(|c| c.name == ctx_name)
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.user.clone())
+}
+
+pub async fn run(global: &Global, args: KeysArgs) -> anyhow::Result<()> {
+    let mut ctx = Ctx::open(global, &args.user_prefix).await?;
+    let result = execute(&mut ctx, args.command, Some(global)).await;
+    print!("{}", ctx.out);
+    for n in &ctx.notes {
+        eprintln!("{n}");
+    }
+    result
+}
+
+/// Runs one key command against `ctx`.
+pub async fn execute(
+    ctx: &mut Ctx,
+    cmd: KeysCommand,
+    global: Option<&Global>,
+) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Create(a) => create(ctx, a, global).await,
+        KeysCommand::List(a) => list(ctx, a.output).await,
+        KeysCommand::Get(a) => {
+            let stored = ctx.store.get(&IdRef::parse(&a.id)?).await?;
+            let view = ctx.view(&stored.record);
+            ctx.emit(&view, a.output)
+        }
+        KeysCommand::Edit(a) => edit(ctx, a).await,
+        KeysCommand::Regenerate(a) => regenerate(ctx, a).await,
+        KeysCommand::Disable(a) => set_disabled(ctx, &a.id, true).await,
+        KeysCommand::Enable(a) => set_disabled(ctx, &a.id, false).await,
+        KeysCommand::Delete(a) => delete(ctx, &a.id).await,
+    }
+}
+
+fn expiration(e: Expires, now: Timestamp) -> anyhow::Result<Timestamp> {
+    let at = match e {
+        Expires::At(t) => t,
+        Expires::In(d) => now
+            .checked_add(SignedDuration::try_from(d)?)
+            .context("--expires is too far in the future")?,
+    };
+    // Whole seconds read better and lose nothing that matters.
+    let at = Timestamp::from_second(at.as_second() + i64::from(at.subsec_nanosecond() > 0))?;
+    if at <= now {
+        bail!(
+            "--expires {at} is in the past; give a future RFC 3339 time or a duration such as 90d"
+        );
+    }
+    Ok(at)
+}
+
+async fn create(ctx: &mut Ctx, a: CreateArgs, global: Option<&Global>) -> anyhow::Result<()> {
+    let now = Timestamp::now();
+    if !a.namespace_scope.is_empty() && a.role.is_none() {
+        bail!(
+            "--namespace-scope needs --role: each namespace gets a RoleBinding to the ClusterRole \
+             of that role (e.g. --role view --namespace-scope {})",
+            a.namespace_scope[0]
+        );
+    }
+    if let Some(g) = a.groups.iter().find(|g| g.starts_with("system:")) {
+        bail!("--group {g}: keygate never emits system: groups; pick a group outside system:");
+    }
+    if a.name.trim().is_empty() {
+        bail!("--name must not be empty");
+    }
+    let consumer = match (&a.consumer_secret, &a.consumer_namespace, &ctx.store) {
+        (Some(_), _, KeyStore::Dir(_)) => bail!(
+            "--consumer-secret needs the kube store (--store kube): the dir store has no cluster \
+             to write the Secret to. Store the token yourself, e.g. `kubectl create secret generic \
+             NAME --from-literal=token=...`"
+        ),
+        (Some(name), Some(ns), KeyStore::Kube(_)) => Some(Consumer {
+            name: name.clone(),
+            namespace: ns.clone(),
+            server: a
+                .server
+                .clone()
+                .or_else(|| ctx.server.clone())
+                .context("no API server URL for the consumer Secret; pass --server URL")?,
+        }),
+        _ => None,
+    };
+    let mut namespaces = a.namespace_scope.clone();
+    namespaces.sort();
+    namespaces.dedup();
+
+    let token = Token::generate(KeyId::generate());
+    let mut record = KeyRecord::new(token.id.clone(), token.secret_hash(), a.name.trim());
+    record.description = a.description.clone();
+    record.role = a.role.map(Into::into);
+    record.groups = a.groups.clone();
+    record.namespaces = namespaces.clone();
+    record.expiration = a
+        .expires
+        .map(|e| expiration(e, now).map(Expiry::At))
+        .transpose()?;
+    record.created_by = ctx.caller(global).await;
+    let username = format!("{}{}", ctx.user_prefix, token.id.lowercase());
+
+    let stored = match &ctx.store {
+        KeyStore::Dir(_) => {
+            let s = ctx.store.create(&record).await?;
+            if !namespaces.is_empty() {
+                let role = record.role.map(|r| r.to_string()).unwrap_or_default();
+                ctx.note(format!(
+                    "note: the dir store has no cluster, so no RoleBindings were created; the key \
+                     records its scope ({}). In the cluster, run for each namespace: kubectl create \
+                     rolebinding keygate-{} --clusterrole={role} --user={username} -n NAMESPACE",
+                    namespaces.join(","),
+                    token.id.lowercase()
+                ));
+            }
+            s
+        }
+        KeyStore::Kube(k) => {
+            scope::create_key(k, &record, &username, &token.expose(), consumer.as_ref()).await?
+        }
+    };
+    let mut view = ctx.view(&stored.record);
+    view.token = Some(token.expose());
+    match a.output {
+        Output::Text => {
+            writeln!(ctx.out, "Created key {} ({})", view.id, view.name)?;
+            writeln!(ctx.out, "Username:  {}", view.username)?;
+            if let Some(c) = &consumer {
+                writeln!(ctx.out, "Consumer:  secret/{} -n {}", c.name, c.namespace)?;
+            }
+            writeln!(ctx.out, "Token:     {}", token.expose())?;
+        }
+        other => ctx.emit(&view, other)?,
+    }
+    ctx.note("warning: the token is shown only this once and cannot be read back; store it now.");
+    Ok(())
+}
+
+async fn list(ctx: &mut Ctx, output: ListOutput) -> anyhow::Result<()> {
+    let (mut keys, bad) = ctx.store.list().await?;
+    for (name, reason) in bad {
+        ctx.note(format!("warning: skipping invalid record {name}: {reason}"));
+    }
+    keys.sort_by(|a, b| {
+        (a.record.created, a.record.id.as_str()).cmp(&(b.record.created, b.record.id.as_str()))
+    });
+    let now = Timestamp::now();
+    match output {
+        ListOutput::Table | ListOutput::Wide => {
+            if keys.is_empty() {
+                ctx.note("No keys yet; create one with `keygate keys create --name NAME`.");
+                return Ok(());
+            }
+            let records: Vec<KeyRecord> = keys.into_iter().map(|s| s.record).collect();
+            let t = table(&records, &ctx.user_prefix, now, output == ListOutput::Wide);
+            ctx.out.push_str(&t);
+        }
+        ListOutput::Json | ListOutput::Yaml => {
+            let views: Vec<KeyView> = keys.iter().map(|s| ctx.view(&s.record)).collect();
+            if output == ListOutput::Json {
+                ctx.out.push_str(&serde_json::to_string_pretty(&views)?);
+                ctx.out.push('\n');
+            } else {
+                ctx.out.push_str(&serde_saphyr::to_string(&views)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn edit(ctx: &mut Ctx, a: EditArgs) -> anyhow::Result<()> {
+    let id = IdRef::parse(&a.id)?;
+    if a.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        bail!("--name must not be empty");
+    }
+    let stored = ctx
+        .store
+        .modify(&id, |r| {
+            if let Some(n) = &a.name {
+                r.name = n.trim().to_owned();
+            }
+            if let Some(d) = &a.description {
+                r.description = d.clone();
+            }
+        })
+        .await?;
+    writeln!(ctx.out, "key {} updated", stored.record.id)?;
+    Ok(())
+}
+
+async fn regenerate(ctx: &mut Ctx, a: RegenerateArgs) -> anyhow::Result<()> {
+    let id = IdRef::parse(&a.id)?;
+    let current = ctx.store.get(&id).await?;
+    let token = Token::generate(current.record.id.clone());
+    let until = a
+        .grace
+        .map(|g| -> anyhow::Result<Timestamp> {
+            let t = Timestamp::now().checked_add(SignedDuration::try_from(g.0)?)?;
+            Ok(Timestamp::from_second(t.as_second() + 1)?)
+        })
+        .transpose()?;
+    let stored = ctx
+        .store
+        .modify(&id, |r| {
+            r.previous = until.map(|t| PreviousSecret {
+                hash: r.secret_hash,
+                expires: Expiry::At(t),
+            });
+            r.secret_hash = token.secret_hash();
+        })
+        .await?;
+    let mut view = ctx.view(&stored.record);
+    view.token = Some(token.expose());
+    match a.output {
+        Output::Text => {
+            writeln!(ctx.out, "New secret for key {} ({})", view.id, view.name)?;
+            match until {
+                Some(t) => writeln!(ctx.out, "The old secret keeps working until {t}.")?,
+                None => writeln!(ctx.out, "The old secret no longer works.")?,
+            }
+            writeln!(ctx.out, "Token:     {}", token.expose())?;
+        }
+        other => ctx.emit(&view, other)?,
+    }
+    ctx.note("warning: the token is shown only this once and cannot be read back; store it now.");
+    Ok(())
+}
+
+async fn set_disabled(ctx: &mut Ctx, id: &str, disabled: bool) -> anyhow::Result<()> {
+    let id = IdRef::parse(id)?;
+    let stored = ctx.store.modify(&id, |r| r.disabled = disabled).await?;
+    let what = if disabled {
+        "disabled: it no longer authenticates (`keygate keys enable` undoes this)"
+    } else {
+        "enabled"
+    };
+    writeln!(ctx.out, "key {} {what}", stored.record.id)?;
+    Ok(())
+}
+
+async fn delete(ctx: &mut Ctx, id: &str) -> anyhow::Result<()> {
+    let id = IdRef::parse(id)?;
+    let stored = ctx.store.delete(&id).await?;
+    let shown = stored
+        .as_ref()
+        .map(|s| s.record.id.to_string())
+        .unwrap_or_else(|| id.to_string());
+    writeln!(ctx.out, "key {shown} deleted")?;
+    let (KeyStore::Kube(k), Some(stored)) = (&ctx.store, &stored) else {
+        return Ok(());
+    };
+    let left = scope::delete_extras(k, stored).await;
+    if !left.is_empty() {
+        bail!(
+            "key {shown} is deleted and no longer authenticates, but these could not be removed: \
+             {}; delete them with kubectl",
+            left.join("; ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Key records as files: `keygate-<id lower>.yaml` in the key directory, the same Secret
+//! document the dir store reads. Writes are atomic (temporary file + rename); an update first
+//! re-reads the file and refuses to overwrite a record that changed since it was read.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::{IdRef, KeyStoreError, Refused, Stored, parse_stored, render};
+use crate::fsutil::{self, WriteError};
+use crate::keys::record_name;
+use crate::record::KeyRecord;
+use crate::store::dir::{DirError, is_record_file, read_secret};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirKeysError {
+    #[error(
+        "cannot read the key directory {path}: {source} (check --store dir:PATH or --data-dir)"
+    )]
+    List { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Read(#[from] DirError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("cannot remove {path}: {source}")]
+    Remove { path: PathBuf, source: io::Error },
+    #[error("cannot serialise the record: {0}")]
+    Serialise(String),
+}
+
+/// The dir store, for writing.
+#[derive(Debug, Clone)]
+pub struct DirKeys {
+    pub dir: PathBuf,
+    /// Written into `metadata.namespace`, so `kubectl apply -f` of a file lands in the key namespace.
+    pub namespace: String,
+}
+
+/// Serialises a Secret in the format the file name asks for (JSON or YAML).
+pub fn encode(path: &Path, secret: &Secret) -> Result<Vec<u8>, DirKeysError> {
+    if path.extension() == Some(OsStr::new("json")) {
+        serde_json::to_vec_pretty(secret).map_err(|e| DirKeysError::Serialise(e.to_string()))
+    } else {
+        serde_saphyr::to_string(secret)
+            .map(String::into_bytes)
+            .map_err(|e| DirKeysError::Serialise(e.to_string()))
+    }
+}
+
+impl DirKeys {
+    pub fn new(dir: PathBuf, namespace: impl Into<String>) -> Self {
+        DirKeys {
+            dir,
+            namespace: namespace.into(),
+        }
+    }
+
+    fn default_path(&self, id: &IdRef) -> PathBuf {
+        self.dir.join(format!("{}.yaml", record_name(id.as_str())))
+    }
+
+    /// Every record file with its Secret; files that do not parse are reported, not fatal.
+    fn scan(&self) -> Result<(Vec<(PathBuf, Secret)>, Refused), DirKeysError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(source) => {
+                return Err(DirKeysError::List {
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
+        };
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        for entry in entries.flatten() {
+            if !is_record_file(&entry.file_name()) {
+                continue;
+            }
+            let path = entry.path();
+            match read_secret(&path) {
+                Ok(s) => ok.push((path, s)),
+                Err(e) => bad.push((path.display().to_string(), e.to_string())),
+            }
+        }
+        ok.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((ok, bad))
+    }
+
+    /// The files defining key `id` (normally one).
+    pub fn find(&self, id: &IdRef) -> Result<Vec<(PathBuf, Secret)>, DirKeysError> {
+        let want = record_name(id.as_str());
+        let default = self.default_path(id);
+        if let Ok(s) = read_secret(&default)
+            && s.metadata.name.as_deref() == Some(want.as_str())
+        {
+            return Ok(vec![(default, s)]);
+        }
+        let (files, _) = self.scan()?;
+        Ok(files
+            .into_iter()
+            .filter(|(_, s)| s.metadata.name.as_deref() == Some(want.as_str()))
+            .collect())
+    }
+
+    pub fn list(&self) -> Result<(Vec<Stored>, Refused), DirKeysError> {
+        let (files, mut bad) = self.scan()?;
+        let mut ok = Vec::new();
+        for (path, secret) in files {
+            match KeyRecord::from_secret(&secret) {
+                Ok(record) => ok.push(Stored { record, secret }),
+                Err(e) => bad.push((path.display().to_string(), e.to_string())),
+            }
+        }
+        Ok((ok, bad))
+    }
+
+    pub fn get(&self, id: &IdRef) -> Result<Stored, KeyStoreError> {
+        match self.find(id)?.pop() {
+            Some((_, secret)) => parse_stored(id, secret),
+            None => Err(KeyStoreError::NotFound(id.to_string())),
+        }
+    }
+
+    pub fn create(&self, record: &KeyRecord) -> Result<Stored, KeyStoreError> {
+        let id = IdRef::of(&record.id);
+        if !self.find(&id)?.is_empty() {
+            return Err(KeyStoreError::Duplicate(id.to_string()));
+        }
+        fsutil::create_dir_all(&self.dir).map_err(DirKeysError::from)?;
+        let mut secret = render(record, &self.namespace, None);
+        secret.metadata.creation_timestamp = Some(Time(jiff::Timestamp::now()));
+        let path = self.default_path(&id);
+        fsutil::write_atomic(&path, &encode(&path, &secret)?, false).map_err(DirKeysError::from)?;
+        parse_stored(&id, secret)
+    }
+
+    pub fn update(&self, old: &Stored, record: &KeyRecord) -> Result<Stored, KeyStoreError> {
+        let id = IdRef::of(&old.record.id);
+        let (path, current) = self
+            .find(&id)?
+            .pop()
+            .ok_or_else(|| KeyStoreError::NotFound(id.to_string()))?;
+        if current != old.secret {
+            return Err(KeyStoreError::Conflict(id.to_string()));
+        }
+        let secret = render(record, &self.namespace, Some(&old.secret));
+        fsutil::write_atomic(&path, &encode(&path, &secret)?, false).map_err(DirKeysError::from)?;
+        parse_stored(&id, secret)
+    }
+
+    /// Removes every file defining `id`; returns the record if it still parsed.
+    pub fn delete(&self, id: &IdRef) -> Result<Option<Stored>, KeyStoreError> {
+        let files = self.find(id)?;
+        let Some((_, secret)) = files.first().cloned() else {
+            return Err(KeyStoreError::NotFound(id.to_string()));
+        };
+        for (path, _) in &files {
+            std::fs::remove_file(path).map_err(|source| DirKeysError::Remove {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        // A record that no longer parses can still be deleted.
+        Ok(KeyRecord::from_secret(&secret)
+            .ok()
+            .map(|record| Stored { record, secret }))
+    }
+}

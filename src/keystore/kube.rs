@@ -1,0 +1,233 @@
+//! Key records as Secrets in the key namespace, written with the caller's credentials.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client};
+
+use super::{IdRef, KeyStoreError, Refused, Stored, parse_stored, render};
+use crate::keys::record_name;
+use crate::record::{KeyRecord, SECRET_TYPE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeKeysError {
+    #[error("forbidden to {verb} {resource} in namespace {namespace}: {message}. {hint}")]
+    Forbidden {
+        verb: &'static str,
+        resource: &'static str,
+        namespace: String,
+        message: String,
+        hint: String,
+    },
+    #[error(
+        "namespace {0} not found; create it (kubectl create namespace {0}) or pick another with --namespace"
+    )]
+    NoNamespace(String),
+    #[error("cannot {verb} {resource} in namespace {namespace}: {source}")]
+    Api {
+        verb: &'static str,
+        resource: &'static str,
+        namespace: String,
+        source: kube::Error,
+    },
+}
+
+/// What the caller was doing when the API server answered with an error.
+#[derive(Debug, Clone, Copy)]
+pub struct Op {
+    pub verb: &'static str,
+    pub resource: &'static str,
+}
+
+pub(crate) fn status(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// Turns an API error into one that says what to do next.
+pub fn explain(op: Op, namespace: &str, e: kube::Error) -> KubeKeysError {
+    match &e {
+        kube::Error::Api(s) if s.code == 403 => KubeKeysError::Forbidden {
+            verb: op.verb,
+            resource: op.resource,
+            namespace: namespace.to_owned(),
+            message: s.message.clone(),
+            hint: if op.resource == "rolebindings" {
+                format!(
+                    "To scope a key to namespace {namespace} you need `create` on rolebindings \
+                     there and must hold every permission of the key's role in it yourself \
+                     (Kubernetes refuses to let you grant more than you have)"
+                )
+            } else {
+                format!(
+                    "Ask a cluster admin for a Role in {namespace} granting {verb} on \
+                     {resource} (keygate keys needs get, list, create, update and delete on \
+                     secrets there), or use another --namespace or --context",
+                    verb = op.verb,
+                    resource = op.resource
+                )
+            },
+        },
+        kube::Error::Api(s)
+            if s.code == 404 && op.verb == "create" && s.message.contains("namespace") =>
+        {
+            KubeKeysError::NoNamespace(namespace.to_owned())
+        }
+        _ => KubeKeysError::Api {
+            verb: op.verb,
+            resource: op.resource,
+            namespace: namespace.to_owned(),
+            source: e,
+        },
+    }
+}
+
+const SECRETS: &str = "secrets";
+
+/// The kube store, for writing.
+#[derive(Clone)]
+pub struct KubeKeys {
+    pub client: Client,
+    pub namespace: String,
+}
+
+impl KubeKeys {
+    pub fn new(client: Client, namespace: impl Into<String>) -> Self {
+        KubeKeys {
+            client,
+            namespace: namespace.into(),
+        }
+    }
+
+    pub fn api(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn err(&self, verb: &'static str, e: kube::Error) -> KeyStoreError {
+        explain(
+            Op {
+                verb,
+                resource: SECRETS,
+            },
+            &self.namespace,
+            e,
+        )
+        .into()
+    }
+
+    pub async fn list(&self) -> Result<(Vec<Stored>, Refused), KubeKeysError> {
+        let lp = ListParams::default().fields(&format!("type={SECRET_TYPE}"));
+        let list = self.api().list(&lp).await.map_err(|e| {
+            explain(
+                Op {
+                    verb: "list",
+                    resource: SECRETS,
+                },
+                &self.namespace,
+                e,
+            )
+        })?;
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        for secret in list.items {
+            match KeyRecord::from_secret(&secret) {
+                Ok(record) => ok.push(Stored { record, secret }),
+                Err(e) => bad.push((
+                    secret.metadata.name.clone().unwrap_or_default(),
+                    e.to_string(),
+                )),
+            }
+        }
+        ok.sort_by_key(|a| a.record.created);
+        Ok((ok, bad))
+    }
+
+    pub async fn get(&self, id: &IdRef) -> Result<Stored, KeyStoreError> {
+        match self.api().get_opt(&record_name(id.as_str())).await {
+            Ok(Some(s)) => parse_stored(id, s),
+            Ok(None) => Err(KeyStoreError::NotFound(id.to_string())),
+            Err(e) => Err(self.err("get", e)),
+        }
+    }
+
+    /// Creates the record Secret, with extra annotations (e.g. where its consumer Secret is).
+    pub async fn create_with(
+        &self,
+        record: &KeyRecord,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<Stored, KeyStoreError> {
+        let id = IdRef::of(&record.id);
+        let mut secret = render(record, &self.namespace, None);
+        if !annotations.is_empty() {
+            secret
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .extend(annotations);
+        }
+        match self.api().create(&PostParams::default(), &secret).await {
+            Ok(s) => parse_stored(&id, s),
+            Err(e) if status(&e) == Some(409) => Err(KeyStoreError::Duplicate(id.to_string())),
+            Err(e) => Err(self.err("create", e)),
+        }
+    }
+
+    pub async fn create(&self, record: &KeyRecord) -> Result<Stored, KeyStoreError> {
+        self.create_with(record, BTreeMap::new()).await
+    }
+
+    pub async fn update(&self, old: &Stored, record: &KeyRecord) -> Result<Stored, KeyStoreError> {
+        let id = IdRef::of(&old.record.id);
+        let secret = render(record, &self.namespace, Some(&old.secret));
+        let name = record_name(id.as_str());
+        match self
+            .api()
+            .replace(&name, &PostParams::default(), &secret)
+            .await
+        {
+            Ok(s) => parse_stored(&id, s),
+            Err(e) if status(&e) == Some(409) => Err(KeyStoreError::Conflict(id.to_string())),
+            Err(e) if status(&e) == Some(404) => Err(KeyStoreError::NotFound(id.to_string())),
+            Err(e) => Err(self.err("update", e)),
+        }
+    }
+
+    /// Deletes the record Secret; returns it if it still parsed.
+    pub async fn delete(&self, id: &IdRef) -> Result<Option<Stored>, KeyStoreError> {
+        let secret = match self.api().get_opt(&record_name(id.as_str())).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err(KeyStoreError::NotFound(id.to_string())),
+            Err(e) => return Err(self.err("get", e)),
+        };
+        if secret.type_.as_deref() != Some(SECRET_TYPE) {
+            return Err(KeyStoreError::NotFound(id.to_string()));
+        }
+        match self
+            .api()
+            .delete(&record_name(id.as_str()), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if status(&e) == Some(404) => {
+                return Err(KeyStoreError::NotFound(id.to_string()));
+            }
+            Err(e) => return Err(self.err("delete", e)),
+        }
+        Ok(KeyRecord::from_secret(&secret)
+            .ok()
+            .map(|record| Stored { record, secret }))
+    }
+
+    /// The caller's username from a SelfSubjectReview, if the API server offers it.
+    pub async fn whoami(&self) -> Option<String> {
+        let api: Api<SelfSubjectReview> = Api::all(self.client.clone());
+        let review = api
+            .create(&PostParams::default(), &SelfSubjectReview::default())
+            .await
+            .ok()?;
+        review.status?.user_info?.username
+    }
+}

@@ -1,0 +1,281 @@
+//! What a key brings into the cluster besides its record: a RoleBinding per scoped namespace
+//! and an optional consumer Secret holding the token. Created with the caller's credentials (so
+//! RBAC's escalation check bounds a key by its creator) and all-or-nothing: on any failure,
+//! everything already made is deleted again.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, ResourceExt};
+
+use super::kube::{KubeKeys, KubeKeysError, Op, explain, status};
+use super::{IdRef, KeyStoreError, Stored};
+use crate::keys::record_name;
+use crate::record::{KeyRecord, LABEL_KEY_ID, LABEL_MANAGED_BY, MANAGER, Role, SECRET_TYPE};
+
+/// Annotation on the record naming its consumer Secret (`namespace/name`), so delete finds it.
+pub const ANNOTATION_CONSUMER: &str = "keygate.dev/consumer-secret";
+
+/// A Secret for workloads that use the key: `token` and `server`.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    pub name: String,
+    pub namespace: String,
+    /// The API server URL the workload should talk to.
+    pub server: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{failed}: {cause}\n{undo}")]
+pub struct ProvisionError {
+    pub failed: String,
+    pub cause: KeyStoreError,
+    pub undo: String,
+}
+
+fn labels(id: &IdRef) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED_BY.to_owned(), MANAGER.to_owned()),
+        (LABEL_KEY_ID.to_owned(), id.to_string()),
+    ])
+}
+
+/// The RoleBinding that gives the key's user `role` in `namespace`.
+pub fn role_binding(id: &IdRef, username: &str, role: Role, namespace: &str) -> RoleBinding {
+    RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(record_name(id.as_str())),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels(id)),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "ClusterRole".to_owned(),
+            name: role.cluster_role().to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "User".to_owned(),
+            name: username.to_owned(),
+            namespace: None,
+        }]),
+    }
+}
+
+fn consumer_secret(id: &IdRef, c: &Consumer, token: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(c.name.clone()),
+            namespace: Some(c.namespace.clone()),
+            labels: Some(labels(id)),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        string_data: Some(BTreeMap::from([
+            ("token".to_owned(), token.to_owned()),
+            ("server".to_owned(), c.server.clone()),
+        ])),
+        ..Secret::default()
+    }
+}
+
+/// Something created along the way, to delete on rollback.
+enum Made {
+    Record,
+    Binding(String),
+    Consumer(String, String),
+}
+
+fn describe(m: &Made, keys: &KubeKeys, id: &IdRef) -> String {
+    match m {
+        Made::Record => format!("secret/{} -n {}", record_name(id.as_str()), keys.namespace),
+        Made::Binding(ns) => format!("rolebinding/{} -n {ns}", record_name(id.as_str())),
+        Made::Consumer(ns, name) => format!("secret/{name} -n {ns}"),
+    }
+}
+
+async fn undo(keys: &KubeKeys, id: &IdRef, made: &Made) -> Result<(), kube::Error> {
+    let name = record_name(id.as_str());
+    let dp = DeleteParams::default();
+    let r = match made {
+        Made::Record => keys.api().delete(&name, &dp).await.map(|_| ()),
+        Made::Binding(ns) => Api::<RoleBinding>::namespaced(keys.client.clone(), ns)
+            .delete(&name, &dp)
+            .await
+            .map(|_| ()),
+        Made::Consumer(ns, n) => Api::<Secret>::namespaced(keys.client.clone(), ns)
+            .delete(n, &dp)
+            .await
+            .map(|_| ()),
+    };
+    match r {
+        Err(e) if status(&e) == Some(404) => Ok(()),
+        other => other,
+    }
+}
+
+/// Creates the record, one RoleBinding per namespace of `record.namespaces` (binding the
+/// ClusterRole of its role to `username`), and the consumer Secret. All or nothing.
+pub async fn create_key(
+    keys: &KubeKeys,
+    record: &KeyRecord,
+    username: &str,
+    token: &str,
+    consumer: Option<&Consumer>,
+) -> Result<Stored, ProvisionError> {
+    let id = IdRef::of(&record.id);
+    let mut made: Vec<Made> = Vec::new();
+    let mut annotations = BTreeMap::new();
+    if let Some(c) = consumer {
+        annotations.insert(
+            ANNOTATION_CONSUMER.to_owned(),
+            format!("{}/{}", c.namespace, c.name),
+        );
+    }
+    let result: Result<Stored, (String, KeyStoreError)> =
+        async {
+            let stored = keys.create_with(record, annotations).await.map_err(|e| {
+                (
+                    format!("creating the key Secret in namespace {}", keys.namespace),
+                    e,
+                )
+            })?;
+            made.push(Made::Record);
+            if let Some(role) = record.role {
+                for ns in &record.namespaces {
+                    let rb = role_binding(&id, username, role, ns);
+                    Api::<RoleBinding>::namespaced(keys.client.clone(), ns)
+                        .create(&PostParams::default(), &rb)
+                        .await
+                        .map_err(|e| {
+                            let op = Op {
+                                verb: "create",
+                                resource: "rolebindings",
+                            };
+                            (
+                                format!("creating RoleBinding {} in namespace {ns}", rb.name_any()),
+                                explain(op, ns, e).into(),
+                            )
+                        })?;
+                    made.push(Made::Binding(ns.clone()));
+                }
+            }
+            if let Some(c) = consumer {
+                Api::<Secret>::namespaced(keys.client.clone(), &c.namespace)
+                .create(&PostParams::default(), &consumer_secret(&id, c, token))
+                .await
+                .map_err(|e| {
+                    let op = Op { verb: "create", resource: "secrets" };
+                    let err = if status(&e) == Some(409) {
+                        KubeKeysError::Api {
+                            verb: "create",
+                            resource: "secrets",
+                            namespace: c.namespace.clone(),
+                            source: e,
+                        }
+                    } else {
+                        explain(op, &c.namespace, e)
+                    };
+                    (
+                        format!(
+                            "creating consumer Secret {} in namespace {} (pick a name not in use)",
+                            c.name, c.namespace
+                        ),
+                        err.into(),
+                    )
+                })?;
+                made.push(Made::Consumer(c.namespace.clone(), c.name.clone()));
+            }
+            Ok(stored)
+        }
+        .await;
+    let (failed, cause) = match result {
+        Ok(s) => return Ok(s),
+        Err(e) => e,
+    };
+    let mut left = Vec::new();
+    for m in made.iter().rev() {
+        if let Err(e) = undo(keys, &id, m).await {
+            tracing::warn!(object = describe(m, keys, &id), error = %e, "rollback failed");
+            left.push(describe(m, keys, &id));
+        }
+    }
+    let undo = if made.is_empty() {
+        "Nothing was created.".to_owned()
+    } else if left.is_empty() {
+        format!(
+            "Rolled back: {}; nothing was left behind. Fix the cause and run the command again.",
+            made.iter()
+                .map(|m| describe(m, keys, &id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!(
+            "Rollback failed for: {}. Delete them by hand (kubectl delete {}).",
+            left.join(", "),
+            left.join("; kubectl delete ")
+        )
+    };
+    Err(ProvisionError {
+        failed,
+        cause,
+        undo,
+    })
+}
+
+/// Deletes the key's RoleBindings and consumer Secret. Returns what could not be removed.
+pub async fn delete_extras(keys: &KubeKeys, stored: &Stored) -> Vec<String> {
+    let id = IdRef::of(&stored.record.id);
+    let mut left = Vec::new();
+    for ns in &stored.record.namespaces {
+        let m = Made::Binding(ns.clone());
+        if let Err(e) = undo(keys, &id, &m).await {
+            left.push(format!("{} ({e})", describe(&m, keys, &id)));
+        }
+    }
+    let consumers: Vec<(String, String)> =
+        match stored.secret.annotations().get(ANNOTATION_CONSUMER) {
+            Some(v) => v
+                .split_once('/')
+                .map(|(ns, n)| vec![(ns.to_owned(), n.to_owned())])
+                .unwrap_or_default(),
+            None => {
+                // No record of where: search by label (needs list on secrets cluster-wide).
+                let lp = ListParams::default().labels(&format!("{LABEL_KEY_ID}={id}"));
+                match Api::<Secret>::all(keys.client.clone()).list(&lp).await {
+                    Ok(l) => l
+                        .items
+                        .into_iter()
+                        .filter(|s| s.type_.as_deref() != Some(SECRET_TYPE))
+                        .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
+                        .collect(),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot search for consumer Secrets");
+                        Vec::new()
+                    }
+                }
+            }
+        };
+    for (ns, name) in consumers {
+        let api = Api::<Secret>::namespaced(keys.client.clone(), &ns);
+        // Only delete a Secret that is labelled for this key.
+        match api.get_opt(&name).await {
+            Ok(Some(s))
+                if s.labels().get(LABEL_KEY_ID).map(String::as_str) == Some(id.as_str()) =>
+            {
+                let m = Made::Consumer(ns, name);
+                if let Err(e) = undo(keys, &id, &m).await {
+                    left.push(format!("{} ({e})", describe(&m, keys, &id)));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => left.push(format!("secret/{name} -n {ns} ({e})")),
+        }
+    }
+    left
+}

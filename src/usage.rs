@@ -1,0 +1,230 @@
+//! Last use of each key, recorded by the webhook as the `keygate.dev/last-used` annotation.
+//!
+//! [`Usage::used`] is on the request path: it only tries to queue `(id, time)` on a bounded
+//! channel (O(1), never blocks, no I/O; if the queue is full the event is dropped and counted).
+//! A background task keeps the latest time per key and writes it at most once per key per
+//! interval: a JSON merge patch of the Secret's annotations (kube) or an atomic rewrite of the
+//! record file (dir). A failed or slow write is logged and counted; it never touches a review.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::fsutil;
+use crate::keys::record_name;
+use crate::keystore::{DirKeys, IdRef, dir::encode};
+use crate::record::ANNOTATION_LAST_USED;
+use crate::service::UsageSink;
+
+/// Events queued between requests and the writer before new ones are dropped.
+const QUEUE: usize = 16 * 1024;
+/// Longest a single write may take.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error("cannot patch the key Secret: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("no record file for the key")]
+    NoFile,
+    #[error("{0}")]
+    Dir(String),
+    #[error("write took longer than {WRITE_TIMEOUT:?}")]
+    Timeout,
+}
+
+/// Where last-use times are written.
+#[derive(Clone)]
+pub enum UsageWriter {
+    Kube(Box<Api<Secret>>),
+    Dir(DirKeys),
+}
+
+impl UsageWriter {
+    pub async fn write(&self, id: &str, at: Timestamp) -> Result<(), UsageError> {
+        let fut = async {
+            match self {
+                UsageWriter::Kube(api) => {
+                    let patch = serde_json::json!({
+                        "metadata": { "annotations": { ANNOTATION_LAST_USED: at.to_string() } }
+                    });
+                    api.patch(
+                        &record_name(id),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await?;
+                    Ok(())
+                }
+                UsageWriter::Dir(d) => {
+                    let (d, id) = (d.clone(), id.to_owned());
+                    tokio::task::spawn_blocking(move || write_file(&d, &id, at))
+                        .await
+                        .map_err(|e| UsageError::Dir(e.to_string()))?
+                }
+            }
+        };
+        tokio::time::timeout(WRITE_TIMEOUT, fut)
+            .await
+            .map_err(|_| UsageError::Timeout)?
+    }
+}
+
+/// Read-modify-write of the record file, skipped if it already says `at` or later.
+fn write_file(d: &DirKeys, id: &str, at: Timestamp) -> Result<(), UsageError> {
+    let id = IdRef::parse(id).map_err(|e| UsageError::Dir(e.to_string()))?;
+    let (path, mut secret) = d
+        .find(&id)
+        .map_err(|e| UsageError::Dir(e.to_string()))?
+        .pop()
+        .ok_or(UsageError::NoFile)?;
+    let annotations = secret
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default);
+    let newer = annotations
+        .get(ANNOTATION_LAST_USED)
+        .and_then(|v| v.parse::<Timestamp>().ok())
+        .is_some_and(|t| t >= at);
+    if newer {
+        return Ok(());
+    }
+    annotations.insert(ANNOTATION_LAST_USED.to_owned(), at.to_string());
+    let bytes = encode(&path, &secret).map_err(|e| UsageError::Dir(e.to_string()))?;
+    fsutil::write_atomic(&path, &bytes, false).map_err(|e| UsageError::Dir(e.to_string()))
+}
+
+/// Counters of the last-use writer.
+#[derive(Debug, Default)]
+pub struct UsageStats {
+    pub written: AtomicU64,
+    pub failed: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// The webhook's [`UsageSink`]: queues events for the background writer.
+pub struct Usage {
+    tx: mpsc::Sender<(String, Timestamp)>,
+    pub stats: Arc<UsageStats>,
+}
+
+impl UsageSink for Usage {
+    fn used(&self, id_lower: &str, at: Timestamp) {
+        if self.tx.try_send((id_lower.to_owned(), at)).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+struct State {
+    pending: HashMap<String, Timestamp>,
+    written: HashMap<String, Instant>,
+}
+
+impl State {
+    /// Takes the pending keys whose last write is at least `interval` ago (all when `all`).
+    fn due(&mut self, interval: Duration, all: bool) -> Vec<(String, Timestamp)> {
+        let now = Instant::now();
+        let ready: Vec<String> = self
+            .pending
+            .keys()
+            .filter(|id| {
+                all || self
+                    .written
+                    .get(*id)
+                    .is_none_or(|t| now.duration_since(*t) >= interval)
+            })
+            .cloned()
+            .collect();
+        ready
+            .into_iter()
+            .filter_map(|id| self.pending.remove_entry(&id))
+            .inspect(|(id, _)| {
+                self.written.insert(id.clone(), now);
+            })
+            .collect()
+    }
+}
+
+async fn write_batch(writer: &UsageWriter, batch: Vec<(String, Timestamp)>, stats: &UsageStats) {
+    for (id, at) in batch {
+        match writer.write(&id, at).await {
+            Ok(()) => {
+                stats.written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(key_id = id, error = %e, "recording last use failed; will retry on next use");
+            }
+        }
+    }
+}
+
+/// Starts the writer. When `stop` is cancelled it writes what is pending (bounded by the write
+/// timeout) and ends; await the handle to let it finish.
+pub fn spawn(
+    writer: UsageWriter,
+    interval: Duration,
+    stop: CancellationToken,
+) -> (Arc<Usage>, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel(QUEUE);
+    let stats = Arc::new(UsageStats::default());
+    let usage = Arc::new(Usage {
+        tx,
+        stats: stats.clone(),
+    });
+    let tick = (interval / 10).clamp(Duration::from_millis(50), Duration::from_secs(10));
+    let handle = tokio::spawn(async move {
+        let mut state = State {
+            pending: HashMap::new(),
+            written: HashMap::new(),
+        };
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut flushing: Option<JoinHandle<()>> = None;
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some((id, at)) => {
+                        let e = state.pending.entry(id).or_insert(at);
+                        *e = (*e).max(at);
+                    }
+                    None => break,
+                },
+                _ = ticker.tick() => {
+                    if flushing.as_ref().is_some_and(|h| !h.is_finished()) {
+                        continue;
+                    }
+                    let batch = state.due(interval, false);
+                    if !batch.is_empty() {
+                        let (w, s) = (writer.clone(), stats.clone());
+                        flushing = Some(tokio::spawn(async move { write_batch(&w, batch, &s).await }));
+                    }
+                }
+                _ = stop.cancelled() => break,
+            }
+        }
+        if let Some(h) = flushing {
+            let _ = h.await;
+        }
+        while let Ok((id, at)) = rx.try_recv() {
+            let e = state.pending.entry(id).or_insert(at);
+            *e = (*e).max(at);
+        }
+        let batch = state.due(interval, true);
+        if !batch.is_empty() {
+            tracing::info!(keys = batch.len(), "recording last use before exit");
+            write_batch(&writer, batch, &stats).await;
+        }
+    });
+    (usage, handle)
+}
