@@ -15,7 +15,9 @@ step() { printf '\n==> %s\n' "$*"; }
 start=$(date +%s)
 
 step "toolchain"
-rustup component list --installed 2>/dev/null | grep -qE '^(rustfmt|clippy)' || rustup component add rustfmt clippy
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
 step "cargo fmt --check"
