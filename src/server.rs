@@ -48,6 +48,19 @@ impl Default for Limits {
     }
 }
 
+/// Accepts one connection. On failure (out of file descriptors and the like) it logs and backs
+/// off briefly instead of spinning, and returns `None`.
+async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    match listener.accept().await {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
 /// Serves the webhook over TLS on `listener` until `shutdown` resolves, then drains.
 pub async fn serve_webhook(
     listener: TcpListener,
@@ -62,14 +75,9 @@ pub async fn serve_webhook(
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            accepted = accept(&listener) => match accepted {
+                Some(a) => a,
+                None => continue,
             },
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -163,13 +171,9 @@ pub async fn serve_admin(
     loop {
         let (stream, _) = tokio::select! {
             _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            accepted = accept(&listener) => match accepted {
+                Some(a) => a,
+                None => continue,
             },
         };
         let (index, metrics) = (index.clone(), metrics.clone());
