@@ -59,6 +59,10 @@ pub struct ServerOptions {
     /// Start without a store: the index never becomes ready unless the test says so.
     pub no_store: bool,
     pub limits: Limits,
+    /// How long a client may take to send a request body (default 5 s).
+    pub body_timeout: Option<Duration>,
+    /// Told about each successful authentication (last-used tracking); none by default.
+    pub usage: Option<Arc<dyn keygate::service::UsageSink>>,
 }
 
 /// A running webhook with its own key directory and certificates.
@@ -116,8 +120,8 @@ impl TestServer {
         let webhook = Arc::new(Webhook {
             index: index.clone(),
             metrics: metrics.clone(),
-            body_timeout: Duration::from_secs(5),
-            usage: None,
+            body_timeout: opts.body_timeout.unwrap_or(Duration::from_secs(5)),
+            usage: opts.usage,
         });
         let task = tokio::spawn(server::serve_webhook(
             listener,
@@ -258,6 +262,20 @@ impl ClientConfig {
             Proto::Http2 => b"h2".to_vec(),
         }];
         cfg
+    }
+
+    /// Opens a bare TLS stream offering the ALPN of `proto`, for tests that drive their own
+    /// HTTP client (or none) over it.
+    pub async fn connect_tls(
+        &self,
+        addr: SocketAddr,
+        proto: Proto,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(addr).await?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(self.rustls(proto)));
+        connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
     }
 
     /// Opens a bare TLS stream (ALPN http/1.1), for tests that write raw bytes.
