@@ -1,0 +1,2 @@
+//! The soak driver for hack/soak.sh (being written).
+fn main() {}
