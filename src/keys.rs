@@ -103,6 +103,8 @@ impl SecretHash {
 
     /// Constant-time comparison: the time taken does not depend on where the hashes differ.
     pub fn ct_eq(&self, other: &SecretHash) -> bool {
+        #[cfg(test)]
+        tests::CT_EQ_CALLS.with(|c| c.set(c.get() + 1));
         self.0.ct_eq(&other.0).into()
     }
 }
@@ -220,6 +222,11 @@ fn random_base62(len: usize) -> String {
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// Calls of [`SecretHash::ct_eq`] on this thread (tests only): counts work done, not time.
+        pub(super) static CT_EQ_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
     const ID: &str = "nFYyVdtg8K1aDujwk3YFh1";
     const SECRET: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ";
 
@@ -311,5 +318,87 @@ mod tests {
         assert_eq!(id.record_name(), "keygate-nfyyvdtg8k1adujwk3yfh1");
         assert!("short".parse::<KeyId>().is_err());
         assert!("nFYyVdtg8K1aDujwk3YF-1".parse::<KeyId>().is_err());
+    }
+
+    /// No early exit: a review of a known key always runs every hash comparison the record
+    /// has (current, and previous when present), whichever matches, each through subtle's
+    /// constant-time equality. Counts the work, not the time, so it cannot be flaky.
+    #[test]
+    fn decide_always_compares_current_and_previous_in_constant_time() {
+        use crate::record::{Expiry, KeyRecord, PreviousSecret};
+        use crate::review::{IdentityPolicy, Reason, decide};
+        use crate::store::Index;
+        use std::collections::HashMap;
+
+        let calls = || CT_EQ_CALLS.with(|c| c.get());
+        let now: jiff::Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        let old = Token::generate(KeyId::generate());
+        let new = Token {
+            id: old.id.clone(),
+            secret: random_base62(SECRET_LEN),
+        };
+        let wrong = format!("kg_{}_{}", old.id, "W".repeat(SECRET_LEN));
+        for (previous, cases) in [
+            (
+                Some("2099-01-01T00:00:00Z"),
+                vec![
+                    (new.expose(), Reason::Ok),
+                    (old.expose(), Reason::OkPreviousSecret),
+                    (wrong.clone(), Reason::WrongSecret),
+                ],
+            ),
+            (
+                Some("2020-01-01T00:00:00Z"),
+                vec![
+                    (new.expose(), Reason::Ok),
+                    (old.expose(), Reason::SecretRotated),
+                    (wrong.clone(), Reason::WrongSecret),
+                ],
+            ),
+            (
+                None,
+                vec![
+                    (new.expose(), Reason::Ok),
+                    (wrong.clone(), Reason::WrongSecret),
+                ],
+            ),
+        ] {
+            let mut rec = KeyRecord::new(new.id.clone(), new.secret_hash(), "k");
+            rec.previous = previous.map(|t| PreviousSecret {
+                hash: old.secret_hash(),
+                expires: Expiry::At(t.parse().unwrap()),
+            });
+            let index = Index::new(IdentityPolicy::default());
+            index.replace_all(HashMap::from([(new.id.lowercase(), Ok(rec))]));
+            let want = if previous.is_some() { 2 } else { 1 };
+            for (token, reason) in cases {
+                let before = calls();
+                assert_eq!(decide(&index, &token, now).reason, reason);
+                assert_eq!(
+                    calls() - before,
+                    want,
+                    "{reason:?} with previous {previous:?}"
+                );
+            }
+        }
+        // The comparison itself is subtle's, over the whole 32 bytes.
+        let src = include_str!("keys.rs");
+        assert!(src.contains("use subtle::ConstantTimeEq;"));
+        assert!(src.contains("self.0.ct_eq(&other.0).into()"));
+        // And the decision compares hashes only through it.
+        let review = include_str!("review.rs");
+        for needle in [
+            "secret_hash ==",
+            "hash ==",
+            "== hash",
+            "secret_hash.eq(",
+            ".0 ==",
+        ] {
+            assert!(
+                !review.contains(needle),
+                "review.rs compares hashes with {needle:?}"
+            );
+        }
+        assert_eq!(review.matches(".ct_eq(&hash)").count(), 2);
     }
 }
