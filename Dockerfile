@@ -23,14 +23,17 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# rust-toolchain.toml pins the compiler; rustup installs it on first use.
+# rust-toolchain.toml pins the compiler: install exactly that one (with the components it
+# lists, so rustup has nothing left to fetch) and its musl target.
 COPY rust-toolchain.toml ./
 RUN case "${TARGETARCH:-amd64}" in \
       amd64) echo x86_64-unknown-linux-musl ;; \
       arm64) echo aarch64-unknown-linux-musl ;; \
       *) echo "unsupported architecture ${TARGETARCH}" >&2; exit 1 ;; \
     esac >/rust-target \
- && rustup target add "$(cat /rust-target)"
+ && channel="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)" \
+ && rustup toolchain install "$channel" --profile minimal \
+      --component rustfmt,clippy --target "$(cat /rust-target)"
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
