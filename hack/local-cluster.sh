@@ -282,7 +282,7 @@ make_webhook_config() {
 
 start_etcd() {
   local fsync=(--unsafe-no-fsync)
-  [[ "${CFG_ETCD_FSYNC:-0}" == 1 ]] && fsync=()
+  [[ "${CFG_ETCD_FSYNC-${KEYGATE_ETCD_FSYNC:-0}}" == 1 ]] && fsync=()
   mkdir -p "${STATE}/etcd"
   chmod 0700 "${STATE}/etcd"
   start etcd /usr/bin/etcd \
@@ -321,18 +321,19 @@ start_apiserver() {
     --enable-bootstrap-token-auth
     --cert-dir="${STATE}/apiserver-certs"
     --profiling=false
-    --v="${CFG_APISERVER_V:-1}"
+    --v="${CFG_APISERVER_V-${KEYGATE_APISERVER_V:-1}}"
   )
   if [[ "$NO_WEBHOOK" != 1 ]]; then
     args+=(
       --authentication-token-webhook-config-file="${STATE}/webhook.kubeconfig"
       --authentication-token-webhook-version=v1
-      --authentication-token-webhook-cache-ttl="${CFG_WEBHOOK_CACHE_TTL:-2s}"
+      --authentication-token-webhook-cache-ttl="${CFG_WEBHOOK_CACHE_TTL-${KEYGATE_WEBHOOK_CACHE_TTL:-2s}}"
     )
   fi
   local extra=()
+  local args_extra="${CFG_APISERVER_EXTRA_ARGS-${KEYGATE_APISERVER_EXTRA_ARGS:-}}"
   # shellcheck disable=SC2206 # word splitting is the point
-  [[ -n "${CFG_APISERVER_EXTRA_ARGS:-}" ]] && extra=(${CFG_APISERVER_EXTRA_ARGS})
+  [[ -n "$args_extra" ]] && extra=(${args_extra})
   start kube-apiserver "$APISERVER_BIN" "${args[@]}" "${extra[@]}"
   wait_healthy kube-apiserver "https://127.0.0.1:${APISERVER_PORT}/readyz" apiserver_ready
 }
@@ -457,10 +458,12 @@ aggregate_cluster_roles() {
 
 start_keygate() {
   local extra=()
+  local kg_extra="${CFG_KEYGATE_EXTRA_ARGS-${KEYGATE_KEYGATE_EXTRA_ARGS:-}}"
   # shellcheck disable=SC2206 # word splitting is the point
-  [[ -n "${CFG_KEYGATE_EXTRA_ARGS:-}" ]] && extra=(${CFG_KEYGATE_EXTRA_ARGS})
+  [[ -n "$kg_extra" ]] && extra=(${kg_extra})
   local dir="${STATE}/keygate-certs"
-  [[ -n "${CFG_KEYGATE_LOG:-}" ]] && extra+=(--log "$CFG_KEYGATE_LOG")
+  local kg_log="${CFG_KEYGATE_LOG-${KEYGATE_KEYGATE_LOG:-}}"
+  [[ -n "$kg_log" ]] && extra+=(--log "$kg_log")
   start keygate "$KEYGATE_BIN_PATH" serve \
     --store kube \
     --namespace "$KEY_NAMESPACE" \
@@ -525,7 +528,8 @@ cmd_up() {
   KEYGATE_BIN_PATH="$want_bin"
   KEYGATE_BIN_STAMP="$want_stamp"
   # The environment-derived settings are saved in cluster.env, so that `restart`
-  # starts each component exactly as `up` did, whatever its own environment.
+  # starts each component exactly as `up` did, whatever its own environment (state
+  # written before they were saved falls back to the environment).
   CFG_WEBHOOK_CACHE_TTL="${KEYGATE_WEBHOOK_CACHE_TTL:-2s}"
   CFG_APISERVER_EXTRA_ARGS="${KEYGATE_APISERVER_EXTRA_ARGS:-}"
   CFG_APISERVER_V="${KEYGATE_APISERVER_V:-1}"
