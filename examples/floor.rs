@@ -1,0 +1,120 @@
+//! The floor keygate is measured against (issue 5, part 2): the least a TokenReview webhook
+//! can do over the same TLS. Same rustls configuration as keygate (`keygate::certs::TlsFiles::load`
+//! on the same certificate files: ring provider, TLS 1.3 + 1.2, ALPN h2 + http/1.1), same hyper
+//! builders and limits as `keygate::server`, TCP_NODELAY, one task per connection; the handler
+//! reads the whole body and returns a fixed TokenReview answer (authenticated, with a user).
+//!
+//! `cargo run --release --example floor -- --listen 127.0.0.1:18443 --tls-cert F --tls-key F`
+//! It prints `floor listening on ADDR` when ready and stops on SIGINT/SIGTERM.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use keygate::certs::TlsFiles;
+use tokio::net::TcpListener;
+
+/// What keygate answers for a valid key with a view role (same shape and size).
+const ANSWER: &str = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":true,"user":{"extra":{"keygate.dev/key-id":["AbCdEfGhIjKlMnOpQrStUv"],"keygate.dev/key-name":["bench key"]},"groups":["keygate:keys","keygate:view"],"uid":"keygate:abcdefghijklmnopqrstuv","username":"service-account-abcdefghijklmnopqrstuv"}}}"#;
+
+fn usage() -> ! {
+    eprintln!("usage: floor [--listen ADDR] --tls-cert FILE --tls-key FILE");
+    std::process::exit(2)
+}
+
+async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let body = Limited::new(req.into_body(), 64 * 1024).collect().await;
+    let mut r = match body {
+        Ok(b) => {
+            // Touch the body so reading it cannot be optimised away.
+            std::hint::black_box(b.to_bytes());
+            Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())))
+        }
+        Err(_) => {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"bad body\n")));
+            *r.status_mut() = http::StatusCode::BAD_REQUEST;
+            r
+        }
+    };
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut listen: SocketAddr = "127.0.0.1:18443".parse()?;
+    let (mut cert, mut key) = (None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--listen" => listen = val().parse()?,
+            "--tls-cert" => cert = Some(PathBuf::from(val())),
+            "--tls-key" => key = Some(PathBuf::from(val())),
+            _ => usage(),
+        }
+    }
+    let (Some(cert), Some(key)) = (cert, key) else {
+        usage()
+    };
+    let config = TlsFiles {
+        cert,
+        key,
+        client_ca: None,
+    }
+    .load()?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&config));
+    let listener = TcpListener::bind(listen).await?;
+    println!("floor listening on {}", listener.local_addr()?);
+    let serve = async {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+                else {
+                    return;
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let io = TokioIo::new(tls);
+                let service = service_fn(handle);
+                if h2 {
+                    let _ = http2::Builder::new(TokioExecutor::new())
+                        .timer(TokioTimer::new())
+                        .max_concurrent_streams(1000)
+                        .max_header_list_size(64 * 1024)
+                        .serve_connection(io, service)
+                        .await;
+                } else {
+                    let _ = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(30))
+                        .max_buf_size(64 * 1024)
+                        .serve_connection(io, service)
+                        .await;
+                }
+            });
+        }
+    };
+    tokio::select! {
+        _ = serve => {}
+        _ = keygate::serve::termination() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! A fixed workload for a profiler (issue 5, part 5): `Webhook::review` of the captured v1
+//! fixture with a valid key among 10 000, N times, with keygate's text log formatter writing
+//! to a sink (as `keygate serve` formats every decision).
+//!
+//! `valgrind --tool=callgrind target/release/examples/profile_review 20000 [--no-log]`
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use keygate::keys::{KeyId, Token};
+use keygate::metrics::Metrics;
+use keygate::record::{KeyRecord, Role};
+use keygate::review::IdentityPolicy;
+use keygate::service::Webhook;
+use keygate::store::Index;
+
+const FIXTURE_V1: &str = include_str!("../tests/fixtures/tokenreview/request-v1.json");
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let log = args.next().as_deref() != Some("--no-log");
+    let index = Index::new(IdentityPolicy::default());
+    let mut valid = String::new();
+    for i in 0..10_000 {
+        let token = Token::generate(KeyId::generate());
+        let mut rec = KeyRecord::new(token.id.clone(), token.secret_hash(), format!("key {i}"));
+        rec.role = Some(Role::View);
+        index.upsert(&token.id.lowercase(), Ok(rec));
+        if i == 5_000 {
+            valid = token.expose();
+        }
+    }
+    index.set_ready();
+    let body = FIXTURE_V1.replace("\"good.token\"", &serde_json::to_string(&valid).unwrap());
+    let webhook = Webhook {
+        index,
+        metrics: Metrics::new(),
+        body_timeout: Duration::from_secs(5),
+        usage: None,
+    };
+    let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let _guard = log.then(|| {
+        tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(std::io::sink)
+                .finish(),
+        )
+    });
+    let start = Instant::now();
+    let mut ok = 0usize;
+    for _ in 0..n {
+        let r = webhook.review(body.as_bytes(), peer);
+        ok += usize::from(r.status() == 200);
+    }
+    let el = start.elapsed();
+    assert_eq!(ok, n);
+    println!(
+        "{n} reviews in {:.3} s: {:.0} ns/review (log: {log})",
+        el.as_secs_f64(),
+        el.as_nanos() as f64 / n as f64
+    );
+}

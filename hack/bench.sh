@@ -1,0 +1,373 @@
+#!/usr/bin/env bash
+# keygate against the floor (issue 5): the same load generator over loopback TLS against
+# `keygate serve` and against examples/floor.rs (minimal hyper + tokio-rustls, same TLS setup,
+# fixed answer), alternating runs, medians, ratios; then scale (10 / 100 000 / 1 000 000 keys
+# in the dir store) and a flood of unknown IDs. Results go to $OUT (results.tsv, summary.md,
+# chart.svg, every command and its raw output).
+#
+#   hack/bench.sh            full run, release build, 3 rounds (about 10 minutes)
+#   hack/bench.sh --quick    a few seconds after the build: dev profile (the one hack/test.sh
+#                            builds), small counts, one round, no 100k/1M scale. Exits non-zero
+#                            when something breaks (a server does not start, a load generator
+#                            errors, a request fails), never because of a ratio.
+#
+# Env: KEYGATE_BENCH_OUT (default <target>/bench), KEYGATE_BENCH_PORT (base port, default 28443;
+# uses base, base+1, base+2), KEYGATE_BENCH_ROUNDS, KEYGATE_BENCH_SCALE ("10 100000 1000000").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0
+case "${1:-}" in
+  --quick) QUICK=1 ;;
+  "") ;;
+  *) echo "usage: hack/bench.sh [--quick]" >&2; exit 2 ;;
+esac
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'bench: FAILED: %s\n' "$*" >&2; exit 1; }
+
+# --- load generators (Debian packages), installed idempotently ---------------------------------
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get install -y "${need[@]}" >/dev/null 2>&1 \
+    || { apt-get update >/dev/null && apt-get install -y "${need[@]}" >/dev/null; } \
+    || die "cannot install ${need[*]} (apt-get)"
+fi
+
+# --- build --------------------------------------------------------------------------------------
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+if [ $QUICK = 1 ]; then PROFILE=debug; BUILD=(); else PROFILE=release; BUILD=(--release); fi
+log "cargo build ${BUILD[*]} --bin keygate --example floor --example genkeys"
+cargo build --locked -q "${BUILD[@]}" --bin keygate --example floor --example genkeys
+TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+KEYGATE=$TARGET/$PROFILE/keygate
+FLOOR=$TARGET/$PROFILE/examples/floor
+GENKEYS=$TARGET/$PROFILE/examples/genkeys
+
+OUT=${KEYGATE_BENCH_OUT:-$TARGET/bench}
+rm -rf "$OUT"
+mkdir -p "$OUT/raw"
+W=$(mktemp -d "${TMPDIR:-/tmp}/keygate-bench.XXXXXX")
+BASE=${KEYGATE_BENCH_PORT:-28443}
+KG_PORT=$BASE; FLOOR_PORT=$((BASE + 1)); ADMIN_PORT=$((BASE + 2))
+RESULTS=$OUT/results.tsv
+printf 'name\tvalue\tunit\tcommand\n' >"$RESULTS"
+result() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >>"$RESULTS"; }
+
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+if [ $QUICK = 1 ]; then
+  ROUNDS=${KEYGATE_BENCH_ROUNDS:-1}
+  H1_N=2000; H2_N=4000; DUR=1; LAT_DUR=1; FLOOD_N=2000; VALID_N=2000; SCALE=${KEYGATE_BENCH_SCALE:-10 1000}
+else
+  ROUNDS=${KEYGATE_BENCH_ROUNDS:-3}
+  H1_N=60000; H2_N=100000; DUR=4; LAT_DUR=5; FLOOD_N=1000000; VALID_N=200000
+  SCALE=${KEYGATE_BENCH_SCALE:-10 100000 1000000}
+fi
+
+# --- machine --------------------------------------------------------------------------------
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "mem: $(grep MemTotal /proc/meminfo | awk '{print $2 " kB"}')"
+  echo "kernel: $(uname -r)"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "profile: $PROFILE; rounds: $ROUNDS; mode: $([ $QUICK = 1 ] && echo quick || echo full)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted src changes)')"
+  echo "wrk: $(wrk -v 2>&1 | head -1)"
+  echo "h2load: $(h2load --version 2>&1 | head -1)"
+} >"$OUT/machine.txt"
+
+# --- certificates and bodies ------------------------------------------------------------------
+"$KEYGATE" certs --out-dir "$W/certs" >/dev/null 2>&1 || die "keygate certs"
+CERT=$W/certs/server.crt; KEY=$W/certs/server.key
+FIXTURE=tests/fixtures/tokenreview/request-v1.json
+body_for() { # token -> body file on stdout path
+  sed "s/\"good.token\"/\"$1\"/" "$FIXTURE" >"$2"
+}
+URL_PATH="/authenticate?timeout=30s"
+
+cat >"$W/close.lua" <<'EOF'
+-- One new TLS connection per request (Connection: close), fixed body.
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Connection"] = "close"
+EOF
+cat >"$W/tokens.lua" <<'EOF'
+-- Rotates over the tokens in $BENCH_TOKENS (or random well-formed tokens with unknown IDs
+-- when it is "random"); each thread stops after $BENCH_LIMIT responses (0: no limit); counts
+-- answers that are not 200 with "authenticated":$BENCH_WANT and writes "responses wrong" to
+-- $BENCH_COUNT at the end.
+local pre = '{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","metadata":{"creationTimestamp":null},"spec":{"token":"'
+local post = '","audiences":["https://kubernetes.default.svc"]},"status":{"user":{}}}'
+local src = os.getenv("BENCH_TOKENS")
+local limit = tonumber(os.getenv("BENCH_LIMIT") or "0")
+local want = '"authenticated":' .. (os.getenv("BENCH_WANT") or "true")
+local alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+local toks = {}
+if src ~= "random" then for l in io.lines(src) do toks[#toks + 1] = l end end
+local headers = { ["Content-Type"] = "application/json" }
+local i = 0
+n, wrong = 0, 0
+local threads = {}
+local function rnd(k)
+  local t = {}
+  for j = 1, k do local c = math.random(62); t[j] = alphabet:sub(c, c) end
+  return table.concat(t)
+end
+function setup(thread) table.insert(threads, thread) end
+function init(args) math.randomseed(os.time() + math.floor(os.clock() * 1e6)) end
+function request()
+  local tok
+  if src == "random" then tok = "kg_" .. rnd(22) .. "_" .. rnd(43)
+  else i = i % #toks + 1; tok = toks[i] end
+  return wrk.format("POST", "/authenticate?timeout=30s", headers, pre .. tok .. post)
+end
+-- Wall clock (wrk's main thread sleeps for the whole -d even after a thread stops, so the
+-- rate of a count-bounded run is timed here: first to last response).
+local ffi = require("ffi")
+ffi.cdef[[ typedef struct { long tv_sec; long tv_usec; } bench_timeval;
+           int gettimeofday(bench_timeval *tv, void *tz); ]]
+local tv = ffi.new("bench_timeval")
+local function now() ffi.C.gettimeofday(tv, nil); return tonumber(tv.tv_sec) + tonumber(tv.tv_usec) * 1e-6 end
+t_first, t_last = 0, 0
+function response(status, hdrs, body)
+  n = n + 1
+  t_last = now()
+  if n == 1 then t_first = t_last end
+  if status ~= 200 or not body:find(want, 1, true) then wrong = wrong + 1 end
+  if limit > 0 and n == limit then
+    -- Tells hack/bench.sh to interrupt wrk (which then calls done()).
+    local f = assert(io.open(os.getenv("BENCH_COUNT") .. ".reached", "w")); f:close()
+    wrk.thread:stop()
+  end
+end
+function done(summary, latency, requests)
+  local tn, tw, tf, tl = 0, 0, math.huge, 0
+  for _, t in ipairs(threads) do
+    tn = tn + t:get("n"); tw = tw + t:get("wrong")
+    tf = math.min(tf, t:get("t_first")); tl = math.max(tl, t:get("t_last"))
+  end
+  local f = assert(io.open(os.getenv("BENCH_COUNT"), "w"))
+  f:write(string.format("%d %d %.6f\n", tn, tw, tl - tf))
+  f:close()
+end
+EOF
+
+# --- servers ----------------------------------------------------------------------------------
+KG_PID=""; FLOOR_PID=""
+start_keygate() { # keys-dir -> sets KG_PID, KG_READY_MS
+  local dir=$1 t0 t1
+  t0=$(date +%s%N)
+  "$KEYGATE" serve --store "dir:$dir" --tls-cert "$CERT" --tls-key "$KEY" \
+    --listen "127.0.0.1:$KG_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" \
+    >>"$OUT/raw/keygate.log" 2>&1 &
+  KG_PID=$!
+  PIDS+=("$KG_PID")
+  local deadline=$(( $(date +%s) + 600 ))
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/readyz" || true)" = 200 ]; do
+    kill -0 "$KG_PID" 2>/dev/null || die "keygate exited before ready (see $OUT/raw/keygate.log)"
+    [ "$(date +%s)" -lt $deadline ] || die "keygate not ready after 600 s"
+    sleep 0.02
+  done
+  t1=$(date +%s%N)
+  KG_READY_MS=$(( (t1 - t0) / 1000000 ))
+}
+stop_pid() {
+  local p=$1
+  [ -n "$p" ] || return 0
+  kill "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+}
+start_floor() {
+  "$FLOOR" --listen "127.0.0.1:$FLOOR_PORT" --tls-cert "$CERT" --tls-key "$KEY" >>"$OUT/raw/floor.log" 2>&1 &
+  FLOOR_PID=$!
+  PIDS+=("$FLOOR_PID")
+  local i
+  for i in $(seq 1 500); do
+    curl -sk -o /dev/null "https://127.0.0.1:$FLOOR_PORT/" && return 0
+    kill -0 "$FLOOR_PID" 2>/dev/null || die "floor exited at start (see $OUT/raw/floor.log)"
+    sleep 0.02
+  done
+  die "floor not listening after 10 s"
+}
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+port_of() { if [ "$1" = keygate ]; then echo $KG_PORT; else echo $FLOOR_PORT; fi; }
+
+# Checks that a server answers the valid body with authenticated:true over h1 and h2.
+sanity() {
+  local who=$1 port; port=$(port_of "$1")
+  local a
+  a=$(curl -sk --http1.1 -X POST -H 'Content-Type: application/json' --data-binary "@$W/valid.json" "https://127.0.0.1:$port$URL_PATH") || die "$who: curl over HTTP/1.1 failed"
+  [[ $a == *'"authenticated":true'* ]] || die "$who: valid key not authenticated over HTTP/1.1: $a"
+  if curl -V | grep -q HTTP2; then
+    a=$(curl -sk --http2 -X POST -H 'Content-Type: application/json' --data-binary "@$W/valid.json" "https://127.0.0.1:$port$URL_PATH") || die "$who: curl over HTTP/2 failed"
+    [[ $a == *'"authenticated":true'* ]] || die "$who: valid key not authenticated over HTTP/2: $a"
+  fi
+}
+
+# --- load runs: each prints req/s on stdout and keeps the raw output -----------------------------
+# Labels are unique per run; the raw output is $OUT/raw/<label>.txt, its first line the command.
+h2load_run() { # label port args... ; echoes req/s
+  local label=$1 port=$2; shift 2
+  local raw=$OUT/raw/$label.txt
+  local cmd=(h2load "$@" -d "$W/valid.json" -H 'Content-Type: application/json' "https://127.0.0.1:$port$URL_PATH")
+  echo "\$ ${cmd[*]}" >"$raw"
+  timeout 120 "${cmd[@]}" >>"$raw" 2>&1 || die "$label: h2load failed (exit $?), see $raw"
+  python3 "$ROOT/hack/lib/bench_report.py" parse-h2load "$raw" || die "$label: h2load reported errors, see $raw"
+}
+wrk_run() { # label port duration lua [env...]; echoes req/s
+  local label=$1 port=$2 dur=$3 lua=$4; shift 4
+  local raw=$OUT/raw/$label.txt
+  local conns=${WRK_CONNS:-16}
+  local cmd=(wrk -t 1 -c "$conns" -d "${dur}s" --timeout 5s --latency -s "$lua" "https://127.0.0.1:$port$URL_PATH")
+  echo "\$ ${*:+env $* }${cmd[*]}" >"$raw"
+  local count=""
+  local e
+  for e in "$@"; do case $e in BENCH_COUNT=*) count=${e#BENCH_COUNT=} ;; esac; done
+  if [ -n "$count" ]; then rm -f "$count" "$count.reached"; fi
+  env "$@" "${cmd[@]}" >>"$raw" 2>&1 &
+  local pid=$! t=0 rc=0
+  # Bounded in time (-d, and a hard stop 60 s later) and, with BENCH_LIMIT, in count: wrk's
+  # main thread would sleep out -d after the limit, so it is interrupted (SIGINT: it reports).
+  while kill -0 $pid 2>/dev/null; do
+    if [ -n "$count" ] && [ -e "$count.reached" ]; then kill -INT $pid 2>/dev/null || true; break; fi
+    [ $t -lt $(( (dur + 60) * 20 )) ] || { kill -INT $pid 2>/dev/null || true; break; }
+    sleep 0.05; t=$((t + 1))
+  done
+  wait $pid || rc=$?
+  [ $rc = 0 ] || die "$label: wrk failed (exit $rc), see $raw"
+  if [ -n "$count" ]; then
+    [ -s "$count" ] || die "$label: wrk wrote no response count, see $raw"
+    cat "$count" >>"$raw"
+    python3 "$ROOT/hack/lib/bench_report.py" parse-wrk "$raw" >/dev/null || die "$label: wrk reported errors, see $raw"
+    # req/s from the script's own first-to-last-response clock.
+    awk '{ if ($3 > 0) printf "%.2f\n", ($1 - 1) / $3; else print 0 }' "$count"
+  else
+    python3 "$ROOT/hack/lib/bench_report.py" parse-wrk "$raw" || die "$label: wrk reported errors, see $raw"
+  fi
+}
+cmd_of() { head -1 "$OUT/raw/$1.txt" | sed 's/^\$ //'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# --- part 2: keygate vs floor ------------------------------------------------------------------
+log "generating 10 keys"
+"$GENKEYS" --dir "$W/keys-10" --count 10 --tokens-out "$W/tokens-10.txt" >"$OUT/raw/genkeys-10.txt" || die genkeys
+TOKEN=$(head -1 "$W/tokens-10.txt")
+body_for "$TOKEN" "$W/valid.json"
+
+start_keygate "$W/keys-10"
+start_floor
+sanity keygate
+sanity floor
+result ready_ms_10_keys "$KG_READY_MS" ms "keygate serve --store dir:<10 keys> (time from exec to /readyz 200)"
+
+declare -A RATES CMDS
+for round in $(seq 1 "$ROUNDS"); do
+  for who in keygate floor; do
+    port=$(port_of $who)
+    log "round $round: $who"
+    r=$(h2load_run "h1-$who-$round" "$port" --h1 -c 64 -t 1 -n "$H1_N")
+    RATES[h1_$who]+="$r "; CMDS[h1_$who]=$(cmd_of "h1-$who-$round")
+    r=$(h2load_run "h2-$who-$round" "$port" -c 1 -m 128 -t 1 -n "$H2_N")
+    RATES[h2_$who]+="$r "; CMDS[h2_$who]=$(cmd_of "h2-$who-$round")
+    r=$(BENCH_BODY=$W/valid.json wrk_run "newconn-$who-$round" "$port" "$DUR" "$W/close.lua" BENCH_BODY="$W/valid.json")
+    RATES[newconn_$who]+="$r "; CMDS[newconn_$who]=$(cmd_of "newconn-$who-$round")
+  done
+done
+for s in h1 h2 newconn; do
+  for who in keygate floor; do
+    # shellcheck disable=SC2086
+    result "${s}_rps_$who" "$(median ${RATES[${s}_$who]})" "req/s (median of: ${RATES[${s}_$who]% })" "${CMDS[${s}_$who]}"
+  done
+done
+
+# p99 at half of keygate's measured maximum (HTTP/2 rate), 4 connections x 1 stream, paced.
+MAX=$(awk -F'\t' '$1=="h2_rps_keygate" {print $2}' "$RESULTS")
+HALF=$(python3 -c "print(max(4, int(float('$MAX') / 2)))")
+PER=$(( HALF / 4 ))
+for who in keygate floor; do
+  port=$(port_of $who)
+  raw=$OUT/raw/latency-$who.txt
+  cmd=(h2load -c 4 -m 1 -t 1 --rps="$PER" -D "$LAT_DUR" --log-file="$W/lat-$who.log" -d "$W/valid.json" -H 'Content-Type: application/json' "https://127.0.0.1:$port$URL_PATH")
+  echo "\$ ${cmd[*]}" >"$raw"
+  timeout $((LAT_DUR + 60)) "${cmd[@]}" >>"$raw" 2>&1 || die "latency-$who: h2load failed, see $raw"
+  python3 "$ROOT/hack/lib/bench_report.py" parse-h2load "$raw" >/dev/null || die "latency-$who: errors, see $raw"
+  read -r p50 p99 n < <(python3 "$ROOT/hack/lib/bench_report.py" latency "$W/lat-$who.log") || die "latency-$who: no log"
+  result "lat_p50_us_$who" "$p50" "µs at $HALF req/s offered ($n requests)" "${cmd[*]}"
+  result "lat_p99_us_$who" "$p99" "µs at $HALF req/s offered ($n requests)" "${cmd[*]}"
+done
+stop_pid "$FLOOR_PID"; FLOOR_PID=""
+stop_pid "$KG_PID"; KG_PID=""
+
+# --- part 3: scale ----------------------------------------------------------------------------
+log "empty server"
+mkdir -p "$W/keys-0"
+start_keygate "$W/keys-0"
+sleep 1
+RSS0=$(rss_kb "$KG_PID")
+result rss_kb_0_keys "$RSS0" kB "VmRSS of keygate serve --store dir:<empty>, 1 s after /readyz"
+stop_pid "$KG_PID"; KG_PID=""
+
+SCALE_COUNT=${VALID_N}
+for n in $SCALE; do
+  if [ "$n" != 10 ]; then
+    log "generating $n keys"
+    "$GENKEYS" --dir "$W/keys-$n" --count "$n" --tokens-out "$W/tokens-$n.txt" --tokens 10000 >"$OUT/raw/genkeys-$n.txt" || die "genkeys $n"
+    gk=$(sed -n 's/.* in \([0-9.]*\) s .*/\1/p' "$OUT/raw/genkeys-$n.txt")
+    result "genkeys_s_$n" "$gk" s "$(basename "$GENKEYS") --dir D --count $n --tokens-out F --tokens 10000"
+  fi
+  log "keygate with $n keys"
+  start_keygate "$W/keys-$n"
+  result "ready_ms_$n" "$KG_READY_MS" ms "keygate serve --store dir:<$n keys> (exec to /readyz 200)"
+  sleep 1
+  rss=$(rss_kb "$KG_PID")
+  result "rss_kb_$n" "$rss" kB "VmRSS 1 s after /readyz"
+  result "bytes_per_key_$n" "$(( (rss - RSS0) * 1024 / n ))" "bytes/key above the empty server" ""
+  TOKS=$W/tokens-$n.txt
+  r=$(WRK_CONNS=64 wrk_run "scale-$n" $KG_PORT "$DUR" "$W/tokens.lua" BENCH_TOKENS="$TOKS" BENCH_LIMIT=0 BENCH_WANT=true BENCH_COUNT="$W/count")
+  read -r cnt wrong _ <"$W/count" || die "scale-$n: no response count"
+  [ "$wrong" = 0 ] || die "scale-$n: $wrong of $cnt answers were not authenticated:true"
+  result "scale_rps_$n" "$r" "req/s (HTTP/1.1, 64 conns, tokens rotating over $(wc -l <"$TOKS") keys)" "$(cmd_of "scale-$n")"
+  if [ "$n" = "$(echo $SCALE | awk '{print $NF}')" ]; then
+    # The flood: well-formed tokens with random unknown IDs, against the biggest store.
+    log "flood of $FLOOD_N unknown IDs ($n keys loaded)"
+    r=$(WRK_CONNS=64 wrk_run "valid-$n" $KG_PORT 600 "$W/tokens.lua" BENCH_TOKENS="$TOKS" BENCH_LIMIT="$VALID_N" BENCH_WANT=true BENCH_COUNT="$W/count")
+    read -r cnt wrong _ <"$W/count"; [ "$wrong" = 0 ] || die "valid-$n: $wrong wrong answers"
+    result "valid_rps_$n" "$r" "req/s ($cnt valid-key reviews, 64 conns)" "$(cmd_of "valid-$n")"
+    before=$(rss_kb "$KG_PID")
+    entries_before=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^keygate_cache_entries/ {print $2}')
+    r=$(WRK_CONNS=64 wrk_run "flood-$n" $KG_PORT 900 "$W/tokens.lua" BENCH_TOKENS=random BENCH_LIMIT="$FLOOD_N" BENCH_WANT=false BENCH_COUNT="$W/count")
+    read -r cnt wrong _ <"$W/count"; [ "$wrong" = 0 ] || die "flood-$n: $wrong answers were not authenticated:false"
+    after=$(rss_kb "$KG_PID")
+    entries_after=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^keygate_cache_entries/ {print $2}')
+    result "flood_rps_$n" "$r" "req/s ($cnt unknown-ID reviews, 64 conns)" "$(cmd_of "flood-$n")"
+    result "flood_rss_kb_before" "$before" kB ""
+    result "flood_rss_kb_after" "$after" kB ""
+    result "flood_cache_entries_before" "${entries_before:-?}" entries "keygate_cache_entries on /metrics"
+    result "flood_cache_entries_after" "${entries_after:-?}" entries "keygate_cache_entries on /metrics"
+  fi
+  stop_pid "$KG_PID"; KG_PID=""
+  [ "$n" = 10 ] || rm -rf "$W/keys-$n"
+done
+
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+python3 "$ROOT/hack/lib/bench_report.py" report "$OUT" || die "report"
+cat "$OUT/summary.md"
+log "results in $OUT (summary.md, chart.svg, results.tsv, raw/)"
