@@ -127,7 +127,7 @@ impl Webhook {
         let start = Instant::now();
         let request = match review::decode(body) {
             Ok(r) => r,
-            Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+            Err(e) => return text(StatusCode::BAD_REQUEST, reason_400(&e)),
         };
         let now = Timestamp::now();
         let decision = review::decide(&self.index, request.token(), now);
@@ -145,6 +145,34 @@ impl Webhook {
             http::HeaderValue::from_static("application/json"),
         );
         r
+    }
+}
+
+/// The plain reason of a 400, which never echoes the request: serde_json's messages quote the
+/// offending value (`invalid type: string "kg_…"`), which may be the token, and kube-apiserver
+/// logs webhook error answers. Only the kind of error and where it is are said.
+fn reason_400(e: &review::ReviewError) -> String {
+    use review::ReviewError;
+    use serde_json::error::Category;
+    match e {
+        ReviewError::Json(j) => {
+            let what = match j.classify() {
+                Category::Io => "cannot be read",
+                Category::Syntax => "is not valid JSON",
+                Category::Data => "has a field of the wrong type, or is not an object",
+                Category::Eof => "ends before the JSON does",
+            };
+            format!(
+                "request body is not a TokenReview: it {what} (line {}, column {})",
+                j.line(),
+                j.column()
+            )
+        }
+        ReviewError::WrongKind(_) => "kind is not \"TokenReview\"".to_owned(),
+        ReviewError::WrongApiVersion(_) => {
+            "apiVersion is not authentication.k8s.io/v1 or authentication.k8s.io/v1beta1".to_owned()
+        }
+        ReviewError::MissingToken => e.to_string(),
     }
 }
 
@@ -179,10 +207,20 @@ fn log_decision(index: &Index, d: &review::Decision<'_>, peer: SocketAddr, elaps
     );
 }
 
-/// The admin endpoints on the plain-HTTP listener.
-pub fn admin<B>(req: &Request<B>, index: &Index, metrics: &Metrics) -> HttpResponse {
+/// The admin endpoints on the plain-HTTP listener. While `draining` (after SIGTERM, during
+/// --shutdown-delay) /readyz fails so load balancers stop sending new connections, while the
+/// webhook keeps answering the ones that still arrive.
+pub fn admin<B>(
+    req: &Request<B>,
+    index: &Index,
+    metrics: &Metrics,
+    draining: bool,
+) -> HttpResponse {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
+        (&Method::GET, "/readyz") if draining => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+        }
         (&Method::GET, "/readyz") if index.is_ready() => text(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => {
             text(StatusCode::SERVICE_UNAVAILABLE, "key store not loaded yet")
@@ -202,5 +240,41 @@ pub fn admin<B>(req: &Request<B>, index: &Index, metrics: &Metrics) -> HttpRespo
             StatusCode::NOT_FOUND,
             "not found: try /healthz, /readyz or /metrics",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_request_reasons_never_echo_the_body() {
+        let t = "kg_AAAAAAAAAAAAAAAAAAAAAA_SECRETsecretSECRETsecretSECRETsecretSECRETs";
+        let bodies = [
+            format!("\"{t}\""),
+            format!(
+                "{{\"kind\":\"TokenReview\",\"apiVersion\":\"authentication.k8s.io/v1\",\"spec\":\"{t}\"}}"
+            ),
+            format!(
+                "{{\"kind\":\"{t}\",\"apiVersion\":\"authentication.k8s.io/v1\",\"spec\":{{\"token\":\"x\"}}}}"
+            ),
+            format!(
+                "{{\"kind\":\"TokenReview\",\"apiVersion\":\"{t}\",\"spec\":{{\"token\":\"x\"}}}}"
+            ),
+            format!(
+                "{{\"kind\":\"TokenReview\",\"apiVersion\":\"authentication.k8s.io/v1\",\"spec\":{{\"token\":\"{t}\",\"audiences\":\"{t}\"}}}}"
+            ),
+            format!("{{\"kind\":\"TokenReview\",\"{t}\""),
+            t.to_owned(),
+        ];
+        for b in &bodies {
+            let e = review::decode(b.as_bytes()).err().unwrap();
+            let reason = reason_400(&e);
+            assert!(!reason.contains("SECRET"), "{reason}");
+            assert!(!reason.is_empty());
+        }
+        let e = review::decode(b"not json").err().unwrap();
+        assert!(reason_400(&e).contains("not a TokenReview"));
+        assert!(reason_400(&e).contains("line 1, column"));
     }
 }
