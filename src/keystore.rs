@@ -29,8 +29,8 @@ pub enum KeyStoreError {
     Duplicate(String),
     #[error("key {0} kept changing while being updated; run the command again")]
     Conflict(String),
-    #[error("the record of key {id} is invalid: {source}; fix or delete it")]
-    Invalid { id: String, source: RecordError },
+    #[error("the record of key {id} is invalid: {reason}; fix it or delete the key")]
+    Invalid { id: String, reason: RecordError },
     #[error(transparent)]
     Dir(#[from] dir::DirKeysError),
     #[error(transparent)]
@@ -101,9 +101,9 @@ pub fn render(record: &KeyRecord, namespace: &str, base: Option<&Secret>) -> Sec
 }
 
 pub(crate) fn parse_stored(id: &IdRef, secret: Secret) -> Result<Stored, KeyStoreError> {
-    let record = KeyRecord::from_secret(&secret).map_err(|source| KeyStoreError::Invalid {
+    let record = KeyRecord::from_secret(&secret).map_err(|reason| KeyStoreError::Invalid {
         id: id.to_string(),
-        source,
+        reason,
     })?;
     if record.id.lowercase() != id.as_str() {
         return Err(KeyStoreError::NotFound(id.to_string()));

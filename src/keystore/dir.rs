@@ -17,16 +17,14 @@ use crate::store::dir::{DirError, is_record_file, read_secret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirKeysError {
-    #[error(
-        "cannot read the key directory {path}: {source} (check --store dir:PATH or --data-dir)"
-    )]
-    List { path: PathBuf, source: io::Error },
+    #[error("cannot read the key directory {path}: {error} (check --store dir:PATH or --data-dir)")]
+    List { path: PathBuf, error: io::Error },
     #[error(transparent)]
     Read(#[from] DirError),
     #[error(transparent)]
     Write(#[from] WriteError),
-    #[error("cannot remove {path}: {source}")]
-    Remove { path: PathBuf, source: io::Error },
+    #[error("cannot remove {path}: {error}")]
+    Remove { path: PathBuf, error: io::Error },
     #[error("cannot serialise the record: {0}")]
     Serialise(String),
 }
@@ -67,10 +65,10 @@ impl DirKeys {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
-            Err(source) => {
+            Err(error) => {
                 return Err(DirKeysError::List {
                     path: self.dir.clone(),
-                    source,
+                    error,
                 });
             }
         };
@@ -158,9 +156,9 @@ impl DirKeys {
             return Err(KeyStoreError::NotFound(id.to_string()));
         };
         for (path, _) in &files {
-            std::fs::remove_file(path).map_err(|source| DirKeysError::Remove {
+            std::fs::remove_file(path).map_err(|error| DirKeysError::Remove {
                 path: path.clone(),
-                source,
+                error,
             })?;
         }
         // A record that no longer parses can still be deleted.

@@ -25,12 +25,13 @@ pub enum KubeKeysError {
         "namespace {0} not found; create it (kubectl create namespace {0}) or pick another with --namespace"
     )]
     NoNamespace(String),
-    #[error("cannot {verb} {resource} in namespace {namespace}: {source}")]
+    #[error("cannot {verb} {resource} in namespace {namespace}: {error}{hint}")]
     Api {
         verb: &'static str,
         resource: &'static str,
         namespace: String,
-        source: kube::Error,
+        error: Box<kube::Error>,
+        hint: &'static str,
     },
 }
 
@@ -81,7 +82,13 @@ pub fn explain(op: Op, namespace: &str, e: kube::Error) -> KubeKeysError {
             verb: op.verb,
             resource: op.resource,
             namespace: namespace.to_owned(),
-            source: e,
+            hint: match &e {
+                kube::Error::Api(_) => "",
+                _ => {
+                    " (is the API server reachable? check the kubeconfig's server, --context and KUBECONFIG)"
+                }
+            },
+            error: Box::new(e),
         },
     }
 }

@@ -175,7 +175,8 @@ pub async fn create_key(
                             verb: "create",
                             resource: "secrets",
                             namespace: c.namespace.clone(),
-                            source: e,
+                            error: Box::new(e),
+                            hint: "",
                         }
                     } else {
                         explain(op, &c.namespace, e)
