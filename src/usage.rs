@@ -82,6 +82,8 @@ impl UsageWriter {
 /// Read-modify-write of the record file, skipped if it already says `at` or later.
 fn write_file(d: &DirKeys, id: &str, at: Timestamp) -> Result<(), UsageError> {
     let id = IdRef::parse(id).map_err(|e| UsageError::Dir(e.to_string()))?;
+    // Under the directory lock: a `keys` command writing meanwhile is never overwritten.
+    let _lock = d.lock().map_err(|e| UsageError::Dir(e.to_string()))?;
     let (path, mut secret) = d
         .find(&id)
         .map_err(|e| UsageError::Dir(e.to_string()))?

@@ -25,6 +25,8 @@ pub enum DirKeysError {
     Write(#[from] WriteError),
     #[error("cannot remove {path}: {error}")]
     Remove { path: PathBuf, error: io::Error },
+    #[error("cannot lock {path}: {error}")]
+    Lock { path: PathBuf, error: io::Error },
     #[error("cannot serialise the record: {0}")]
     Serialise(String),
 }
@@ -54,6 +56,26 @@ impl DirKeys {
             dir,
             namespace: namespace.into(),
         }
+    }
+
+    /// Takes the directory's write lock (a hidden file, which the dir store ignores), held
+    /// until the returned file is dropped. Every keygate writer (the CLI, the webhook's
+    /// last-use writer) takes it for its read-modify-write, so none overwrites another's change.
+    pub fn lock(&self) -> Result<std::fs::File, DirKeysError> {
+        fsutil::create_dir_all(&self.dir)?;
+        let path = self.dir.join(".keygate.lock");
+        let err = |error| DirKeysError::Lock {
+            path: path.clone(),
+            error,
+        };
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(err)?;
+        f.lock().map_err(err)?;
+        Ok(f)
     }
 
     fn default_path(&self, id: &IdRef) -> PathBuf {
@@ -124,10 +146,10 @@ impl DirKeys {
 
     pub fn create(&self, record: &KeyRecord) -> Result<Stored, KeyStoreError> {
         let id = IdRef::of(&record.id);
+        let _lock = self.lock()?;
         if !self.find(&id)?.is_empty() {
             return Err(KeyStoreError::Duplicate(id.to_string()));
         }
-        fsutil::create_dir_all(&self.dir).map_err(DirKeysError::from)?;
         let mut secret = render(record, &self.namespace, None);
         secret.metadata.creation_timestamp = Some(Time(jiff::Timestamp::now()));
         let path = self.default_path(&id);
@@ -137,6 +159,7 @@ impl DirKeys {
 
     pub fn update(&self, old: &Stored, record: &KeyRecord) -> Result<Stored, KeyStoreError> {
         let id = IdRef::of(&old.record.id);
+        let _lock = self.lock()?;
         let (path, current) = self
             .find(&id)?
             .pop()
@@ -151,6 +174,7 @@ impl DirKeys {
 
     /// Removes every file defining `id`; returns the record if it still parsed.
     pub fn delete(&self, id: &IdRef) -> Result<Option<Stored>, KeyStoreError> {
+        let _lock = self.lock()?;
         let files = self.find(id)?;
         let Some((_, secret)) = files.first().cloned() else {
             return Err(KeyStoreError::NotFound(id.to_string()));
