@@ -35,6 +35,7 @@ pub struct Cli {
 
 /// Options every command shares: where keys live and how to reach the cluster.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Where key records live: `kube` (Secrets in --namespace) or `dir:PATH` (YAML/JSON files).
     /// Default: kube inside a cluster, else dir:<data-dir>/keys.

@@ -64,7 +64,7 @@ async fn no_secret_in_any_output_at_trace_level() {
     let (out, err) = run(&env, &["keys", "create", "--name", "a", "-o", "json"]);
     let a = token_in(&out);
     let a_id = a[3..25].to_owned();
-    assert_clean("create -o json stderr", &err, &[a.clone()]);
+    assert_clean("create -o json stderr", &err, std::slice::from_ref(&a));
     let (out, err) = run(&env, &["keys", "create", "--name", "b", "--role", "view"]);
     let b = token_in(&out);
     assert_clean("create (text) stderr", &err, &[a.clone(), b.clone()]);
@@ -145,7 +145,7 @@ async fn no_secret_in_any_output_at_trace_level() {
             ),
             format!("{{\"spec\":{{\"token\":\"{a}\"}},"),
             format!("\"{a}\""),
-            format!("{a}"),
+            a.clone(),
         ];
         for body in bad_bodies {
             let r = conn.post("/authenticate", body).await;
@@ -192,7 +192,11 @@ async fn no_secret_in_any_output_at_trace_level() {
     );
     let a2 = token_in(&out);
     assert_ne!(a2, a);
-    assert_clean("regenerate stdout (the old token)", &out, &[a.clone()]);
+    assert_clean(
+        "regenerate stdout (the old token)",
+        &out,
+        std::slice::from_ref(&a),
+    );
     assert_clean("regenerate stderr", &err, &[a.clone(), a2.clone()]);
     let (out, err) = run(&env, &["keys", "rotate", &ids[1]]);
     let b2 = token_in(&out);
