@@ -15,6 +15,7 @@ pub struct KeysArgs {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "KEYGATE_USER_PREFIX",
         default_value = crate::review::DEFAULT_USER_PREFIX
     )]
@@ -93,7 +94,9 @@ impl std::str::FromStr for Expires {
 pub enum Output {
     /// Human-readable.
     Text,
+    /// One JSON document (for scripts: `jq -r .token`).
     Json,
+    /// One YAML document.
     Yaml,
 }
 
@@ -103,11 +106,18 @@ pub enum ListOutput {
     Table,
     /// The table plus USERNAME, GROUPS, CREATED BY and DESCRIPTION.
     Wide,
+    /// A JSON array of keys.
     Json,
+    /// A YAML list of keys.
     Yaml,
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    keygate keys create --name ops --role admin --expires 90d\n  \
+    keygate keys create --name ci --role view --namespace-scope apps -o json\n  \
+    keygate --store kube keys create --name job --role edit --namespace-scope batch \\\n      \
+    --consumer-secret job-key --consumer-namespace batch")]
 pub struct CreateArgs {
     /// Display name (editable later with `keys edit`).
     #[arg(long)]
