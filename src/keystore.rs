@@ -10,6 +10,7 @@ pub mod kube;
 pub mod scope;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::keys::{ID_LEN, KeyId};
 use crate::record::{KeyRecord, RecordError};
@@ -94,8 +95,14 @@ pub fn render(record: &KeyRecord, namespace: &str, base: Option<&Secret>) -> Sec
                 }
             }
         }
-        s.metadata.resource_version = m.resource_version.clone();
-        s.metadata.creation_timestamp = m.creation_timestamp.clone();
+        // Everything else (resourceVersion, uid, owner references, finalizers) as stored.
+        s.metadata = ObjectMeta {
+            name: s.metadata.name.take(),
+            namespace: m.namespace.clone().or(s.metadata.namespace.take()),
+            labels: s.metadata.labels.take(),
+            annotations: s.metadata.annotations.take(),
+            ..m.clone()
+        };
     }
     s
 }
