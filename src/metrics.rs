@@ -43,6 +43,7 @@ pub struct Metrics {
     store_ready: Gauge,
     cache_entries: Gauge,
     last_sync: Gauge,
+    stale: Gauge,
     connections: Gauge,
     connections_refused: Counter,
 }
@@ -126,6 +127,13 @@ impl Metrics {
             "store_last_sync_timestamp_seconds",
             "Unix time of the last change or confirmed sync from the store (staleness)",
         );
+        let stale = gauge(
+            &mut registry,
+            "store_stale_seconds",
+            "Seconds since the store last changed or confirmed it is in sync (a healthy kube \
+             watch confirms every 15 s; grows while the API server cannot be reached); 0 before \
+             the first load",
+        );
         let connections = gauge(
             &mut registry,
             "open_connections",
@@ -149,6 +157,7 @@ impl Metrics {
             store_ready,
             cache_entries,
             last_sync,
+            stale,
             connections,
             connections_refused,
         })
@@ -194,7 +203,13 @@ impl Metrics {
         self.keys_invalid.set(invalid as i64);
         self.keys_loaded.set(entries.saturating_sub(invalid) as i64);
         self.store_ready.set(i64::from(index.is_ready()));
-        self.last_sync.set(index.last_sync());
+        let last_sync = index.last_sync();
+        self.last_sync.set(last_sync);
+        let stale = match last_sync {
+            0 => 0,
+            t => (jiff::Timestamp::now().as_second() - t).max(0),
+        };
+        self.stale.set(stale);
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -225,7 +240,24 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("keygate_store_ready 0"));
+        assert!(text.contains("keygate_store_stale_seconds 0"), "{text}");
         assert!(text.contains("keygate_keys_loaded 0"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn staleness_is_the_age_of_the_last_sync() {
+        let m = Metrics::new();
+        let index = Index::new(IdentityPolicy::default());
+        index.set_ready();
+        let text = m.encode(&index);
+        let stale: i64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("keygate_store_stale_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0..=1).contains(&stale), "{text}");
+        assert!(text.contains("# HELP keygate_store_stale_seconds"));
     }
 }

@@ -83,17 +83,50 @@ pub fn watch(
     watcher::watcher(api, config).default_backoff()
 }
 
+/// How often a healthy watch confirms the cache is in sync (advancing
+/// `keygate_store_last_sync_timestamp_seconds` even when no key changes).
+pub const SYNC_CONFIRM: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Follows the key Secrets until the stream ends (it does not, short of a panic).
 pub async fn run(client: Client, namespace: String, index: Index, errors: impl Fn()) {
-    let mut applier = Applier::new(index);
     let stream = watch(client, &namespace);
+    follow(stream, &namespace, index, errors, SYNC_CONFIRM).await;
+}
+
+/// Applies `stream` to the index. While the watch is healthy (its last item was an event, not
+/// an error) the index is marked in sync every `confirm`, so the last-sync time only falls
+/// behind, and staleness only grows, while the API server cannot be reached. After an outage
+/// the watcher re-lists and the re-list (which drops keys deleted meanwhile) makes it healthy.
+pub async fn follow(
+    stream: impl Stream<Item = Result<Event<Secret>, watcher::Error>>,
+    namespace: &str,
+    index: Index,
+    errors: impl Fn(),
+    confirm: std::time::Duration,
+) {
+    let mut applier = Applier::new(index.clone());
     futures::pin_mut!(stream);
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(ev) => applier.apply(ev),
-            Err(e) => {
-                errors();
-                tracing::warn!(namespace, error = %e, "watching key Secrets failed; serving cached keys and retrying");
+    let mut healthy = false;
+    let mut ticker = tokio::time::interval(confirm);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ev = stream.next() => match ev {
+                None => break,
+                Some(Ok(ev)) => {
+                    healthy = true;
+                    applier.apply(ev);
+                }
+                Some(Err(e)) => {
+                    healthy = false;
+                    errors();
+                    tracing::warn!(namespace, error = %e, "watching key Secrets failed; serving cached keys and retrying");
+                }
+            },
+            _ = ticker.tick() => {
+                if healthy && index.is_ready() {
+                    index.mark_synced();
+                }
             }
         }
     }
@@ -159,5 +192,85 @@ mod tests {
         a.apply(Event::Apply(s.clone()));
         a.apply(Event::Delete(s));
         assert_eq!(index.len(), 0);
+    }
+
+    /// Staleness: a healthy, idle watch keeps confirming the sync; errors stop it; the re-list
+    /// after the outage resumes it and drops what was deleted meanwhile. Real time: last_sync
+    /// has a resolution of one second.
+    #[tokio::test]
+    async fn last_sync_advances_only_while_the_watch_is_healthy() {
+        use std::time::{Duration, Instant};
+        use tokio::sync::mpsc;
+
+        async fn until(limit: Duration, f: impl Fn() -> bool) -> bool {
+            let deadline = Instant::now() + limit;
+            while !f() {
+                if Instant::now() > deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            true
+        }
+
+        let index = Index::new(IdentityPolicy::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stream =
+            futures::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
+            );
+        let errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let e2 = errors.clone();
+        let task = tokio::spawn(follow(
+            stream,
+            "ns",
+            index.clone(),
+            move || {
+                e2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            },
+            Duration::from_millis(100),
+        ));
+        let (k1, k2) = (KeyId::generate(), KeyId::generate());
+        tx.send(Ok(Event::Init)).unwrap();
+        tx.send(Ok(Event::InitApply(secret(&k1)))).unwrap();
+        tx.send(Ok(Event::InitApply(secret(&k2)))).unwrap();
+        tx.send(Ok(Event::InitDone)).unwrap();
+        assert!(until(Duration::from_secs(2), || index.is_ready()).await);
+        // Healthy and idle: the sync keeps being confirmed.
+        let t0 = index.last_sync();
+        assert!(
+            until(Duration::from_secs(3), || index.last_sync() > t0).await,
+            "healthy idle watch did not confirm the sync"
+        );
+        // The API server goes away: an error, then no confirmation; the cache keeps serving.
+        tx.send(Err(watcher::Error::NoResourceVersion)).unwrap();
+        assert!(
+            until(Duration::from_secs(2), || errors
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 1)
+            .await
+        );
+        let t1 = index.last_sync();
+        assert!(
+            !until(Duration::from_millis(2500), || index.last_sync() > t1).await,
+            "sync confirmed while disconnected"
+        );
+        assert!(index.get(&k1.lowercase()).is_some());
+        // It comes back: the re-list drops k1 (deleted meanwhile) and confirmation resumes.
+        tx.send(Ok(Event::Init)).unwrap();
+        tx.send(Ok(Event::InitApply(secret(&k2)))).unwrap();
+        tx.send(Ok(Event::InitDone)).unwrap();
+        assert!(
+            until(Duration::from_secs(2), || index
+                .get(&k1.lowercase())
+                .is_none())
+            .await
+        );
+        assert!(index.get(&k2.lowercase()).is_some());
+        let t2 = index.last_sync();
+        assert!(until(Duration::from_secs(3), || index.last_sync() > t2).await);
+        drop(tx);
+        task.await.unwrap();
     }
 }
