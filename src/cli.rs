@@ -220,7 +220,17 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYGATE_MAX_STREAMS", default_value_t = 1000)]
     pub max_concurrent_streams: u32,
 
-    /// After SIGTERM, how long in-flight requests may take to finish.
+    /// After SIGTERM, keep accepting reviews this long with /readyz failing, so a Service or
+    /// load balancer stops routing here before the listener closes (e.g. 5s in a Deployment).
+    #[arg(
+        long,
+        env = "KEYGATE_SHUTDOWN_DELAY",
+        default_value = "0s",
+        value_name = "DURATION"
+    )]
+    pub shutdown_delay: HumanDuration,
+
+    /// After SIGTERM (and --shutdown-delay), how long in-flight requests may take to finish.
     #[arg(
         long,
         env = "KEYGATE_SHUTDOWN_GRACE",

@@ -199,17 +199,23 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
         max_concurrent_streams: args.max_concurrent_streams,
         shutdown_grace: args.shutdown_grace.0,
     };
-    let stop = CancellationToken::new();
+    let (draining, stop) = (CancellationToken::new(), CancellationToken::new());
     let admin_task = tokio::spawn(server::serve_admin(
         admin,
         index,
         metrics,
+        draining.clone(),
         stop.clone().cancelled_owned(),
     ));
-    let stop2 = stop.clone();
+    let (stop2, delay) = (stop.clone(), args.shutdown_delay.0);
     tokio::spawn(async move {
         termination().await;
-        tracing::info!("termination signal received; shutting down");
+        draining.cancel();
+        if !delay.is_zero() {
+            tracing::info!(delay = ?delay, "termination signal received; /readyz fails, still serving until the delay ends");
+            tokio::time::sleep(delay).await;
+        }
+        tracing::info!("shutting down: no new connections; in-flight requests finish");
         stop2.cancel();
     });
     server::serve_webhook(

@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::certs::SharedConfig;
@@ -160,11 +161,13 @@ async fn serve_tls_connection(
     }
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics` over plain HTTP/1.1 until `shutdown` resolves.
+/// Serves `/healthz`, `/readyz` and `/metrics` over plain HTTP/1.1 until `shutdown` resolves;
+/// `/readyz` fails once `draining` is cancelled.
 pub async fn serve_admin(
     listener: TcpListener,
     index: Index,
     metrics: Arc<Metrics>,
+    draining: CancellationToken,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -176,10 +179,10 @@ pub async fn serve_admin(
                 None => continue,
             },
         };
-        let (index, metrics) = (index.clone(), metrics.clone());
+        let (index, metrics, draining) = (index.clone(), metrics.clone(), draining.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let resp = service::admin(&req, &index, &metrics);
+                let resp = service::admin(&req, &index, &metrics, draining.is_cancelled());
                 async move { Ok::<_, Infallible>(resp) }
             });
             let _ = http1::Builder::new()

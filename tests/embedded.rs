@@ -6,6 +6,7 @@ mod common;
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -24,12 +25,32 @@ struct Serve {
     child: Child,
     addr: std::net::SocketAddr,
     admin: std::net::SocketAddr,
+    /// Everything the process printed, read continuously so a full pipe never stalls it.
+    output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn drain(
+    mut pipe: impl Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
 }
 
 impl Serve {
     fn start(data_dir: &std::path::Path, extra: &[&str]) -> Serve {
         let (port, admin_port) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
             .args(extra)
@@ -40,10 +61,17 @@ impl Serve {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            drain(child.stdout.take().unwrap(), output.clone()),
+            drain(child.stderr.take().unwrap(), output.clone()),
+        ];
         Serve {
             child,
             addr: ([127, 0, 0, 1], port).into(),
             admin: ([127, 0, 0, 1], admin_port).into(),
+            output,
+            readers,
         }
     }
 
@@ -57,40 +85,43 @@ impl Serve {
                 return;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                panic!("keygate serve exited with {status}:\n{err}");
+                panic!(
+                    "keygate serve exited with {status}:\n{}",
+                    self.output.lock().unwrap()
+                );
             }
             assert!(Instant::now() < deadline, "keygate serve not ready in time");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// SIGTERM, then the exit status and everything it printed.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    fn sigterm(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let status = self.child.wait().unwrap();
-        let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        (status, out)
+    }
+
+    /// SIGTERM, then the exit status and everything it printed. Waits on a blocking thread so
+    /// the test's runtime keeps running its client connections (an HTTP/2 client must answer
+    /// the server's shutdown ping for the connection to close early).
+    async fn terminate(self) -> (std::process::ExitStatus, String) {
+        self.sigterm();
+        let Serve {
+            mut child,
+            output,
+            readers,
+            ..
+        } = self;
+        tokio::task::spawn_blocking(move || {
+            let status = child.wait().unwrap();
+            for r in readers {
+                let _ = r.join();
+            }
+            let out = std::mem::take(&mut *output.lock().unwrap());
+            (status, out)
+        })
+        .await
+        .unwrap()
     }
 }
 
@@ -162,7 +193,7 @@ async fn embedded_default_serves_a_hand_written_key_and_logs_no_secret() {
         .await;
     assert_eq!(r.json()["status"]["authenticated"], false);
 
-    let (status, logs) = serve.terminate();
+    let (status, logs) = serve.terminate().await;
     assert!(
         status.success(),
         "graceful exit on SIGTERM: {status}\n{logs}"
@@ -171,7 +202,11 @@ async fn embedded_default_serves_a_hand_written_key_and_logs_no_secret() {
         logs.contains("tokenreview"),
         "decisions are logged:\n{logs}"
     );
-    assert!(logs.contains("wrong_secret"));
+    assert!(
+        logs.contains("wrong_secret"),
+        "{}",
+        &logs[logs.len().saturating_sub(6000)..]
+    );
     assert!(logs.contains(token.id.as_str()), "key id is logged");
     // Not the secret, not a prefix of it, not the full token, even at TRACE level.
     assert!(!logs.contains(&secret[26..34]), "secret leaked into logs");
@@ -195,7 +230,7 @@ async fn json_log_format_emits_one_structured_event_per_decision() {
         .review("kg_AAAAAAAAAAAAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB")
         .await;
     assert_eq!(r.json()["status"]["authenticated"], false);
-    let (status, logs) = serve.terminate();
+    let (status, logs) = serve.terminate().await;
     assert!(status.success());
     let events: Vec<serde_json::Value> = logs
         .lines()
@@ -211,4 +246,32 @@ async fn json_log_format_emits_one_structured_event_per_decision() {
     assert!(e["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(e["duration_us"].is_u64());
     assert!(!logs.contains("BBBBBBBB"), "secret leaked");
+}
+
+#[tokio::test]
+async fn shutdown_delay_fails_readiness_but_keeps_answering_until_it_ends() {
+    let work = tempfile::tempdir().unwrap();
+    let mut serve = Serve::start(work.path(), &["--shutdown-delay", "3s"]);
+    serve.wait_ready().await;
+    let ca = std::fs::read_to_string(work.path().join("keygate-data/certs/ca.crt")).unwrap();
+    let client = ClientConfig::trusting(&ca);
+    serve.sigterm();
+    // Readiness goes first...
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while admin_get(serve.admin, "/readyz").await.0 != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still ready after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...while new connections are still answered during the delay.
+    let mut c = client.connect(serve.addr, Proto::Http1).await.unwrap();
+    let r = c.review("foreign-token").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"]["authenticated"], false);
+    drop(c);
+    let (status, logs) = serve.terminate().await;
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("/readyz fails"), "{logs}");
 }

@@ -115,6 +115,7 @@ impl TestServer {
             admin,
             index.clone(),
             metrics.clone(),
+            CancellationToken::new(),
             stop.clone().cancelled_owned(),
         ));
         let webhook = Arc::new(Webhook {
