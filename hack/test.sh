@@ -29,9 +29,12 @@ cargo clippy --all-targets --locked -- -D warnings
 step "unit and integration tests (nextest)"
 cargo nextest run --locked --all-targets --no-fail-fast
 
-if [ -x hack/e2e.sh ] && [ "${KEYGATE_SKIP_E2E:-}" != 1 ]; then
-  step "end-to-end tests against a real kube-apiserver"
+if [ "${KEYGATE_SKIP_E2E:-}" != 1 ]; then
+  step "end-to-end tests against a real kube-apiserver (kubectl through keygate)"
   hack/e2e.sh
+
+  step "manifests: server-side dry run and RBAC checks against kube-apiserver"
+  hack/validate-manifests.sh
 fi
 
 printf '\nhack/test.sh: all checks passed in %ss\n' "$(( $(date +%s) - start ))"
