@@ -482,3 +482,59 @@ fn help_reads_well() {
     let serve = env.ok(&["serve", "--help"]);
     assert!(serve.contains("--last-used-interval"), "{serve}");
 }
+
+#[test]
+fn with_no_flags_keys_go_where_serve_reads_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .current_dir(tmp.path())
+        .env_remove("KEYGATE_STORE")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KEYGATE_DATA_DIR")
+        .args(["keys", "create", "--name", "x", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lower = v["id"].as_str().unwrap().to_lowercase();
+    assert!(
+        tmp.path()
+            .join(format!("keygate-data/keys/keygate-{lower}.yaml"))
+            .exists()
+    );
+}
+
+#[test]
+fn kubeconfig_exec_can_read_a_secret() {
+    let env = Env::new();
+    let text = env.ok(&[
+        "kubeconfig",
+        "--server",
+        "https://k:6443",
+        "--exec",
+        "--secret",
+        "ci/ci-key",
+    ]);
+    let kc = kube::config::Kubeconfig::from_yaml(&text).unwrap();
+    let exec = kc.auth_infos[0]
+        .auth_info
+        .as_ref()
+        .unwrap()
+        .exec
+        .clone()
+        .unwrap();
+    assert_eq!(exec.args.unwrap(), ["credential", "--secret", "ci/ci-key"]);
+    let err = env.fails(&[
+        "kubeconfig",
+        "--server",
+        "https://k:6443",
+        "--exec",
+        "--secret",
+        "nope",
+    ]);
+    assert!(err.contains("NAMESPACE/NAME"), "{err}");
+}

@@ -521,3 +521,33 @@ async fn last_use_is_a_merge_patch_of_the_annotation() {
         json!({"metadata": {"annotations": {"keygate.dev/last-used": "2030-01-02T03:04:05Z"}}})
     );
 }
+
+#[tokio::test]
+async fn credential_reads_the_token_key_of_a_secret() {
+    let (client, log) = fake(|s| {
+        if s.is("GET", "/api/v1/namespaces/ci/secrets/ci-key") {
+            (
+                200,
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ci-key"},
+                         "data": {"token": "a2dfdG9rZW4K"}}),
+            )
+        } else {
+            status(404, "NotFound", "not found")
+        }
+    });
+    let token = keygate::commands::credential::token_from_secret(client.clone(), "ci/ci-key")
+        .await
+        .unwrap();
+    assert_eq!(token.trim(), "kg_token");
+    assert_eq!(log.lock().unwrap().len(), 1);
+    let err = keygate::commands::credential::token_from_secret(client.clone(), "ci/gone")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not found in namespace ci"), "{err}");
+    let err = keygate::commands::credential::token_from_secret(client, "just-a-name")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NAMESPACE/NAME"), "{err}");
+}

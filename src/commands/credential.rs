@@ -16,11 +16,12 @@ pub fn exec_credential(token: &str) -> serde_json::Value {
     })
 }
 
-async fn from_secret(global: &Global, spec: &str) -> anyhow::Result<String> {
+/// The `token` key of the Secret `spec` (NAMESPACE/NAME).
+pub async fn token_from_secret(client: kube::Client, spec: &str) -> anyhow::Result<String> {
     let (ns, name) = spec
         .split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
         .with_context(|| format!("--secret {spec}: expected NAMESPACE/NAME"))?;
-    let client = crate::kubeclient::client(global).await?;
     let api: kube::Api<Secret> = kube::Api::namespaced(client, ns);
     let secret = api.get(name).await.map_err(|e| match &e {
         kube::Error::Api(s) if s.code == 404 => {
@@ -59,7 +60,7 @@ pub async fn run(global: &Global, args: &CredentialArgs) -> anyhow::Result<()> {
         std::fs::read_to_string(f)
             .with_context(|| format!("cannot read --token-file {}", f.display()))?
     } else if let Some(s) = &args.secret {
-        from_secret(global, s).await?
+        token_from_secret(crate::kubeclient::client(global).await?, s).await?
     } else {
         bail!(
             "no token: set KEYGATE_TOKEN, or pass --token-file FILE or --secret NAMESPACE/NAME \
