@@ -3,6 +3,9 @@
 //! to a sink (as `keygate serve` formats every decision).
 //!
 //! `valgrind --tool=callgrind target/release/examples/profile_review 20000 [--no-log]`
+//!
+//! `profile_review --mem N`: resident memory of an `Index` holding N keys (VmRSS before and
+//! after `Index::upsert` of N records), to split bytes/key between the index and the dir store.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,8 +19,51 @@ use keygate::store::Index;
 
 const FIXTURE_V1: &str = include_str!("../tests/fixtures/tokenreview/request-v1.json");
 
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// RSS per key of the index alone: records built first (and kept), then inserted.
+fn mem(n: usize) {
+    let records: Vec<(String, KeyRecord)> = (0..n)
+        .map(|i| {
+            let token = Token::generate(KeyId::generate());
+            let mut rec =
+                KeyRecord::new(token.id.clone(), token.secret_hash(), format!("bench {i}"));
+            rec.role = Some(Role::View);
+            (token.id.lowercase(), rec)
+        })
+        .collect();
+    let r0 = rss_kb();
+    let index = Index::new(IdentityPolicy::default());
+    let r1 = rss_kb();
+    for (id, rec) in records {
+        index.upsert(&id, Ok(rec));
+    }
+    index.set_ready();
+    let _ = index.len();
+    let r2 = rss_kb();
+    println!(
+        "index with {n} keys: VmRSS {r0} kB (records built) -> {r1} kB (empty index) -> {r2} kB; \
+         {:.0} bytes/key (records moved into the index, so this is index overhead + LoadedKey)",
+        (r2.saturating_sub(r0)) as f64 * 1024.0 / n as f64
+    );
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
+    if let Some("--mem") = std::env::args().nth(1).as_deref() {
+        mem(std::env::args()
+            .nth(2)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(100_000));
+        return;
+    }
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let log = args.next().as_deref() != Some("--no-log");
     let index = Index::new(IdentityPolicy::default());

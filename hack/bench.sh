@@ -12,7 +12,8 @@
 #                            errors, a request fails), never because of a ratio.
 #
 # Env: KEYGATE_BENCH_OUT (default <target>/bench), KEYGATE_BENCH_PORT (base port, default 28443;
-# uses base, base+1, base+2), KEYGATE_BENCH_ROUNDS, KEYGATE_BENCH_SCALE ("10 100000 1000000").
+# uses base, base+1, base+2), KEYGATE_BENCH_ROUNDS, KEYGATE_BENCH_SCALE ("10 100000 1000000"),
+# KEYGATE_BENCH_FLOOD (unknown-ID requests, 1000000), KEYGATE_BENCH_VALID (valid-key requests, 200000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -73,7 +74,8 @@ if [ $QUICK = 1 ]; then
   H1_N=2000; H2_N=4000; DUR=1; LAT_DUR=1; FLOOD_N=2000; VALID_N=2000; SCALE=${KEYGATE_BENCH_SCALE:-10 1000}
 else
   ROUNDS=${KEYGATE_BENCH_ROUNDS:-3}
-  H1_N=60000; H2_N=100000; DUR=4; LAT_DUR=5; FLOOD_N=1000000; VALID_N=200000
+  H1_N=60000; H2_N=100000; DUR=4; LAT_DUR=5
+  FLOOD_N=${KEYGATE_BENCH_FLOOD:-1000000}; VALID_N=${KEYGATE_BENCH_VALID:-200000}
   SCALE=${KEYGATE_BENCH_SCALE:-10 100000 1000000}
 fi
 

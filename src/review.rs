@@ -287,12 +287,13 @@ impl ApiVersion {
 }
 
 /// The parts of a TokenReview request keygate reads; `metadata` and `status` are ignored.
+/// `apiVersion` and `kind` borrow from the body (no allocation unless they hold escapes).
 #[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "apiVersion", default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
+struct Envelope<'a> {
+    #[serde(rename = "apiVersion", default, borrow)]
+    api_version: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: std::borrow::Cow<'a, str>,
     #[serde(default)]
     spec: Option<TokenReviewSpec>,
 }
@@ -310,14 +311,14 @@ impl ReviewRequest {
 }
 
 pub fn decode(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
-    let env: Envelope = serde_json::from_slice(body)?;
+    let env: Envelope<'_> = serde_json::from_slice(body)?;
     if env.kind != KIND {
-        return Err(ReviewError::WrongKind(env.kind));
+        return Err(ReviewError::WrongKind(env.kind.into_owned()));
     }
-    let api_version = match env.api_version.as_str() {
+    let api_version = match &*env.api_version {
         API_V1 => ApiVersion::V1,
         API_V1BETA1 => ApiVersion::V1beta1,
-        _ => return Err(ReviewError::WrongApiVersion(env.api_version)),
+        _ => return Err(ReviewError::WrongApiVersion(env.api_version.into_owned())),
     };
     let spec = env.spec.unwrap_or_default();
     if spec.token.as_deref().is_none_or(str::is_empty) {
@@ -352,8 +353,13 @@ pub fn encode(api_version: ApiVersion, decision: &Decision<'_>) -> Vec<u8> {
             user: decision.key.as_deref().map(|k| &k.user),
         },
     };
+    // One allocation: a valid answer with a typical identity is about 300 bytes.
+    let mut buf = Vec::with_capacity(512);
     // Serializing these plain structs to a Vec cannot fail.
-    serde_json::to_vec(&out).unwrap_or_default()
+    match serde_json::to_writer(&mut buf, &out) {
+        Ok(()) => buf,
+        Err(_) => Vec::new(),
+    }
 }
 
 #[cfg(test)]
