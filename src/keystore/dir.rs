@@ -25,6 +25,10 @@ pub enum DirKeysError {
     Write(#[from] WriteError),
     #[error("cannot remove {path}: {error}")]
     Remove { path: PathBuf, error: io::Error },
+    #[error(
+        "{0} is not a directory; pick a directory for the keys with --store dir:PATH or --data-dir"
+    )]
+    NotDir(PathBuf),
     #[error("cannot lock {path}: {error}")]
     Lock { path: PathBuf, error: io::Error },
     #[error("cannot serialise the record: {0}")]
@@ -58,22 +62,19 @@ impl DirKeys {
         }
     }
 
-    /// Takes the directory's write lock (a hidden file, which the dir store ignores), held
-    /// until the returned file is dropped. Every keygate writer (the CLI, the webhook's
-    /// last-use writer) takes it for its read-modify-write, so none overwrites another's change.
+    /// Takes the directory's write lock (flock on the directory itself), held until the
+    /// returned handle is dropped. Every keygate writer (the CLI, the webhook's last-use writer)
+    /// takes it for its read-modify-write, so none overwrites another's change.
     pub fn lock(&self) -> Result<std::fs::File, DirKeysError> {
+        if self.dir.exists() && !self.dir.is_dir() {
+            return Err(DirKeysError::NotDir(self.dir.clone()));
+        }
         fsutil::create_dir_all(&self.dir)?;
-        let path = self.dir.join(".keygate.lock");
         let err = |error| DirKeysError::Lock {
-            path: path.clone(),
+            path: self.dir.clone(),
             error,
         };
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(err)?;
+        let f = std::fs::File::open(&self.dir).map_err(err)?;
         f.lock().map_err(err)?;
         Ok(f)
     }
