@@ -6,22 +6,23 @@ use kube::{Client, Config};
 
 use crate::cli::Global;
 
+/// Messages carry their cause inline (not as `source`), so `{:#}` at the edge prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeClientError {
-    #[error("cannot load kubeconfig {path}: {source} (check --kubeconfig)")]
+    #[error("cannot load kubeconfig {path}: {error} (check --kubeconfig)")]
     File {
         path: String,
-        source: kube::config::KubeconfigError,
+        error: kube::config::KubeconfigError,
     },
     #[error("cannot use the kubeconfig: {0} (check --context and $KUBECONFIG)")]
-    Kubeconfig(#[from] kube::config::KubeconfigError),
+    Kubeconfig(kube::config::KubeconfigError),
     #[error(
         "no cluster configuration found: {0}. Set KUBECONFIG or pass --kubeconfig, run inside a cluster, \
          or use the local store with --store dir:PATH"
     )]
-    Infer(#[from] kube::config::InferConfigError),
+    Infer(kube::config::InferConfigError),
     #[error("cannot create a Kubernetes client: {0}")]
-    Client(#[from] kube::Error),
+    Client(kube::Error),
 }
 
 pub async fn config(global: &Global) -> Result<Config, KubeClientError> {
@@ -31,18 +32,22 @@ pub async fn config(global: &Global) -> Result<Config, KubeClientError> {
     };
     let config = match &global.kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path).map_err(|source| KubeClientError::File {
+            let kc = Kubeconfig::read_from(path).map_err(|error| KubeClientError::File {
                 path: path.display().to_string(),
-                source,
+                error,
             })?;
-            Config::from_custom_kubeconfig(kc, &options).await?
+            Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(KubeClientError::Kubeconfig)?
         }
-        None if global.context.is_some() => Config::from_kubeconfig(&options).await?,
-        None => Config::infer().await?,
+        None if global.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(KubeClientError::Kubeconfig)?,
+        None => Config::infer().await.map_err(KubeClientError::Infer)?,
     };
     Ok(config)
 }
 
 pub async fn client(global: &Global) -> Result<Client, KubeClientError> {
-    Ok(Client::try_from(config(global).await?)?)
+    Client::try_from(config(global).await?).map_err(KubeClientError::Client)
 }

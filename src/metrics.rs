@@ -3,7 +3,12 @@
 //! Per-decision counters are resolved once at start (one handle per reason), so the hot path
 //! increments an atomic instead of looking up a label set.
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -14,6 +19,42 @@ use prometheus_client::registry::Registry;
 
 use crate::review::Reason;
 use crate::store::Index;
+use crate::usage::UsageStats;
+
+/// Reads the last-use writer's counters at scrape time, once `serve` has started that writer.
+#[derive(Debug, Default)]
+struct UsageCollector(Arc<OnceLock<Arc<UsageStats>>>);
+
+impl Collector for UsageCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(stats) = self.0.get() else {
+            return Ok(());
+        };
+        let counters = [
+            (
+                "last_used_writes",
+                "Last-use annotations written",
+                &stats.written,
+            ),
+            (
+                "last_used_write_failures",
+                "Last-use writes that failed (authentication unaffected)",
+                &stats.failed,
+            ),
+            (
+                "last_used_dropped",
+                "Last-use events dropped because the writer's queue was full",
+                &stats.dropped,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
@@ -46,6 +87,7 @@ pub struct Metrics {
     stale: Gauge,
     connections: Gauge,
     connections_refused: Counter,
+    usage: Arc<OnceLock<Arc<UsageStats>>>,
 }
 
 /// Histogram buckets from 1 µs to about 1 s, doubling: fine enough to see a 2 µs review.
@@ -145,7 +187,10 @@ impl Metrics {
             "Connections closed at once because --max-connections was reached",
             connections_refused.clone(),
         );
+        let usage = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(UsageCollector(usage.clone())));
         Arc::new(Metrics {
+            usage,
             registry,
             decisions,
             duration,
@@ -161,6 +206,11 @@ impl Metrics {
             connections,
             connections_refused,
         })
+    }
+
+    /// Exposes the last-use writer's counters (set once, by `serve`).
+    pub fn track_usage(&self, stats: Arc<UsageStats>) {
+        let _ = self.usage.set(stats);
     }
 
     pub fn decision(&self, reason: Reason, seconds: f64) {
@@ -243,6 +293,20 @@ mod tests {
         assert!(text.contains("keygate_store_stale_seconds 0"), "{text}");
         assert!(text.contains("keygate_keys_loaded 0"));
         assert!(text.ends_with("# EOF\n"));
+        assert!(
+            !text.contains("last_used"),
+            "no usage counters before the writer starts"
+        );
+
+        let stats = Arc::new(UsageStats::default());
+        stats.failed.fetch_add(2, Ordering::Relaxed);
+        m.track_usage(stats);
+        let text = m.encode(&Index::new(IdentityPolicy::default()));
+        assert!(
+            text.contains("keygate_last_used_write_failures_total 2"),
+            "{text}"
+        );
+        assert!(text.contains("keygate_last_used_writes_total 0"), "{text}");
     }
 
     #[test]

@@ -158,6 +158,9 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let usage_stop = CancellationToken::new();
     let usage = (!args.last_used_interval.0.is_zero())
         .then(|| usage::spawn(usage_writer, args.last_used_interval.0, usage_stop.clone()));
+    if let Some((u, _)) = &usage {
+        metrics.track_usage(u.stats.clone());
+    }
 
     tracing::info!(
         listen = %listener.local_addr()?,

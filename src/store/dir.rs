@@ -234,6 +234,9 @@ impl DirStore {
             for ev in batch {
                 match ev {
                     Ok(ev) if ev.need_rescan() => rescan = true,
+                    // Reads (ours included: every refresh opens the file) change nothing;
+                    // reacting to them would re-read in a loop.
+                    Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
                     Ok(ev) => {
                         for p in ev.paths {
                             match p.file_name() {
