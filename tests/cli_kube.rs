@@ -551,3 +551,63 @@ async fn credential_reads_the_token_key_of_a_secret() {
         .to_string();
     assert!(err.contains("NAMESPACE/NAME"), "{err}");
 }
+
+#[tokio::test]
+async fn a_cluster_wide_role_is_checked_with_a_dry_run_binding_before_anything_is_made() {
+    // Allowed: the dry run passes, then the record is created.
+    let (client, log) = fake(|s| match s.method.as_str() {
+        "POST" if s.path.ends_with("selfsubjectreviews") => status(404, "NotFound", "nope"),
+        "POST" => created(s),
+        _ => status(404, "NotFound", "nope"),
+    });
+    let (r, _) = run(client, &["create", "--name", "ops", "--role", "admin"]).await;
+    r.unwrap();
+    let log = log.lock().unwrap().clone();
+    let posts: Vec<&Seen> = log.iter().filter(|s| s.method == "POST").collect();
+    let crb = posts
+        .iter()
+        .position(|s| s.path == "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings")
+        .expect("a dry-run ClusterRoleBinding");
+    let secret = posts
+        .iter()
+        .position(|s| s.path == format!("/api/v1/namespaces/{NS}/secrets"))
+        .expect("the key Secret");
+    assert!(crb < secret, "the check comes first");
+    let dry = posts[crb];
+    assert!(dry.query.contains("dryRun=All"), "{}", dry.query);
+    assert_eq!(dry.body["roleRef"]["name"], "cluster-admin");
+    assert_eq!(dry.body["subjects"][0]["kind"], "User");
+    assert!(
+        dry.body["subjects"][0]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("service-account-")
+    );
+
+    // Refused by RBAC's escalation check: nothing is created and the error says why.
+    let (client, log) = fake(|s| match s.method.as_str() {
+        "POST" if s.path.ends_with("selfsubjectreviews") => status(404, "NotFound", "nope"),
+        "POST" if s.path.ends_with("clusterrolebindings") => status(
+            403,
+            "Forbidden",
+            "clusterrolebindings.rbac.authorization.k8s.io \"keygate-x\" is forbidden: user \"bob\" is attempting to grant RBAC permissions not currently held",
+        ),
+        "POST" => created(s),
+        _ => status(404, "NotFound", "nope"),
+    });
+    let err = format!(
+        "{:#}",
+        run(client, &["create", "--name", "ops", "--role", "admin"])
+            .await
+            .0
+            .unwrap_err()
+    );
+    assert!(err.contains("never exceed its creator"), "{err}");
+    assert!(err.contains("Nothing was created"), "{err}");
+    let log = log.lock().unwrap().clone();
+    assert!(
+        !log.iter()
+            .any(|s| s.method == "POST" && s.path.ends_with("/secrets")),
+        "no Secret may be created: {log:?}"
+    );
+}

@@ -57,7 +57,14 @@ pub fn explain(op: Op, namespace: &str, e: kube::Error) -> KubeKeysError {
             resource: op.resource,
             namespace: namespace.to_owned(),
             message: s.message.clone(),
-            hint: if op.resource == "rolebindings" {
+            hint: if op.resource == "clusterrolebindings" {
+                "A key's role can never exceed its creator's: keygate dry-runs a \
+                 ClusterRoleBinding of that role to the key's user and RBAC refused it. You need \
+                 `create` on clusterrolebindings (ClusterRole keygate:key-manager:grant) and must \
+                 hold every permission of the role cluster-wide. Otherwise ask a cluster admin to \
+                 create the key, choose a smaller --role, or scope it with --namespace-scope"
+                    .to_owned()
+            } else if op.resource == "rolebindings" {
                 format!(
                     "To scope a key to namespace {namespace} you need `create` on rolebindings \
                      there and must hold every permission of the key's role in it yourself \

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -43,6 +43,70 @@ fn labels(id: &IdRef) -> BTreeMap<String, String> {
     ])
 }
 
+/// The ClusterRole a cluster-wide key's role reaches through keygate's ClusterRoleBindings
+/// (`keygate:admin` → cluster-admin, `keygate:edit` → edit, `keygate:view` → view).
+pub fn cluster_wide_role(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "cluster-admin",
+        Role::Edit => "edit",
+        Role::View => "view",
+    }
+}
+
+fn user_subject(username: &str) -> Subject {
+    Subject {
+        api_group: Some("rbac.authorization.k8s.io".to_owned()),
+        kind: "User".to_owned(),
+        name: username.to_owned(),
+        namespace: None,
+    }
+}
+
+/// A cluster-wide role reaches the key through a group binding the creator never makes, so
+/// RBAC would not stop a creator from minting more than they hold. Ask the API server to
+/// dry-run a ClusterRoleBinding of that role to the key's user with the creator's credentials:
+/// its escalation check refuses exactly when the creator could not grant the role themselves.
+/// Nothing is stored.
+async fn check_creator_may_grant(
+    keys: &KubeKeys,
+    id: &IdRef,
+    username: &str,
+    role: Role,
+) -> Result<(), KeyStoreError> {
+    let crb = ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(record_name(id.as_str())),
+            labels: Some(labels(id)),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "ClusterRole".to_owned(),
+            name: cluster_wide_role(role).to_owned(),
+        },
+        subjects: Some(vec![user_subject(username)]),
+    };
+    let pp = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    match Api::<ClusterRoleBinding>::all(keys.client.clone())
+        .create(&pp, &crb)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(explain(
+            Op {
+                verb: "grant",
+                resource: "clusterrolebindings",
+            },
+            "* (cluster-wide)",
+            e,
+        )
+        .into()),
+    }
+}
+
 /// The RoleBinding that gives the key's user `role` in `namespace`.
 pub fn role_binding(id: &IdRef, username: &str, role: Role, namespace: &str) -> RoleBinding {
     RoleBinding {
@@ -57,12 +121,7 @@ pub fn role_binding(id: &IdRef, username: &str, role: Role, namespace: &str) -> 
             kind: "ClusterRole".to_owned(),
             name: role.cluster_role().to_owned(),
         },
-        subjects: Some(vec![Subject {
-            api_group: Some("rbac.authorization.k8s.io".to_owned()),
-            kind: "User".to_owned(),
-            name: username.to_owned(),
-            namespace: None,
-        }]),
+        subjects: Some(vec![user_subject(username)]),
     }
 }
 
@@ -138,6 +197,19 @@ pub async fn create_key(
     }
     let result: Result<Stored, (String, KeyStoreError)> =
         async {
+            if let (Some(role), true) = (record.role, record.namespaces.is_empty()) {
+                check_creator_may_grant(keys, &id, username, role)
+                    .await
+                    .map_err(|e| {
+                        (
+                            format!(
+                                "checking that you may grant role {role} ({}) cluster-wide",
+                                cluster_wide_role(role)
+                            ),
+                            e,
+                        )
+                    })?;
+            }
             let stored = keys.create_with(record, annotations).await.map_err(|e| {
                 (
                     format!("creating the key Secret in namespace {}", keys.namespace),
