@@ -109,6 +109,19 @@ admin create rolebinding team-view -n e2e-c --clusterrole view --group e2e-team 
 check "a custom group bound by a RoleBinding works" kubectl --kubeconfig "$group_kc" get configmaps -n e2e-c
 check "the custom group grants nothing elsewhere" bash -c "[ \"\$(kubectl --kubeconfig '$group_kc' auth can-i list configmaps -n e2e-b 2>/dev/null)\" = no ]"
 
+# A key manager (itself a keygate key with cluster-wide view) can mint keys up to what it holds.
+mint e2e-manager --role view --group e2e-managers; manager_kc=$kc
+admin create role e2e-key-manager -n "$KEYGATE_NAMESPACE" \
+  --verb=get,list,create,update,patch,delete --resource=secrets >/dev/null
+admin create rolebinding e2e-key-manager -n "$KEYGATE_NAMESPACE" --role e2e-key-manager --group e2e-managers >/dev/null
+admin create clusterrole e2e-key-manager-grant --verb=create --resource=clusterrolebindings >/dev/null
+admin create clusterrolebinding e2e-key-manager-grant --clusterrole e2e-key-manager-grant --group e2e-managers >/dev/null
+check "a key manager can mint a key with a role it holds" \
+  env KEYGATE_KUBECONFIG="$manager_kc" "$KEYGATE_BIN" keys create --name by-manager --role view -o json
+err=$(KEYGATE_KUBECONFIG="$manager_kc" "$KEYGATE_BIN" keys create --name escalation --role admin 2>&1 >/dev/null)
+check "a key manager cannot mint a key above its own rights (admin)" grep -q "never exceed its creator" <<<"$err"
+check "...and nothing was created" bash -c "! kubectl --kubeconfig '$KEYGATE_ADMIN_KUBECONFIG' get secrets -n '$KEYGATE_NAMESPACE' -o json | jq -e '.items[] | select(.data.name | @base64d == \"escalation\")' >/dev/null"
+
 # --- denials ----------------------------------------------------------------------------------
 kubeconfig_for "${token:0:26}$(printf 'x%.0s' {1..43})" "$work/wrong.kubeconfig"
 check "wrong secret is Unauthorized" [ "$(status "$work/wrong.kubeconfig")" = unauthorized ]
