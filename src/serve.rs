@@ -79,7 +79,8 @@ fn tls_setup(global: &Global, args: &ServeArgs, listen: SocketAddr) -> anyhow::R
     );
     let url = format!("https://{}/authenticate", reachable(listen));
     let kc = kubeconfig::webhook(&url, &ca, Some((&client.0, &client.1)));
-    let kc_path = global.data_dir.join("webhook.kubeconfig");
+    // Absolute, since it is printed for use in kube-apiserver's flags.
+    let kc_path = std::path::absolute(global.data_dir.join("webhook.kubeconfig"))?;
     fsutil::write_atomic(&kc_path, kubeconfig::to_yaml(&kc).as_bytes(), true)?;
     Ok(TlsSetup {
         files: TlsFiles {
