@@ -13,7 +13,9 @@
 #
 # Env: KEYGATE_BENCH_OUT (default <target>/bench), KEYGATE_BENCH_PORT (base port, default 28443;
 # uses base, base+1, base+2), KEYGATE_BENCH_ROUNDS, KEYGATE_BENCH_SCALE ("10 100000 1000000"),
-# KEYGATE_BENCH_FLOOD (unknown-ID requests, 1000000), KEYGATE_BENCH_VALID (valid-key requests, 200000).
+# KEYGATE_BENCH_FLOOD (unknown-ID requests, 1000000), KEYGATE_BENCH_VALID (valid-key requests, 200000),
+# KEYGATE_BENCH_CACHE (where generated key sets of 1000+ keys are kept between runs,
+# default ~/.cache/keygate/bench; delete it to regenerate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -54,6 +56,8 @@ OUT=${KEYGATE_BENCH_OUT:-$TARGET/bench}
 rm -rf "$OUT"
 mkdir -p "$OUT/raw"
 W=$(mktemp -d "${TMPDIR:-/tmp}/keygate-bench.XXXXXX")
+CACHE=${KEYGATE_BENCH_CACHE:-${KEYGATE_CACHE:-$HOME/.cache/keygate}/bench}
+mkdir -p "$CACHE"
 BASE=${KEYGATE_BENCH_PORT:-28443}
 KG_PORT=$BASE; FLOOR_PORT=$((BASE + 1)); ADMIN_PORT=$((BASE + 2))
 RESULTS=$OUT/results.tsv
@@ -329,14 +333,26 @@ stop_pid "$KG_PID"; KG_PID=""
 
 SCALE_COUNT=${VALID_N}
 for n in $SCALE; do
+  KEYS_DIR=$W/keys-$n
   if [ "$n" != 10 ]; then
-    log "generating $n keys"
-    "$GENKEYS" --dir "$W/keys-$n" --count "$n" --tokens-out "$W/tokens-$n.txt" --tokens 10000 >"$OUT/raw/genkeys-$n.txt" || die "genkeys $n"
+    # Big key sets are kept between runs (writing, and deleting, a million files takes minutes):
+    # $KEYGATE_BENCH_CACHE/keys-N with its tokens and genkeys' own timing from when it was made.
+    KEYS_DIR=$CACHE/keys-$n
+    if [ ! -s "$CACHE/genkeys-$n.txt" ] || [ ! -s "$CACHE/tokens-$n.txt" ]; then
+      log "generating $n keys into $KEYS_DIR"
+      rm -rf "$KEYS_DIR" "$CACHE/genkeys-$n.txt"
+      "$GENKEYS" --dir "$KEYS_DIR" --count "$n" --tokens-out "$CACHE/tokens-$n.txt" --tokens 10000 >"$CACHE/genkeys-$n.tmp" || die "genkeys $n"
+      mv "$CACHE/genkeys-$n.tmp" "$CACHE/genkeys-$n.txt"
+    else
+      log "reusing $n keys in $KEYS_DIR (made $(date -r "$CACHE/genkeys-$n.txt" -u +%FT%TZ))"
+    fi
+    cp "$CACHE/genkeys-$n.txt" "$OUT/raw/genkeys-$n.txt"
+    cp "$CACHE/tokens-$n.txt" "$W/tokens-$n.txt"
     gk=$(sed -n 's/.* in \([0-9.]*\) s .*/\1/p' "$OUT/raw/genkeys-$n.txt")
-    result "genkeys_s_$n" "$gk" s "$(basename "$GENKEYS") --dir D --count $n --tokens-out F --tokens 10000"
+    result "genkeys_s_$n" "$gk" s "$(basename "$GENKEYS") --dir D --count $n --tokens-out F --tokens 10000 (when $KEYS_DIR was made)"
   fi
   log "keygate with $n keys"
-  start_keygate "$W/keys-$n"
+  start_keygate "$KEYS_DIR"
   result "ready_ms_$n" "$KG_READY_MS" ms "keygate serve --store dir:<$n keys> (exec to /readyz 200)"
   sleep 1
   rss=$(rss_kb "$KG_PID")
@@ -355,18 +371,26 @@ for n in $SCALE; do
     result "valid_rps_$n" "$r" "req/s ($cnt valid-key reviews, 64 conns)" "$(cmd_of "valid-$n")"
     before=$(rss_kb "$KG_PID")
     entries_before=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^keygate_cache_entries/ {print $2}')
-    r=$(WRK_CONNS=64 wrk_run "flood-$n" $KG_PORT 900 "$W/tokens.lua" BENCH_TOKENS=random BENCH_LIMIT="$FLOOD_N" BENCH_WANT=false BENCH_COUNT="$W/count")
-    read -r cnt wrong _ <"$W/count"; [ "$wrong" = 0 ] || die "flood-$n: $wrong answers were not authenticated:false"
+    # In two halves, VmRSS after each: growth that stops after the first half is buffers and
+    # allocator arenas warming up; growth that goes on would be per-request.
+    half=$((FLOOD_N / 2))
+    r1=$(WRK_CONNS=64 wrk_run "flood-$n-1" $KG_PORT 900 "$W/tokens.lua" BENCH_TOKENS=random BENCH_LIMIT="$half" BENCH_WANT=false BENCH_COUNT="$W/count")
+    read -r cnt1 wrong _ <"$W/count"; [ "$wrong" = 0 ] || die "flood-$n: $wrong answers were not authenticated:false"
+    mid=$(rss_kb "$KG_PID")
+    r2=$(WRK_CONNS=64 wrk_run "flood-$n" $KG_PORT 900 "$W/tokens.lua" BENCH_TOKENS=random BENCH_LIMIT="$half" BENCH_WANT=false BENCH_COUNT="$W/count")
+    read -r cnt2 wrong _ <"$W/count"; [ "$wrong" = 0 ] || die "flood-$n: $wrong answers were not authenticated:false"
+    cnt=$((cnt1 + cnt2))
+    r=$(python3 -c "print(round(2 / (1 / $r1 + 1 / $r2), 2))")
     after=$(rss_kb "$KG_PID")
+    result "flood_rss_kb_mid" "$mid" kB "after the first $cnt1 unknown-ID reviews"
     entries_after=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^keygate_cache_entries/ {print $2}')
-    result "flood_rps_$n" "$r" "req/s ($cnt unknown-ID reviews, 64 conns)" "$(cmd_of "flood-$n")"
+    result "flood_rps_$n" "$r" "req/s ($cnt unknown-ID reviews in two halves: $r1 and $r2 req/s, 64 conns)" "$(cmd_of "flood-$n")"
     result "flood_rss_kb_before" "$before" kB ""
     result "flood_rss_kb_after" "$after" kB ""
     result "flood_cache_entries_before" "${entries_before:-?}" entries "keygate_cache_entries on /metrics"
     result "flood_cache_entries_after" "${entries_after:-?}" entries "keygate_cache_entries on /metrics"
   fi
   stop_pid "$KG_PID"; KG_PID=""
-  [ "$n" = 10 ] || rm -rf "$W/keys-$n"
 done
 
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
