@@ -273,6 +273,8 @@ impl ClientConfig {
         proto: Proto,
     ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(addr).await?;
+        // As kube-apiserver's Go client does: without it, Nagle holds a request's body back.
+        tcp.set_nodelay(true)?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(self.rustls(proto)));
         connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -285,6 +287,8 @@ impl ClientConfig {
         addr: SocketAddr,
     ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(addr).await?;
+        // As kube-apiserver's Go client does: without it, Nagle holds a request's body back.
+        tcp.set_nodelay(true)?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(self.rustls(Proto::Http1)));
         connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -294,6 +298,8 @@ impl ClientConfig {
     /// Opens a TLS connection and returns a request sender for it.
     pub async fn connect(&self, addr: SocketAddr, proto: Proto) -> std::io::Result<Conn> {
         let tcp = TcpStream::connect(addr).await?;
+        // As kube-apiserver's Go client does: without it, Nagle holds a request's body back.
+        tcp.set_nodelay(true)?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(self.rustls(proto)));
         let tls = connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
