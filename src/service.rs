@@ -54,7 +54,12 @@ impl Webhook {
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let resp = self.route(req, peer).await;
+        // A HEAD answer carries no body; over HTTP/2 one would be a protocol error.
+        let head = req.method() == Method::HEAD;
+        let mut resp = self.route(req, peer).await;
+        if head {
+            *resp.body_mut() = Full::new(Bytes::new());
+        }
         self.metrics.http_response(resp.status().as_u16());
         resp
     }
