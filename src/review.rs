@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use jiff::Timestamp;
 use k8s_openapi::api::authentication::v1::{TokenReviewSpec, UserInfo};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::keys::{self, ID_LEN, KeyError};
 use crate::record::KeyRecord;
@@ -327,39 +327,26 @@ pub fn decode(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
     Ok(ReviewRequest { api_version, spec })
 }
 
-#[derive(Serialize)]
-struct ResponseOut<'a> {
-    #[serde(rename = "apiVersion")]
-    api_version: &'static str,
-    kind: &'static str,
-    status: StatusOut<'a>,
-}
-
-/// k8s-openapi's `TokenReviewStatus`, borrowing the precomputed `UserInfo` instead of cloning it.
-#[derive(Serialize)]
-struct StatusOut<'a> {
-    authenticated: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a UserInfo>,
-}
-
-/// The answer body. Denials carry no `status.error`, so kube-apiserver caches them.
+/// The answer body. Denials carry no `status.error`, so kube-apiserver caches them. The
+/// identity part is the key's `status.user`, serialized once when the key was loaded; only the
+/// constant framing is written here.
 pub fn encode(api_version: ApiVersion, decision: &Decision<'_>) -> Vec<u8> {
-    let out = ResponseOut {
-        api_version: api_version.as_str(),
-        kind: KIND,
-        status: StatusOut {
-            authenticated: decision.reason.authenticated(),
-            user: decision.key.as_deref().map(|k| &k.user),
-        },
-    };
-    // One allocation: a valid answer with a typical identity is about 300 bytes.
-    let mut buf = Vec::with_capacity(512);
-    // Serializing these plain structs to a Vec cannot fail.
-    match serde_json::to_writer(&mut buf, &out) {
-        Ok(()) => buf,
-        Err(_) => Vec::new(),
+    const HEAD: &[u8] = b"{\"apiVersion\":\"";
+    const MID: &[u8] = b"\",\"kind\":\"TokenReview\",\"status\":{\"authenticated\":";
+    let user = decision.key.as_deref().map(|k| &*k.user_json);
+    let mut buf = Vec::with_capacity(96 + user.map_or(0, <[u8]>::len));
+    buf.extend_from_slice(HEAD);
+    buf.extend_from_slice(api_version.as_str().as_bytes());
+    buf.extend_from_slice(MID);
+    match user {
+        Some(user) if decision.reason.authenticated() => {
+            buf.extend_from_slice(b"true,\"user\":");
+            buf.extend_from_slice(user);
+        }
+        _ => buf.extend_from_slice(b"false"),
     }
+    buf.extend_from_slice(b"}}");
+    buf
 }
 
 #[cfg(test)]

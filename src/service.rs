@@ -192,7 +192,7 @@ fn too_large() -> HttpResponse {
 /// duration. Never the token or any part of the secret.
 fn log_decision(index: &Index, d: &review::Decision<'_>, peer: SocketAddr, elapsed: Duration) {
     let username = match (&d.key, d.key_id) {
-        (Some(k), _) => k.user.username.clone().unwrap_or_default(),
+        (Some(k), _) => k.username.to_string(),
         (None, Some(id)) => index.policy().username(&id.to_ascii_lowercase()),
         (None, None) => String::new(),
     };

@@ -374,7 +374,7 @@ proptest! {
         let user = policy.user_info(&rec);
         let key = reason
             .authenticated()
-            .then(|| Arc::new(LoadedKey { record: rec.clone(), user: user.clone() }));
+            .then(|| Arc::new(LoadedKey::new(rec.clone(), user.clone())));
         let d = Decision { reason, key_id: Some(rec.id.as_str()), key };
         let out = review::encode(v, &d);
         let raw: serde_json::Value = serde_json::from_slice(&out).unwrap();

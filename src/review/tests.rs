@@ -37,7 +37,7 @@ fn valid_key_maps_to_the_contract_identity() {
     let (idx, token) = setup(|r| r.role = Some(Role::Admin));
     let d = decide(&idx, &token, now());
     assert_eq!(d.reason, Reason::Ok);
-    let user = &d.key.as_ref().unwrap().user;
+    let user = &d.key.as_ref().unwrap().user();
     let id = &token[3..25];
     let lower = id.to_lowercase();
     assert_eq!(
@@ -77,7 +77,7 @@ fn namespace_scoped_key_gets_no_cluster_role_group() {
     });
     let d = decide(&idx, &token, now());
     assert_eq!(
-        d.key.unwrap().user.groups.as_deref().unwrap(),
+        d.key.unwrap().user().groups.as_deref().unwrap(),
         ["keygate:keys"]
     );
 }
@@ -98,7 +98,7 @@ fn record_groups_pass_the_allow_list() {
         ];
     });
     let d = decide(&idx, &token, now());
-    let user = &d.key.as_ref().unwrap().user;
+    let user = &d.key.as_ref().unwrap().user();
     assert_eq!(
         user.groups.as_deref().unwrap(),
         ["keygate:keys", "team-a", "ops"]

@@ -23,11 +23,44 @@ use crate::review::IdentityPolicy;
 
 pub use spec::StoreSpec;
 
-/// A record the webhook can use, with the identity it maps to computed once at load time.
+/// A record the webhook can use, with the identity it maps to computed once at load time: the
+/// `status.user` of every answer for this key is serialized here, not per review.
 #[derive(Debug)]
 pub struct LoadedKey {
+    /// What `decide` needs; fields the webhook never reads (description, created-by, the
+    /// group and namespace lists, already part of `user_json`) are dropped to save memory.
     pub record: KeyRecord,
-    pub user: UserInfo,
+    pub username: Box<str>,
+    /// `status.user` as JSON (k8s-openapi's `UserInfo`).
+    pub user_json: Box<[u8]>,
+}
+
+impl LoadedKey {
+    pub fn new(mut record: KeyRecord, user: UserInfo) -> Self {
+        // Serializing a plain struct of strings cannot fail.
+        let user_json = serde_json::to_vec(&user)
+            .unwrap_or_default()
+            .into_boxed_slice();
+        for s in [
+            &mut record.name,
+            &mut record.description,
+            &mut record.created_by,
+        ] {
+            *s = String::new();
+        }
+        record.groups = Vec::new();
+        record.namespaces = Vec::new();
+        LoadedKey {
+            username: user.username.unwrap_or_default().into_boxed_str(),
+            record,
+            user_json,
+        }
+    }
+
+    /// The identity, decoded back (for tests and tools; the hot path uses `user_json`).
+    pub fn user(&self) -> UserInfo {
+        serde_json::from_slice(&self.user_json).unwrap_or_default()
+    }
 }
 
 /// What the index holds for a key ID.
@@ -89,7 +122,7 @@ impl Index {
         match parsed {
             Ok(record) => {
                 let user = self.inner.policy.user_info(&record);
-                Entry::Key(Arc::new(LoadedKey { record, user }))
+                Entry::Key(Arc::new(LoadedKey::new(record, user)))
             }
             Err(e) => Entry::Invalid(Arc::new(e)),
         }
