@@ -89,6 +89,14 @@ fn write_file(d: &DirKeys, id: &str, at: Timestamp) -> Result<(), UsageError> {
         .map_err(|e| UsageError::Dir(e.to_string()))?
         .pop()
         .ok_or(UsageError::NoFile)?;
+    // Stamp the file, then check it still holds what was read: the stamp then names the
+    // content the new version is based on, and the replace below refuses if it changes again.
+    let stamp = fsutil::FileStamp::of(&path).map_err(|_| UsageError::NoFile)?;
+    if crate::store::dir::read_secret(&path).ok().as_ref() != Some(&secret) {
+        return Err(UsageError::Dir(
+            "the record changed while being read; will retry on next use".into(),
+        ));
+    }
     let annotations = secret
         .metadata
         .annotations
@@ -102,7 +110,8 @@ fn write_file(d: &DirKeys, id: &str, at: Timestamp) -> Result<(), UsageError> {
     }
     annotations.insert(ANNOTATION_LAST_USED.to_owned(), at.to_string());
     let bytes = encode(&path, &secret).map_err(|e| UsageError::Dir(e.to_string()))?;
-    fsutil::write_atomic(&path, &bytes, false).map_err(|e| UsageError::Dir(e.to_string()))
+    // `rm` and editors do not take keygate's lock: never resurrect a file removed meanwhile.
+    fsutil::replace_if_unchanged(&path, &bytes, &stamp).map_err(|e| UsageError::Dir(e.to_string()))
 }
 
 /// Counters of the last-use writer.
