@@ -29,6 +29,12 @@ cargo clippy --all-targets --locked -- -D warnings
 step "unit and integration tests (nextest)"
 cargo nextest run --locked --all-targets --no-fail-fast
 
+step "bench smoke test (hack/bench.sh --quick: breakage fails, ratios are only reported)"
+hack/bench.sh --quick >/dev/null
+
+step "soak, short form (30 s of valid, wrong and foreign tokens while keys change)"
+SOAK_SECONDS=30 hack/soak.sh
+
 if [ "${KEYGATE_SKIP_E2E:-}" != 1 ]; then
   step "end-to-end tests against a real kube-apiserver (kubectl through keygate)"
   hack/e2e.sh

@@ -17,7 +17,10 @@ pub fn init(format: LogFormat, filter: &str) -> WorkerGuard {
         // Block rather than drop lines when the buffer is full: decision logs are an audit trail.
         .lossy(false)
         .buffered_lines_limit(64 * 1024)
-        .finish(std::io::stderr());
+        // The worker flushes after draining what is queued: lines are batched into few writes
+        // under load (one write per line cost ~28% of HTTP/2 throughput) yet appear at once
+        // when idle.
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
