@@ -20,7 +20,10 @@ pub fn init(format: LogFormat, filter: &str) -> WorkerGuard {
         // The worker flushes after draining what is queued: lines are batched into few writes
         // under load (one write per line cost ~28% of HTTP/2 throughput) yet appear at once
         // when idle.
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
