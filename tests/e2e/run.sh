@@ -206,15 +206,30 @@ fi
 check "the admin's client certificate still works" admin get ns kube-system
 
 # --- restarts ---------------------------------------------------------------------------------
-mint e2e-survivor --role view; surv_kc=$kc
-mint e2e-doomed --role view; doomed_kc=$kc; doomed_id=$id
+mint e2e-survivor --role view; surv_kc=$kc; surv_token=$token
+mint e2e-doomed --role view; doomed_kc=$kc; doomed_id=$id; doomed_token=$token
 check "keys work before the restarts" [ "$(status "$surv_kc")" = ok ]
 check "the webhook stops" "$root/hack/local-cluster.sh" stop keygate
 check "a key is deleted while the webhook is down" kg keys delete "$doomed_id"
 check "the webhook starts again" "$root/hack/local-cluster.sh" start keygate
 check "after a webhook restart keys keep working" wait_status "$surv_kc" ok 20
 check "a key deleted during the webhook outage does not come back" wait_status "$doomed_kc" unauthorized $(( cache_s + 3 ))
-check "kube-apiserver restarts" "$root/hack/local-cluster.sh" restart kube-apiserver
+metric() { curl -s "$KEYGATE_WEBHOOK_ADMIN_URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+errors_before=$(metric keygate_store_errors_total)
+check "kube-apiserver stops" "$root/hack/local-cluster.sh" stop kube-apiserver
+check "with the apiserver down, keygate answers live keys from its cache" [ "$(review "$surv_token")" = true ]
+check "with the apiserver down, deleted keys stay refused" [ "$(review "$doomed_token")" = false ]
+store_failing() {
+  local deadline=$((SECONDS + 30))
+  while (( SECONDS < deadline )); do
+    (( $(metric keygate_store_errors_total) > errors_before )) && return 0
+    sleep 0.5
+  done
+  return 1
+}
+check "with the apiserver down, keygate counts store errors (keygate_store_errors_total)" store_failing
+check "keygate exposes store staleness (keygate_store_stale_seconds)" bash -c "[ -n \"\$(curl -s '$KEYGATE_WEBHOOK_ADMIN_URL/metrics' | grep '^keygate_store_stale_seconds ')\" ]"
+check "kube-apiserver starts again" "$root/hack/local-cluster.sh" start kube-apiserver
 check "after an apiserver restart keys keep working" wait_status "$surv_kc" ok 60
 check "after an apiserver restart deleted keys stay deleted" [ "$(status "$doomed_kc")" = unauthorized ]
 mint e2e-after --role view; after_kc=$kc
