@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes};
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use jiff::Timestamp;
 
@@ -99,30 +99,28 @@ impl Webhook {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        // HTTP/1.1 only: see `read_body`.
+        let drain = req.version() < Version::HTTP_2;
+        if declared.is_some_and(|n| n > MAX_BODY as u64 && (!drain || n > DRAIN_MAX as u64)) {
             return too_large();
         }
-        let body = Limited::new(req.into_body(), MAX_BODY).collect();
-        let body = match tokio::time::timeout(self.body_timeout, body).await {
+        let body = match tokio::time::timeout(self.body_timeout, read_body(req.into_body(), drain))
+            .await
+        {
             Err(_) => {
                 return text(
                     StatusCode::REQUEST_TIMEOUT,
                     "request body not received in time",
                 );
             }
-            Ok(Err(e))
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                return too_large();
-            }
-            Ok(Err(e)) => {
+            Ok(Err(BodyError::TooLarge)) => return too_large(),
+            Ok(Err(BodyError::Read(e))) => {
                 return text(
                     StatusCode::BAD_REQUEST,
                     format!("cannot read request body: {e}"),
                 );
             }
-            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Ok(b)) => b,
         };
         self.review(&body, peer)
     }
@@ -179,6 +177,46 @@ fn reason_400(e: &review::ReviewError) -> String {
         }
         ReviewError::MissingToken => e.to_string(),
     }
+}
+
+/// Over HTTP/1.1, an oversized body is read on and discarded up to this many bytes before the
+/// 413 is sent: closing a connection with unread data makes the kernel reset it, which can
+/// destroy the answer before the client reads it. Larger bodies are refused at once.
+const DRAIN_MAX: usize = 2 * 1024 * 1024;
+
+enum BodyError {
+    TooLarge,
+    Read(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes; with `drain`, keeps reading (and discarding) an
+/// oversized one up to [`DRAIN_MAX`] so the 413 can be delivered.
+async fn read_body<B>(body: B, drain: bool) -> Result<Bytes, BodyError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.as_mut().frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.remaining());
+        if seen > MAX_BODY {
+            if !drain || seen > DRAIN_MAX {
+                return Err(BodyError::TooLarge);
+            }
+            continue;
+        }
+        buf.put(data);
+    }
+    if seen > MAX_BODY {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(Bytes::from(buf))
 }
 
 fn too_large() -> HttpResponse {
