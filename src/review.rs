@@ -11,9 +11,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::authentication::v1::{TokenReviewSpec, UserInfo};
 use serde::Deserialize;
 
-use crate::keys::{self, ID_LEN, KeyError};
+use crate::keys::{self, KeyError};
 use crate::record::KeyRecord;
-use crate::store::{Entry, Index, LoadedKey};
+use crate::store::{Entry, IdKey, Index, LoadedKey, Shape};
 
 pub const API_V1: &str = "authentication.k8s.io/v1";
 pub const API_V1BETA1: &str = "authentication.k8s.io/v1beta1";
@@ -100,13 +100,27 @@ impl IdentityPolicy {
         format!("{}{id_lower}", self.user_prefix)
     }
 
+    /// The username for the log line, written without allocating; empty without an ID.
+    pub fn display_username(&self, id: Option<IdKey>) -> impl fmt::Display + '_ {
+        struct Username<'p>(&'p str, Option<IdKey>);
+        impl fmt::Display for Username<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match &self.1 {
+                    Some(id) => write!(f, "{}{id}", self.0),
+                    None => Ok(()),
+                }
+            }
+        }
+        Username(&self.user_prefix, id)
+    }
+
     fn group_allowed(&self, g: &str) -> bool {
         !g.starts_with("system:") && self.allowed_groups.iter().any(|p| p.matches(g))
     }
 
-    /// The identity a valid key becomes (design.md, "The identity a valid key becomes").
-    pub fn user_info(&self, record: &KeyRecord) -> UserInfo {
-        let id_lower = record.id.lowercase();
+    /// The groups a record maps to: `keygate:keys`, `keygate:<role>` for a cluster-wide role,
+    /// then the record's own groups that the allow-list lets through (others are logged).
+    pub fn groups(&self, record: &KeyRecord) -> Vec<String> {
         let mut groups = vec![GROUP_ALL_KEYS.to_owned()];
         if let (Some(role), true) = (record.role, record.namespaces.is_empty()) {
             groups.push(format!("keygate:{role}"));
@@ -120,10 +134,21 @@ impl IdentityPolicy {
                 tracing::warn!(key_id = %record.id, group = %g, "group not in --allowed-group; not emitted");
             }
         }
+        groups
+    }
+
+    /// The parts of a record's identity that many keys share, serialized once.
+    pub fn shape(&self, record: &KeyRecord) -> Shape {
+        Shape::new(&self.user_prefix, &self.groups(record))
+    }
+
+    /// The identity a valid key becomes (design.md, "The identity a valid key becomes").
+    pub fn user_info(&self, record: &KeyRecord) -> UserInfo {
+        let id_lower = record.id.lowercase();
         UserInfo {
             username: Some(self.username(&id_lower)),
             uid: Some(format!("keygate:{id_lower}")),
-            groups: Some(groups),
+            groups: Some(self.groups(record)),
             extra: Some(BTreeMap::from([
                 (EXTRA_KEY_ID.to_owned(), vec![record.id.to_string()]),
                 (EXTRA_KEY_NAME.to_owned(), vec![record.name.clone()]),
@@ -212,30 +237,28 @@ pub fn decide<'t>(index: &Index, token: &'t str, now: Timestamp) -> Decision<'t>
         Err(_) => return deny(Reason::MalformedToken, None),
     };
     let id = Some(parsed.id);
-    // Lowercase on the stack: no allocation on the hot path.
-    let mut buf = [0u8; ID_LEN];
-    buf.copy_from_slice(parsed.id.as_bytes());
-    buf.make_ascii_lowercase();
-    let id_lower = std::str::from_utf8(&buf).unwrap_or_default();
+    // Lowercased on the stack: no allocation on the hot path.
+    let Some(id_key) = IdKey::new(parsed.id) else {
+        return deny(Reason::MalformedToken, None);
+    };
 
-    let key = match index.get(id_lower) {
+    let key = match index.get_key(&id_key) {
         None => return deny(Reason::UnknownKey, id),
         Some(Entry::Invalid(e)) => {
             tracing::warn!(key_id = parsed.id, error = %e, "token for a refused key record");
             return deny(Reason::InvalidRecord, id);
         }
         // IDs are case-sensitive; the lowercase lookup only finds the candidate.
-        Some(Entry::Key(k)) if k.record.id.as_str() != parsed.id => {
+        Some(Entry::Key(k)) if k.id() != parsed.id => {
             return deny(Reason::UnknownKey, id);
         }
         Some(Entry::Key(k)) => k,
     };
 
-    let record = &key.record;
     let hash = parsed.secret_hash();
     // Both comparisons always run, each in constant time.
-    let current = record.secret_hash.ct_eq(&hash);
-    let previous = record.previous.as_ref().map(|p| (p.hash.ct_eq(&hash), p));
+    let current = key.secret_hash.ct_eq(&hash);
+    let previous = key.previous.as_ref().map(|p| (p.hash.ct_eq(&hash), p));
     let reason = match (current, previous) {
         (true, _) => Reason::Ok,
         (false, Some((true, p))) if !p.expires.is_past(now) => Reason::OkPreviousSecret,
@@ -244,8 +267,8 @@ pub fn decide<'t>(index: &Index, token: &'t str, now: Timestamp) -> Decision<'t>
     };
     let reason = match reason {
         r if !r.authenticated() => r,
-        _ if record.disabled => Reason::Disabled,
-        _ if record.is_expired(now) => Reason::Expired,
+        _ if key.disabled => Reason::Disabled,
+        _ if key.is_expired(now) => Reason::Expired,
         r => r,
     };
     Decision {
@@ -333,15 +356,15 @@ pub fn decode(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
 pub fn encode(api_version: ApiVersion, decision: &Decision<'_>) -> Vec<u8> {
     const HEAD: &[u8] = b"{\"apiVersion\":\"";
     const MID: &[u8] = b"\",\"kind\":\"TokenReview\",\"status\":{\"authenticated\":";
-    let user = decision.key.as_deref().map(|k| &*k.user_json);
-    let mut buf = Vec::with_capacity(96 + user.map_or(0, <[u8]>::len));
+    let user = decision.key.as_deref();
+    let mut buf = Vec::with_capacity(96 + user.map_or(0, LoadedKey::user_len));
     buf.extend_from_slice(HEAD);
     buf.extend_from_slice(api_version.as_str().as_bytes());
     buf.extend_from_slice(MID);
     match user {
         Some(user) if decision.reason.authenticated() => {
             buf.extend_from_slice(b"true,\"user\":");
-            buf.extend_from_slice(user);
+            user.write_user(&mut buf);
         }
         _ => buf.extend_from_slice(b"false"),
     }

@@ -14,14 +14,15 @@ use jiff::Timestamp;
 
 use crate::metrics::Metrics;
 use crate::review;
-use crate::store::Index;
+use crate::store::{IdKey, Index};
 
 /// Request bodies larger than this are refused with 413 (a TokenReview is well under 1 KiB).
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// Something the webhook wants told about each successful authentication (last-used tracking).
 pub trait UsageSink: Send + Sync {
-    fn used(&self, id_lower: &str, at: Timestamp);
+    /// Called on the request path: must not block or allocate much.
+    fn used(&self, id: IdKey, at: Timestamp);
 }
 
 /// The webhook request handler.
@@ -139,7 +140,7 @@ impl Webhook {
         self.metrics
             .decision(decision.reason, elapsed.as_secs_f64());
         if let (Some(key), Some(usage)) = (&decision.key, &self.usage) {
-            usage.used(&key.record.id.lowercase(), now);
+            usage.used(key.id_key(), now);
         }
         log_decision(&self.index, &decision, peer, elapsed);
         let mut r = Response::new(Full::new(Bytes::from(out)));
@@ -229,11 +230,12 @@ fn too_large() -> HttpResponse {
 /// One structured event per decision. Fields: key id (public), username, result, reason, peer,
 /// duration. Never the token or any part of the secret.
 fn log_decision(index: &Index, d: &review::Decision<'_>, peer: SocketAddr, elapsed: Duration) {
-    let username = match (&d.key, d.key_id) {
-        (Some(k), _) => k.username.to_string(),
-        (None, Some(id)) => index.policy().username(&id.to_ascii_lowercase()),
-        (None, None) => String::new(),
+    let id = match (&d.key, d.key_id) {
+        (Some(k), _) => Some(k.id_key()),
+        (None, Some(id)) => IdKey::new(id),
+        (None, None) => None,
     };
+    let username = index.policy().display_username(id);
     let result = if d.reason.authenticated() {
         "authenticated"
     } else {
@@ -241,7 +243,7 @@ fn log_decision(index: &Index, d: &review::Decision<'_>, peer: SocketAddr, elaps
     };
     tracing::info!(
         key_id = d.key_id.unwrap_or_default(),
-        username,
+        %username,
         result,
         reason = d.reason.as_str(),
         peer = %peer,

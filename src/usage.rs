@@ -24,6 +24,7 @@ use crate::keys::record_name;
 use crate::keystore::{DirKeys, IdRef, dir::encode};
 use crate::record::ANNOTATION_LAST_USED;
 use crate::service::UsageSink;
+use crate::store::IdKey;
 
 /// Events queued between requests and the writer before new ones are dropped.
 const QUEUE: usize = 16 * 1024;
@@ -124,28 +125,28 @@ pub struct UsageStats {
 
 /// The webhook's [`UsageSink`]: queues events for the background writer.
 pub struct Usage {
-    tx: mpsc::Sender<(String, Timestamp)>,
+    tx: mpsc::Sender<(IdKey, Timestamp)>,
     pub stats: Arc<UsageStats>,
 }
 
 impl UsageSink for Usage {
-    fn used(&self, id_lower: &str, at: Timestamp) {
-        if self.tx.try_send((id_lower.to_owned(), at)).is_err() {
+    fn used(&self, id: IdKey, at: Timestamp) {
+        if self.tx.try_send((id, at)).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
 struct State {
-    pending: HashMap<String, Timestamp>,
-    written: HashMap<String, Instant>,
+    pending: HashMap<IdKey, Timestamp>,
+    written: HashMap<IdKey, Instant>,
 }
 
 impl State {
     /// Takes the pending keys whose last write is at least `interval` ago (all when `all`).
-    fn due(&mut self, interval: Duration, all: bool) -> Vec<(String, Timestamp)> {
+    fn due(&mut self, interval: Duration, all: bool) -> Vec<(IdKey, Timestamp)> {
         let now = Instant::now();
-        let ready: Vec<String> = self
+        let ready: Vec<IdKey> = self
             .pending
             .keys()
             .filter(|id| {
@@ -154,27 +155,27 @@ impl State {
                     .get(*id)
                     .is_none_or(|t| now.duration_since(*t) >= interval)
             })
-            .cloned()
+            .copied()
             .collect();
         ready
             .into_iter()
             .filter_map(|id| self.pending.remove_entry(&id))
             .inspect(|(id, _)| {
-                self.written.insert(id.clone(), now);
+                self.written.insert(*id, now);
             })
             .collect()
     }
 }
 
-async fn write_batch(writer: &UsageWriter, batch: Vec<(String, Timestamp)>, stats: &UsageStats) {
+async fn write_batch(writer: &UsageWriter, batch: Vec<(IdKey, Timestamp)>, stats: &UsageStats) {
     for (id, at) in batch {
-        match writer.write(&id, at).await {
+        match writer.write(id.as_str(), at).await {
             Ok(()) => {
                 stats.written.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(key_id = id, error = %e, "recording last use failed; will retry on next use");
+                tracing::warn!(key_id = %id, error = %e, "recording last use failed; will retry on next use");
             }
         }
     }

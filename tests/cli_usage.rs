@@ -9,8 +9,13 @@ use keygate::keys::{KeyId, SecretHash};
 use keygate::keystore::{DirKeys, IdRef, KeyStore};
 use keygate::record::KeyRecord;
 use keygate::service::UsageSink;
+use keygate::store::IdKey;
 use keygate::usage::{self, UsageWriter};
 use tokio_util::sync::CancellationToken;
+
+fn key(id: &KeyId) -> IdKey {
+    IdKey::new(id.as_str()).unwrap()
+}
 
 async fn store_with_key() -> (tempfile::TempDir, DirKeys, KeyId) {
     let tmp = tempfile::tempdir().unwrap();
@@ -52,7 +57,7 @@ async fn many_uses_make_one_write_per_interval_with_the_latest_time() {
     );
     let t0: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
     for i in 0..100 {
-        sink.used(&id.lowercase(), t0 + jiff::SignedDuration::from_secs(i));
+        sink.used(key(&id), t0 + jiff::SignedDuration::from_secs(i));
     }
     assert!(eventually(async || sink.stats.written.load(Ordering::Relaxed) == 1).await);
     let latest = t0 + jiff::SignedDuration::from_secs(99);
@@ -60,7 +65,7 @@ async fn many_uses_make_one_write_per_interval_with_the_latest_time() {
 
     // Used again at once: held back until the interval has passed, then written.
     let later = latest + jiff::SignedDuration::from_secs(60);
-    sink.used(&id.lowercase(), later);
+    sink.used(key(&id), later);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         sink.stats.written.load(Ordering::Relaxed),
@@ -83,7 +88,7 @@ async fn pending_uses_are_written_on_shutdown() {
         stop.clone(),
     );
     let at: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
-    sink.used(&id.lowercase(), at);
+    sink.used(key(&id), at);
     stop.cancel();
     task.await.unwrap();
     assert_eq!(last_used(&keys, &id).await, Some(at));
@@ -99,14 +104,17 @@ async fn failures_are_counted_and_a_full_queue_drops_instead_of_blocking() {
         stop.clone(),
     );
     // A key without a record: the write fails, is counted, and nobody waits for it.
-    sink.used(&KeyId::generate().lowercase(), Timestamp::now());
+    sink.used(key(&KeyId::generate()), Timestamp::now());
     assert!(eventually(async || sink.stats.failed.load(Ordering::Relaxed) == 1).await);
 
     // On this single-threaded runtime the writer cannot run while we loop: the queue fills
     // and further events are dropped at once.
     let start = std::time::Instant::now();
     for _ in 0..20_000 {
-        sink.used("aaaaaaaaaaaaaaaaaaaaaa", Timestamp::now());
+        sink.used(
+            IdKey::new("aaaaaaaaaaaaaaaaaaaaaa").unwrap(),
+            Timestamp::now(),
+        );
     }
     assert!(start.elapsed() < Duration::from_secs(2));
     assert!(sink.stats.dropped.load(Ordering::Relaxed) > 0);

@@ -365,16 +365,21 @@ proptest! {
 
     #[test]
     fn encoded_answers_always_decode_as_a_token_review(
-        rec in any_record(),
+        mut rec in any_record(),
+        // Any characters at all (quotes, backslashes, controls, non-ASCII): the name is
+        // written pre-escaped into every answer.
+        name in "(?s).{0,24}",
         reason in reason(),
         v in version(),
-        user_prefix in "[a-z][a-z0-9-]{0,15}",
+        // Characters JSON must escape too: the prefix is written pre-escaped.
+        user_prefix in "[a-z][a-z0-9\"\\\\é\t -]{0,15}",
     ) {
+        rec.name = name;
         let policy = IdentityPolicy::new(user_prefix, vec!["*".parse().unwrap()]).unwrap();
         let user = policy.user_info(&rec);
         let key = reason
             .authenticated()
-            .then(|| Arc::new(LoadedKey::new(rec.clone(), user.clone())));
+            .then(|| Arc::new(LoadedKey::new(rec.clone(), Arc::new(policy.shape(&rec)))));
         let d = Decision { reason, key_id: Some(rec.id.as_str()), key };
         let out = review::encode(v, &d);
         let raw: serde_json::Value = serde_json::from_slice(&out).unwrap();

@@ -7,7 +7,7 @@ cargo build -q --release --bin keygate
 K=$(cargo metadata --format-version 1 --no-deps | python3 -c "import json,sys; print(json.load(sys.stdin)['target_directory'])")/release/keygate
 C=/tmp/mem1m-certs; rm -rf $C; $K certs --out-dir $C >/dev/null 2>&1
 mkdir -p /tmp/mem1m-empty
-for d in /tmp/mem1m-empty ${KEYGATE_BENCH_CACHE:-$HOME/.cache/keygate/bench}/keys-1000000; do
+for d in /tmp/mem1m-empty ${KEYGATE_BENCH_CACHE:-$HOME/.cache/keygate/bench}/keys-${KEYS:-1000000}; do
   t0=$(date +%s%N)
   $K serve --store dir:$d --tls-cert $C/server.crt --tls-key $C/server.key --listen 127.0.0.1:28843 --admin-listen 127.0.0.1:28845 >/tmp/mem1m.log 2>&1 & P=$!
   until curl -sf -o /dev/null http://127.0.0.1:28845/readyz; do sleep 0.1; done

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Secret;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::{Index, Parsed};
+use super::{Entry, IdKey, Index, Parsed};
 use crate::record::{KeyRecord, RecordError, id_from_record_name};
 
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +60,9 @@ pub fn read_secret(path: &Path) -> Result<Secret, DirError> {
     })
 }
 
-/// Reads a record file into the key it defines: `(lowercased id from the name, record)`.
+/// Reads a record file into the key it defines: `(key ID, record)`.
 /// `None` when the file is gone or is not a keygate record at all (logged).
-fn load_file(path: &Path) -> Option<(String, Parsed)> {
+fn load_file(path: &Path) -> Option<(IdKey, Parsed)> {
     let secret = match read_secret(path) {
         Ok(s) => s,
         Err(DirError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -74,46 +74,41 @@ fn load_file(path: &Path) -> Option<(String, Parsed)> {
         }
     };
     let name = secret.metadata.name.as_deref().unwrap_or_default();
-    let Some(id) = id_from_record_name(name) else {
+    let Some(id) = id_from_record_name(name).and_then(IdKey::new) else {
         tracing::warn!(file = %path.display(), name, "ignoring file: metadata.name is not keygate-<id lowercased>");
         return None;
     };
-    Some((id.to_owned(), KeyRecord::from_secret(&secret)))
+    Some((id, KeyRecord::from_secret(&secret)))
 }
 
-/// Which files define which keys, so a deleted file can be mapped back to its key.
+/// Which file defines which key, so a deleted file can be mapped back to its key. One map
+/// from file name to ID (the ID inline): at a million keys the reverse map, only needed for
+/// the rare key defined by several files, is kept for those keys alone.
 #[derive(Default)]
 struct Files {
-    by_file: HashMap<OsString, String>,
-    by_id: HashMap<String, Vec<OsString>>,
+    by_file: HashMap<Box<OsStr>, IdKey>,
+    /// Keys defined by more than one file, with those files (each key here is refused).
+    dups: HashMap<IdKey, Vec<Box<OsStr>>>,
 }
 
 impl Files {
-    fn attach(&mut self, file: &OsStr, id: &str) {
-        self.by_file.insert(file.to_owned(), id.to_owned());
-        let owners = self.by_id.entry(id.to_owned()).or_default();
-        if !owners.iter().any(|f| f == file) {
-            owners.push(file.to_owned());
-        }
-    }
-
-    /// Detaches a file; returns the id it defined.
-    fn detach(&mut self, file: &OsStr) -> Option<String> {
-        let id = self.by_file.remove(file)?;
-        if let Some(owners) = self.by_id.get_mut(&id) {
-            owners.retain(|f| f != file);
-            if owners.is_empty() {
-                self.by_id.remove(&id);
-            }
-        }
-        Some(id)
+    /// Every file that defines `id`: a scan, only done when a second file appears.
+    fn owners(&self, id: IdKey) -> Vec<Box<OsStr>> {
+        let mut v: Vec<_> = self
+            .by_file
+            .iter()
+            .filter(|(_, i)| **i == id)
+            .map(|(f, _)| f.clone())
+            .collect();
+        v.sort();
+        v
     }
 }
 
-fn duplicate(id: &str, owners: &[OsString]) -> Parsed {
+fn duplicate(id: IdKey, owners: &[Box<OsStr>]) -> Parsed {
     let files: Vec<_> = owners.iter().map(|f| f.to_string_lossy()).collect();
     Err(RecordError::Duplicate {
-        id: id.to_owned(),
+        id: id.to_string(),
         files: files.join(", "),
     })
 }
@@ -139,71 +134,135 @@ impl DirStore {
         })
     }
 
-    /// Loads every record file and replaces the index with them.
+    /// Loads every record file and replaces the index with them. Files are read and parsed
+    /// on every core: at a million files this is most of the time to ready.
     pub fn full_scan(&mut self) -> Result<(), DirError> {
         let dir_err = |source| DirError::Dir {
             path: self.dir.clone(),
             source,
         };
-        let mut files = Files::default();
-        let mut records: HashMap<String, Parsed> = HashMap::new();
+        let mut names = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(dir_err)? {
-            let entry = entry.map_err(dir_err)?;
-            let name = entry.file_name();
-            if !is_record_file(&name) {
-                continue;
-            }
-            if let Some((id, parsed)) = load_file(&entry.path()) {
-                files.attach(&name, &id);
-                records.insert(id, parsed);
+            let name = entry.map_err(dir_err)?.file_name();
+            if is_record_file(&name) {
+                names.push(name.into_boxed_os_str());
             }
         }
-        for (id, owners) in &files.by_id {
-            if owners.len() > 1 {
-                records.insert(id.clone(), duplicate(id, owners));
+        let mut loaded = self.load_all(names);
+        // Sorted by ID, the files of one key are adjacent: duplicates without a reverse map.
+        loaded.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        let mut files = Files {
+            by_file: HashMap::with_capacity(loaded.len()),
+            dups: HashMap::new(),
+        };
+        let mut entries = Vec::with_capacity(loaded.len());
+        let mut rest = loaded.as_mut_slice();
+        while let [(_, id, _), ..] = rest {
+            let id = *id;
+            let n = rest.iter().take_while(|(_, i, _)| *i == id).count();
+            let (group, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            rest = tail;
+            if let [(_, _, entry)] = group {
+                entries.push((id, entry.clone()));
+            } else {
+                let owners: Vec<_> = group.iter().map(|(f, _, _)| f.clone()).collect();
+                entries.push((id, self.index.entry_for(&id, duplicate(id, &owners))));
+                files.dups.insert(id, owners);
             }
+        }
+        for (file, id, _) in loaded {
+            files.by_file.insert(file, id);
         }
         self.files = files;
-        self.index.replace_all(records);
-        tracing::info!(dir = %self.dir.display(), keys = self.files.by_id.len(), "key directory loaded");
+        let keys = entries.len();
+        self.index.replace_entries(entries);
+        tracing::info!(dir = %self.dir.display(), keys, "key directory loaded");
         Ok(())
+    }
+
+    /// Reads and prepares the given files on up to one thread per core. Names are moved, not
+    /// copied, into the result: a million freed copies would be holes in the heap for good.
+    fn load_all(&self, mut names: Vec<Box<OsStr>>) -> Vec<(Box<OsStr>, IdKey, Entry)> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let chunk = names.len().div_ceil(threads).max(1);
+        let mut parts = Vec::new();
+        while names.len() > chunk {
+            parts.push(names.split_off(names.len() - chunk));
+        }
+        let load = |names: Vec<Box<OsStr>>| -> Vec<(Box<OsStr>, IdKey, Entry)> {
+            names
+                .into_iter()
+                .filter_map(|name| {
+                    let (id, parsed) = load_file(&self.dir.join(&*name))?;
+                    let entry = self.index.entry_for(&id, parsed);
+                    Some((name, id, entry))
+                })
+                .collect()
+        };
+        std::thread::scope(|s| {
+            let workers: Vec<_> = parts
+                .into_iter()
+                .map(|part| s.spawn(move || load(part)))
+                .collect();
+            let mut all = load(names);
+            for w in workers {
+                // A panic while parsing one file is a bug; surface it rather than lose keys.
+                all.extend(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            }
+            all
+        })
     }
 
     /// Re-reads one file after a change notification.
     pub fn refresh_file(&mut self, file: &OsStr) {
         let loaded = load_file(&self.dir.join(file));
-        let old = self.files.by_file.get(file).cloned();
-        if old.is_some()
-            && old.as_deref() != loaded.as_ref().map(|(id, _)| id.as_str())
-            && let Some(old) = self.files.detach(file)
-        {
-            self.settle(&old, None);
+        let old = self.files.by_file.get(file).copied();
+        if old.is_some() && old != loaded.as_ref().map(|(id, _)| *id) {
+            self.detach(file);
         }
         if let Some((id, parsed)) = loaded {
-            self.files.attach(file, &id);
-            self.settle(&id, Some(parsed));
+            self.attach(file, id, parsed);
         }
     }
 
-    /// Brings the index entry for `id` in line with the files that define it. `fresh` is the
-    /// record just read, when the caller has it.
-    fn settle(&mut self, id: &str, fresh: Option<Parsed>) {
-        match self.files.by_id.get(id).map(Vec::as_slice) {
-            None | Some([]) => self.index.remove(id),
-            Some([only]) => {
-                let parsed = match fresh {
-                    Some(p) => Some(p),
-                    None => load_file(&self.dir.join(only)).map(|(_, p)| p),
-                };
-                match parsed {
-                    Some(p) => self.index.upsert(id, p),
-                    None => self.index.remove(id),
-                }
+    /// Records that `file` defines `id` (just read as `parsed`) and updates the index.
+    fn attach(&mut self, file: &OsStr, id: IdKey, parsed: Parsed) {
+        let before = self.files.by_file.insert(file.into(), id);
+        if let Some(owners) = self.files.dups.get_mut(&id) {
+            if !owners.iter().any(|f| **f == *file) {
+                owners.push(file.into());
             }
-            Some(owners) => {
-                let dup = duplicate(id, owners);
-                self.index.upsert(id, dup);
-            }
+            self.index.upsert(id.as_str(), duplicate(id, owners));
+        } else if before == Some(id) || self.index.get_key(&id).is_none() {
+            // This file already was the key's only definition, or nothing defines it yet (the
+            // dir store is the index's only writer, so an entry means some file defines it).
+            self.index.upsert(id.as_str(), parsed);
+        } else {
+            let owners = self.files.owners(id);
+            self.index.upsert(id.as_str(), duplicate(id, &owners));
+            self.files.dups.insert(id, owners);
+        }
+    }
+
+    /// Forgets `file` and brings the key it defined in line with the files left.
+    fn detach(&mut self, file: &OsStr) {
+        let Some(id) = self.files.by_file.remove(file) else {
+            return;
+        };
+        let Some(owners) = self.files.dups.get_mut(&id) else {
+            self.index.remove_key(&id);
+            return;
+        };
+        owners.retain(|f| **f != *file);
+        if owners.len() > 1 {
+            self.index.upsert(id.as_str(), duplicate(id, owners));
+            return;
+        }
+        let only = self.files.dups.remove(&id).unwrap_or_default();
+        match only.first().and_then(|f| load_file(&self.dir.join(&**f))) {
+            Some((read, parsed)) if read == id => self.index.upsert(id.as_str(), parsed),
+            // The last file changed meanwhile; its own event brings it in.
+            _ => self.index.remove_key(&id),
         }
     }
 
@@ -283,7 +342,15 @@ pub fn spawn(dir: PathBuf, index: Index) -> Result<notify::RecommendedWatcher, D
         ..store
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |ev| {
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        // Opens and reads (our own scan's included: a million of them at start) change
+        // nothing; dropped here so they are never queued.
+        if ev
+            .as_ref()
+            .is_ok_and(|e| matches!(e.kind, notify::EventKind::Access(_)))
+        {
+            return;
+        }
         let _ = tx.send(ev);
     })
     .map_err(|source| DirError::Watch {

@@ -14,13 +14,15 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 
-use super::{Index, Parsed};
+use super::{Entry, IdKey, Index, Parsed};
 use crate::record::{KeyRecord, SECRET_TYPE, id_from_record_name};
 
 /// Applies watcher events to the index.
 pub struct Applier {
     index: Index,
-    relist: Option<HashMap<String, Parsed>>,
+    /// Entries of a re-list in progress, prepared as they arrive (so the full `KeyRecord`s of
+    /// a large listing are never all held at once), swapped in at `InitDone`.
+    relist: Option<HashMap<IdKey, Entry>>,
 }
 
 fn parse(secret: &Secret) -> Option<(String, Parsed)> {
@@ -49,14 +51,17 @@ impl Applier {
         match event {
             Event::Init => self.relist = Some(HashMap::new()),
             Event::InitApply(s) => {
-                if let (Some(buf), Some((id, p))) = (self.relist.as_mut(), parse(&s)) {
-                    buf.insert(id, p);
+                if let (Some(buf), Some((id, p))) = (self.relist.as_mut(), parse(&s))
+                    && let Some(k) = IdKey::new(&id)
+                {
+                    let entry = self.index.entry_for(&k, p);
+                    buf.insert(k, entry);
                 }
             }
             Event::InitDone => {
                 let records = self.relist.take().unwrap_or_default();
                 tracing::info!(keys = records.len(), "key Secrets listed");
-                self.index.replace_all(records);
+                self.index.replace_entries(records);
             }
             Event::Apply(s) => {
                 if let Some((id, p)) = parse(&s) {

@@ -3,65 +3,31 @@
 //! Two sources feed one [`Index`]: the kube store (a watcher on Secrets in the key namespace)
 //! and the dir store (YAML/JSON files). Each source is a single task that applies
 //! [`Index::upsert`], [`Index::remove`] and [`Index::replace_all`]; the webhook only reads.
-//! The index is a moka cache keyed by the lowercased key ID, holding the parsed record with its
-//! identity precomputed, so a review is one hash lookup and one SHA-256.
+//!
+//! The index mirrors the whole store: it never evicts (an evicted key would be a valid key
+//! refused) and never loads on a miss (a flood of unknown IDs costs one lookup each, no store
+//! call, no memory). So it is a plain map split into shards behind read-write locks rather
+//! than a cache: moka's per-entry bookkeeping for eviction (frequency sketch, access-order
+//! queues, timestamps, its own copy of the key) cost ~300 bytes per key and ~150 ns per hit
+//! for features the index must not use (BENCHMARKS.md, "Memory per key").
 
 pub mod dir;
 pub mod kube;
+mod loaded;
 pub mod spec;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use jiff::Timestamp;
-use k8s_openapi::api::authentication::v1::UserInfo;
 use tokio::sync::watch;
 
 use crate::record::{KeyRecord, RecordError};
 use crate::review::IdentityPolicy;
 
+pub use loaded::{IdKey, LoadedKey, Shape};
 pub use spec::StoreSpec;
-
-/// A record the webhook can use, with the identity it maps to computed once at load time: the
-/// `status.user` of every answer for this key is serialized here, not per review.
-#[derive(Debug)]
-pub struct LoadedKey {
-    /// What `decide` needs; fields the webhook never reads (description, created-by, the
-    /// group and namespace lists, already part of `user_json`) are dropped to save memory.
-    pub record: KeyRecord,
-    pub username: Box<str>,
-    /// `status.user` as JSON (k8s-openapi's `UserInfo`).
-    pub user_json: Box<[u8]>,
-}
-
-impl LoadedKey {
-    pub fn new(mut record: KeyRecord, user: UserInfo) -> Self {
-        // Serializing a plain struct of strings cannot fail.
-        let user_json = serde_json::to_vec(&user)
-            .unwrap_or_default()
-            .into_boxed_slice();
-        for s in [
-            &mut record.name,
-            &mut record.description,
-            &mut record.created_by,
-        ] {
-            *s = String::new();
-        }
-        record.groups = Vec::new();
-        record.namespaces = Vec::new();
-        LoadedKey {
-            username: user.username.unwrap_or_default().into_boxed_str(),
-            record,
-            user_json,
-        }
-    }
-
-    /// The identity, decoded back (for tests and tools; the hot path uses `user_json`).
-    pub fn user(&self) -> UserInfo {
-        serde_json::from_slice(&self.user_json).unwrap_or_default()
-    }
-}
 
 /// What the index holds for a key ID.
 #[derive(Debug, Clone)]
@@ -80,6 +46,17 @@ impl Entry {
 /// The parsed form of one source record, before identity mapping.
 pub type Parsed = Result<KeyRecord, RecordError>;
 
+/// Enough shards that the two writers of a reload and many readers rarely meet on one lock.
+const SHARDS: usize = 32;
+
+type Shard = RwLock<HashMap<IdKey, Entry>>;
+
+/// Interned identity shapes (see [`Shape`]).
+struct Shapes {
+    set: HashSet<Arc<Shape>>,
+    prune_at: usize,
+}
+
 /// The webhook's view of all keys. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct Index {
@@ -87,7 +64,8 @@ pub struct Index {
 }
 
 struct Inner {
-    cache: moka::sync::Cache<String, Entry>,
+    shards: Box<[Shard]>,
+    shapes: Mutex<Shapes>,
     policy: IdentityPolicy,
     ready: watch::Sender<bool>,
     invalid: AtomicI64,
@@ -98,9 +76,11 @@ impl Index {
     pub fn new(policy: IdentityPolicy) -> Self {
         Index {
             inner: Arc::new(Inner {
-                // Unbounded: the index mirrors the store, which is bounded by what can be
-                // written to it. Unknown IDs are never inserted, so a flood of them cannot grow it.
-                cache: moka::sync::Cache::builder().build(),
+                shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+                shapes: Mutex::new(Shapes {
+                    set: HashSet::new(),
+                    prune_at: 64,
+                }),
                 policy,
                 ready: watch::Sender::new(false),
                 invalid: AtomicI64::new(0),
@@ -113,35 +93,73 @@ impl Index {
         &self.inner.policy
     }
 
-    /// Looks up a key by its lowercased ID.
-    pub fn get(&self, id_lower: &str) -> Option<Entry> {
-        self.inner.cache.get(id_lower)
+    fn shard(&self, k: &IdKey) -> &Shard {
+        &self.inner.shards[k.spread() % SHARDS]
     }
 
-    fn to_entry(&self, parsed: Parsed) -> Entry {
+    /// Looks up a key by its ID (any case; the index is keyed by the lowercase form).
+    pub fn get(&self, id: &str) -> Option<Entry> {
+        let k = IdKey::new(id)?;
+        self.get_key(&k)
+    }
+
+    pub fn get_key(&self, k: &IdKey) -> Option<Entry> {
+        // A writer never panics while holding a shard, but a poisoned lock must not turn
+        // into refused keys: the map itself is always consistent.
+        let map = self.shard(k).read().unwrap_or_else(PoisonError::into_inner);
+        map.get(k).cloned()
+    }
+
+    /// What a parsed record becomes in the index (identity mapped, answer serialized).
+    /// Callable from any thread, so a store can prepare entries in parallel.
+    pub fn entry_for(&self, id: &IdKey, parsed: Parsed) -> Entry {
         match parsed {
             Ok(record) => {
-                let user = self.inner.policy.user_info(&record);
-                Entry::Key(Arc::new(LoadedKey::new(record, user)))
+                let shape = self.intern(self.inner.policy.shape(&record));
+                Entry::Key(Arc::new(LoadedKey::new(record, shape)))
             }
-            Err(e) => Entry::Invalid(Arc::new(e)),
+            Err(e) => {
+                tracing::warn!(key_id = %id, error = %e, "key record refused");
+                Entry::Invalid(Arc::new(e))
+            }
         }
     }
 
-    /// Adds or replaces the record for `id_lower`.
-    pub fn upsert(&self, id_lower: &str, parsed: Parsed) {
-        if let Err(e) = &parsed {
-            tracing::warn!(key_id = id_lower, error = %e, "key record refused");
-        }
-        let entry = self.to_entry(parsed);
-        let was_invalid = self.get(id_lower).is_some_and(|e| e.is_invalid());
-        self.adjust_invalid(was_invalid, entry.is_invalid());
-        self.inner.cache.insert(id_lower.to_owned(), entry);
+    /// Adds or replaces the record for `id` (a lowercased key ID). Names that cannot be a
+    /// key ID are ignored with a warning.
+    pub fn upsert(&self, id: &str, parsed: Parsed) {
+        let Some(k) = IdKey::new(id) else {
+            tracing::warn!(key_id = id, "not a key ID; record ignored");
+            return;
+        };
+        let entry = self.entry_for(&k, parsed);
+        self.insert(k, entry);
+    }
+
+    pub fn insert(&self, k: IdKey, entry: Entry) {
+        let is_invalid = entry.is_invalid();
+        let old = self
+            .shard(&k)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(k, entry);
+        self.adjust_invalid(old.is_some_and(|e| e.is_invalid()), is_invalid);
         self.touch();
     }
 
-    pub fn remove(&self, id_lower: &str) {
-        if let Some(old) = self.inner.cache.remove(id_lower) {
+    pub fn remove(&self, id: &str) {
+        if let Some(k) = IdKey::new(id) {
+            self.remove_key(&k);
+        }
+    }
+
+    pub fn remove_key(&self, k: &IdKey) {
+        let old = self
+            .shard(k)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(k);
+        if let Some(old) = old {
             self.adjust_invalid(old.is_invalid(), false);
         }
         self.touch();
@@ -149,22 +167,57 @@ impl Index {
 
     /// Replaces the whole content with a fresh full listing: every ID not in `records` is
     /// removed, so a re-list after a watch gap never leaves a deleted key behind.
-    pub fn replace_all(&self, records: HashMap<String, Parsed>) {
-        let stale: Vec<Arc<String>> = self
-            .inner
-            .cache
+    pub fn replace_all(&self, records: impl IntoIterator<Item = (String, Parsed)>) {
+        let entries = records.into_iter().filter_map(|(id, parsed)| {
+            let k = IdKey::new(&id)?;
+            let entry = self.entry_for(&k, parsed);
+            Some((k, entry))
+        });
+        self.replace_entries(entries);
+    }
+
+    /// [`Index::replace_all`] with entries already prepared by [`Index::entry_for`]. The new
+    /// maps are built aside and swapped in shard by shard; a later duplicate of an ID wins.
+    pub fn replace_entries(&self, entries: impl IntoIterator<Item = (IdKey, Entry)>) {
+        let mut fresh: Vec<HashMap<IdKey, Entry>> = (0..SHARDS).map(|_| HashMap::new()).collect();
+        for (k, e) in entries {
+            fresh[k.spread() % SHARDS].insert(k, e);
+        }
+        let invalid = fresh
             .iter()
-            .map(|(k, _)| k)
-            .filter(|k| !records.contains_key(k.as_str()))
-            .collect();
-        for k in stale {
-            self.remove(&k);
+            .flat_map(|m| m.values())
+            .filter(|e| e.is_invalid())
+            .count();
+        for (shard, map) in self.inner.shards.iter().zip(fresh) {
+            let old = std::mem::replace(
+                &mut *shard.write().unwrap_or_else(PoisonError::into_inner),
+                map,
+            );
+            // Freed outside the lock: dropping a large map takes a while.
+            drop(old);
         }
-        for (id, parsed) in records {
-            self.upsert(&id, parsed);
-        }
-        self.inner.cache.run_pending_tasks();
+        self.inner.invalid.store(invalid as i64, Ordering::Relaxed);
         self.set_ready();
+    }
+
+    /// The shared copy of `shape`. Shapes no key uses any more are dropped when the set has
+    /// doubled since it was last pruned, so edits cannot grow it without bound.
+    fn intern(&self, shape: Shape) -> Arc<Shape> {
+        let mut shapes = self
+            .inner
+            .shapes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = shapes.set.get(&shape) {
+            return s.clone();
+        }
+        if shapes.set.len() >= shapes.prune_at {
+            shapes.set.retain(|s| Arc::strong_count(s) > 1);
+            shapes.prune_at = (shapes.set.len() * 2).max(64);
+        }
+        let s = Arc::new(shape);
+        shapes.set.insert(s.clone());
+        s
     }
 
     fn adjust_invalid(&self, was: bool, is: bool) {
@@ -207,10 +260,13 @@ impl Index {
         self.inner.last_sync.load(Ordering::Relaxed)
     }
 
-    /// Entries in the cache (usable keys plus refused records).
+    /// Entries in the index (usable keys plus refused records).
     pub fn len(&self) -> u64 {
-        self.inner.cache.run_pending_tasks();
-        self.inner.cache.entry_count()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len() as u64)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -244,12 +300,12 @@ mod tests {
         let idx = Index::new(IdentityPolicy::default());
         assert!(!idx.is_ready());
         idx.upsert(&A.to_lowercase(), rec(A));
-        idx.upsert("stale", Err(RecordError::Missing("id")));
+        idx.upsert("stalestalestalestalest", Err(RecordError::Missing("id")));
         assert_eq!(idx.invalid_len(), 1);
         idx.replace_all(HashMap::from([(B.to_lowercase(), rec(B))]));
         assert!(idx.is_ready());
         assert!(idx.get(&A.to_lowercase()).is_none());
-        assert!(idx.get("stale").is_none());
+        assert!(idx.get("stalestalestalestalest").is_none());
         assert!(matches!(idx.get(&B.to_lowercase()), Some(Entry::Key(_))));
         assert_eq!(idx.len(), 1);
         assert_eq!(idx.invalid_len(), 0);

@@ -85,3 +85,53 @@ fn rescan_drops_keys_whose_files_vanished() {
     s.full_scan().unwrap();
     assert!(index.get(&a.lowercase()).is_none());
 }
+
+#[test]
+fn a_key_in_three_files_stays_refused_until_only_one_is_left() {
+    let (tmp, mut s, index) = store();
+    let (a, b) = (KeyId::generate(), KeyId::generate());
+    write(tmp.path(), "one.yaml", &a);
+    s.full_scan().unwrap();
+    // Second and third definitions arrive as change events, not in a scan.
+    for f in ["two.yaml", "three.json"] {
+        write(tmp.path(), f, &a);
+        s.refresh_file(OsStr::new(f));
+        assert!(matches!(index.get(&a.lowercase()), Some(Entry::Invalid(_))));
+    }
+    std::fs::remove_file(tmp.path().join("one.yaml")).unwrap();
+    s.refresh_file(OsStr::new("one.yaml"));
+    assert!(matches!(index.get(&a.lowercase()), Some(Entry::Invalid(_))));
+    // A duplicate that turns into another key frees the first.
+    write(tmp.path(), "two.yaml", &b);
+    s.refresh_file(OsStr::new("two.yaml"));
+    assert!(matches!(index.get(&a.lowercase()), Some(Entry::Key(_))));
+    assert!(matches!(index.get(&b.lowercase()), Some(Entry::Key(_))));
+    assert_eq!(index.invalid_len(), 0);
+    std::fs::remove_file(tmp.path().join("three.json")).unwrap();
+    s.refresh_file(OsStr::new("three.json"));
+    assert!(index.get(&a.lowercase()).is_none());
+    assert_eq!(index.len(), 1);
+}
+
+#[test]
+fn full_scan_of_many_files_on_several_threads_finds_every_key_and_duplicate() {
+    let (tmp, mut s, index) = store();
+    let ids: Vec<KeyId> = (0..200).map(|_| KeyId::generate()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        write(tmp.path(), &format!("k{i}.yaml"), id);
+    }
+    write(tmp.path(), "dup.json", &ids[7]);
+    s.full_scan().unwrap();
+    assert_eq!(index.len(), 200);
+    assert_eq!(index.invalid_len(), 1);
+    assert!(matches!(
+        index.get(&ids[7].lowercase()),
+        Some(Entry::Invalid(_))
+    ));
+    std::fs::remove_file(tmp.path().join("dup.json")).unwrap();
+    s.refresh_file(OsStr::new("dup.json"));
+    assert!(
+        ids.iter()
+            .all(|id| matches!(index.get(id.as_str()), Some(Entry::Key(_))))
+    );
+}
