@@ -58,6 +58,19 @@ api_decisions() {
     END { printf "%d\n", s }'
 }
 
+# api_cpu: CPU time used so far (user + system, clock ticks) by kube-apiserver, keygate, etcd.
+API_TCK=$(getconf CLK_TCK)
+api_cpu() {
+  local c pid
+  for c in kube-apiserver keygate etcd; do
+    pid=$(cat "$API_DIR/$c.pid" 2>/dev/null || true)
+    if [ -z "$pid" ] || [ ! -r "/proc/$pid/stat" ]; then printf '0 '; continue; fi
+    # Fields 14 and 15 after the command name (which may hold spaces, in parentheses).
+    sed 's/.*) //' "/proc/$pid/stat" | awk '{printf "%d ", $12 + $13}'
+  done
+  echo
+}
+
 declare -A API_FILE=([keygate]="$W/api-keygate.tokens" [static]="$W/api-static.tokens" [bootstrap]="$W/api-bootstrap.tokens")
 declare -A API_OFF=([keygate]=0 [static]=0 [bootstrap]=0)
 API_CHECKED=0
@@ -75,7 +88,10 @@ api_run() {
   local before after all_before all_after rc=0
   before=$(api_decisions authenticated) || die "$label: keygate /metrics unreadable"
   all_before=$(api_decisions) || die "$label: keygate /metrics unreadable"
+  local cpu0 cpu1
+  cpu0=$(api_cpu)
   timeout 330 "${cmd[@]}" >"$raw" 2>>"$OUT/raw/apiload.log" || rc=$?
+  cpu1=$(api_cpu)
   # The webhook's last decision can be counted a moment after kube-apiserver answered.
   sleep 0.2
   after=$(api_decisions authenticated) || die "$label: keygate /metrics unreadable"
@@ -95,6 +111,10 @@ api_run() {
   API_CHECKED=$((API_CHECKED + count))
   echo "\$ ${cmd[*]}" >"$raw.cmd"
   echo "  keygate decisions: $all_before -> $all_after (authenticated $before -> $after); expected +$want" >>"$raw.cmd"
+  # CPU per request of each process over the run (includes what runs anyway: informers, etc.).
+  API_CPU=$(python3 -c 'import sys; a, b = sys.argv[1].split(), sys.argv[2].split(); n, t = int(sys.argv[3]), int(sys.argv[4])
+print(" ".join(str(round((int(y) - int(x)) * 1e6 / t / n)) for x, y in zip(a, b)))' "$cpu0" "$cpu1" "$count" "$API_TCK")
+  echo "  CPU µs per request (kube-apiserver keygate etcd): $API_CPU" >>"$raw.cmd"
   API_LINE=$(cat "$raw")
 }
 jget() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
@@ -137,8 +157,8 @@ api_bench() {
     api_run "api-warm-$who" "$who" "$API_WARM" --conns "$API_CONNS"
   done
 
-  declare -A rates p50s p99s lp50s lp99s lrates
-  local round order j line
+  declare -A rates p50s p99s lp50s lp99s lrates cpu_api cpu_kg cpu_etcd
+  local round order j line a k e
   local -a whos=(keygate static bootstrap)
   for round in $(seq 1 "$API_ROUNDS"); do
     # A different authenticator goes first in each round.
@@ -148,6 +168,8 @@ api_bench() {
       log "part 4, round $round: $who, $API_N requests, $API_CONNS HTTP/1.1 connections"
       api_run "api-rate-$who-$round" "$who" "$API_N" --conns "$API_CONNS"; line=$API_LINE
       rates[$who]+="$(jget "$line" rate) "; p50s[$who]+="$(jget "$line" p50_us) "; p99s[$who]+="$(jget "$line" p99_us) "
+      read -r a k e <<<"$API_CPU"
+      cpu_api[$who]+="$a "; cpu_kg[$who]+="$k "; cpu_etcd[$who]+="$e "
     done
     for who in "${order[@]}"; do
       log "part 4, round $round: $who latency, $API_LAT_N requests one at a time"
@@ -167,6 +189,9 @@ api_bench() {
       result "api_load_p99_us_$who" "$(median ${p99s[$who]})" "µs under full load (median of: ${p99s[$who]% })" "$cmd_rate"
       result "api_lat_p50_us_$who" "$(median ${lp50s[$who]})" "µs, 1 connection, one request at a time (median of: ${lp50s[$who]% }; req/s: ${lrates[$who]% })" "$cmd_lat"
       result "api_lat_p99_us_$who" "$(median ${lp99s[$who]})" "µs, 1 connection, one request at a time (median of: ${lp99s[$who]% })" "$cmd_lat"
+      result "api_cpu_us_apiserver_$who" "$(median ${cpu_api[$who]})" "µs of kube-apiserver CPU per request in the throughput runs (median of: ${cpu_api[$who]% }; /proc/PID/stat, 1/$API_TCK s ticks)" ""
+      result "api_cpu_us_keygate_$who" "$(median ${cpu_kg[$who]})" "µs of keygate CPU per request in the throughput runs (median of: ${cpu_kg[$who]% })" ""
+      result "api_cpu_us_etcd_$who" "$(median ${cpu_etcd[$who]})" "µs of etcd CPU per request in the throughput runs (median of: ${cpu_etcd[$who]% })" ""
     }
   done
   local rk
