@@ -562,7 +562,11 @@ async fn run(a: RunArgs) -> anyhow::Result<i32> {
     }
 
     let next = Arc::new(AtomicUsize::new(0));
-    let uri: http::Uri = format!("https://{authority}{}", a.path).parse()?;
+    // HTTP/1.1 sends the origin form (`GET /path` + Host); HTTP/2 needs scheme and authority.
+    let uri: http::Uri = match a.proto {
+        Proto::H1 => a.path.parse()?,
+        Proto::H2 => format!("https://{authority}{}", a.path).parse()?,
+    };
     let start = Instant::now() + Duration::from_millis(20);
     let interval = (a.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / a.rate));
     // One task per request in flight: an HTTP/1.1 connection's sender, or one clone of an
