@@ -2,38 +2,48 @@
 # keygate against the floor (issue 5): the same load generator over loopback TLS against
 # `keygate serve` and against examples/floor.rs (minimal hyper + tokio-rustls, same TLS setup,
 # fixed answer), alternating runs, medians, ratios; then scale (10 / 100 000 / 1 000 000 keys
-# in the dir store) and a flood of unknown IDs. Results go to $OUT (results.tsv, summary.md,
+# in the dir store) and a flood of unknown IDs; then part 4, end to end through a local
+# kube-apiserver 1.20.2 (keygate key vs static token vs bootstrap token, one fresh token per
+# request: hack/lib/bench_apiserver.sh). Results go to $OUT (results.tsv, summary.md,
 # chart.svg, every command and its raw output).
 #
-#   hack/bench.sh            full run, release build, 3 rounds (about 10 minutes)
-#   hack/bench.sh --quick    a few seconds after the build: dev profile (the one hack/test.sh
-#                            builds), small counts, one round, no 100k/1M scale. Exits non-zero
-#                            when something breaks (a server does not start, a load generator
-#                            errors, a request fails), never because of a ratio.
+#   hack/bench.sh            full run, release build, 3 rounds (about 12 minutes)
+#   hack/bench.sh --quick    a few seconds after the build (plus starting a local cluster for
+#                            part 4): dev profile (the one hack/test.sh builds), small counts,
+#                            one round, no 100k/1M scale. Exits non-zero when something breaks
+#                            (a server does not start, a load generator errors, a request
+#                            fails), never because of a ratio.
+#   hack/bench.sh [--quick] --only apiserver
+#                            part 4 alone (about 2.5 minutes in full mode)
 #
 # Env: KEYGATE_BENCH_OUT (default <target>/bench), KEYGATE_BENCH_PORT (base port, default 28443;
 # uses base, base+1, base+2), KEYGATE_BENCH_ROUNDS, KEYGATE_BENCH_SCALE ("10 100000 1000000"),
 # KEYGATE_BENCH_FLOOD (unknown-ID requests, 1000000), KEYGATE_BENCH_VALID (valid-key requests, 200000),
 # KEYGATE_BENCH_CACHE (where generated key sets of 1000+ keys are kept between runs,
-# default ~/.cache/keygate/bench; delete it to regenerate).
+# default ~/.cache/keygate/bench; delete it to regenerate); part 4's in hack/lib/bench_apiserver.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-QUICK=0
-case "${1:-}" in
-  --quick) QUICK=1 ;;
-  "") ;;
-  *) echo "usage: hack/bench.sh [--quick]" >&2; exit 2 ;;
-esac
+QUICK=0; ONLY=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --only) [ "${2:-}" = apiserver ] || { echo "usage: hack/bench.sh [--quick] [--only apiserver]" >&2; exit 2; }; ONLY=$2; shift ;;
+    *) echo "usage: hack/bench.sh [--quick] [--only apiserver]" >&2; exit 2 ;;
+  esac
+  shift
+done
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench: FAILED: %s\n' "$*" >&2; exit 1; }
 
 # --- load generators (Debian packages), installed idempotently ---------------------------------
 need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v h2load >/dev/null || need+=(nghttp2-client)
+if [ -z "$ONLY" ]; then
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v h2load >/dev/null || need+=(nghttp2-client)
+fi
 command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
@@ -45,8 +55,8 @@ fi
 # --- build --------------------------------------------------------------------------------------
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 if [ $QUICK = 1 ]; then PROFILE=debug; BUILD=(); else PROFILE=release; BUILD=(--release); fi
-log "cargo build ${BUILD[*]} --bin keygate --example floor --example genkeys"
-cargo build --locked -q "${BUILD[@]}" --bin keygate --example floor --example genkeys
+log "cargo build ${BUILD[*]} --bin keygate --example floor --example genkeys --example apiload"
+cargo build --locked -q "${BUILD[@]}" --bin keygate --example floor --example genkeys --example apiload
 TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 KEYGATE=$TARGET/$PROFILE/keygate
 FLOOR=$TARGET/$PROFILE/examples/floor
@@ -65,8 +75,10 @@ printf 'name\tvalue\tunit\tcommand\n' >"$RESULTS"
 result() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >>"$RESULTS"; }
 
 PIDS=()
+CLEANUPS=() # functions run at exit (part 4 stops its cluster)
 cleanup() {
-  local p
+  local p f
+  for f in "${CLEANUPS[@]}"; do "$f" || true; done
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$W"
@@ -91,7 +103,7 @@ fi
   echo "mem: $(grep MemTotal /proc/meminfo | awk '{print $2 " kB"}')"
   echo "kernel: $(uname -r)"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "profile: $PROFILE; rounds: $ROUNDS; mode: $([ $QUICK = 1 ] && echo quick || echo full)"
+  echo "profile: $PROFILE; rounds: $ROUNDS; mode: $([ $QUICK = 1 ] && echo quick || echo full)${ONLY:+; only: $ONLY}"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted src changes)')"
   echo "wrk: $(wrk -v 2>&1 | head -1)"
   echo "h2load: $(h2load --version 2>&1 | head -1)"
@@ -271,6 +283,21 @@ wrk_run() { # label port duration lua [env...]; echoes req/s
 }
 cmd_of() { head -1 "$OUT/raw/$1.txt" | sed 's/^\$ //'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+finish() {
+  echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+  python3 "$ROOT/hack/lib/bench_report.py" report "$OUT" || die "report"
+  cat "$OUT/summary.md"
+  log "results in $OUT (summary.md, chart.svg, results.tsv, raw/)"
+}
+
+# --- part 4: through kube-apiserver (hack/lib/bench_apiserver.sh) --------------------------------
+# shellcheck source=hack/lib/bench_apiserver.sh
+source "$ROOT/hack/lib/bench_apiserver.sh"
+if [ "$ONLY" = apiserver ]; then
+  api_bench
+  finish
+  exit 0
+fi
 
 # --- part 2: keygate vs floor ------------------------------------------------------------------
 log "generating 10 keys"
@@ -397,7 +424,6 @@ for n in $SCALE; do
   stop_pid "$KG_PID"; KG_PID=""
 done
 
-echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
-python3 "$ROOT/hack/lib/bench_report.py" report "$OUT" || die "report"
-cat "$OUT/summary.md"
-log "results in $OUT (summary.md, chart.svg, results.tsv, raw/)"
+# --- part 4 ---------------------------------------------------------------------------------------
+api_bench
+finish

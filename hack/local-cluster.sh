@@ -33,6 +33,8 @@
 #   KEYGATE_KEYGATE_EXTRA_ARGS   extra `keygate serve` flags (word-split)
 #   KEYGATE_KEYGATE_LOG          keygate's --log filter (default: keygate's, from KEYGATE_LOG/RUST_LOG)
 #   KEYGATE_STATIC_TOKEN_GROUPS  groups of the static-token user (default keygate:view)
+#   KEYGATE_EXTRA_STATIC_TOKENS  a file of more --token-auth-file lines (token,user,uid,"groups"),
+#                                appended to the static token file at `up` (for benchmarks)
 #   KEYGATE_ETCD_FSYNC=1         keep etcd's fsync (default: --unsafe-no-fsync, faster)
 #   KEYGATE_START_TIMEOUT        seconds to wait for each component (default 120)
 #   KEYGATE_STOP_TIMEOUT         seconds between SIGTERM and SIGKILL when stopping a component
@@ -256,6 +258,11 @@ make_pki() {
     umask 077
     printf '%s,%s,%s,"%s"\n' "$STATIC_TOKEN" "$STATIC_TOKEN_USER" "$STATIC_TOKEN_USER" \
       "${KEYGATE_STATIC_TOKEN_GROUPS-keygate:view}" >"${STATE}/tokens.csv"
+    if [[ -n "${KEYGATE_EXTRA_STATIC_TOKENS:-}" ]]; then
+      [[ -r "$KEYGATE_EXTRA_STATIC_TOKENS" ]] ||
+        kg::die "KEYGATE_EXTRA_STATIC_TOKENS: cannot read ${KEYGATE_EXTRA_STATIC_TOKENS}"
+      cat -- "$KEYGATE_EXTRA_STATIC_TOKENS" >>"${STATE}/tokens.csv"
+    fi
   )
 }
 

@@ -89,11 +89,56 @@ def num(rows, name):
         return None
 
 
+API_WHO = (("keygate", "keygate key"), ("static", "static token"), ("bootstrap", "bootstrap token"))
+API_COLORS = {"keygate": "#1f77b4", "static": "#ff7f0e", "bootstrap": "#2ca02c"}
+
+
+def svg_api_panels(rows, y_top):
+    """Part 4 (through kube-apiserver): req/s and p50/p99 of the three authenticators."""
+    out = [f'<text x="10" y="{y_top}" font-size="15" font-weight="bold">Part 4: GET pods through kube-apiserver 1.20.2, one fresh token per request</text>']
+    x0, y0, ph, bw = 40, y_top + 40, 200, 50
+    out.append(f'<text x="{x0}" y="{y0 - 12}">Throughput (req/s, median)</text>')
+    rates = {who: num(rows, f"api_rps_{who}") or 0 for who, _ in API_WHO}
+    top = max(rates.values()) or 1
+    for j, (who, _) in enumerate(API_WHO):
+        v = rates[who]
+        bh = ph * v / top
+        bx = x0 + j * (bw + 6)
+        out.append(f'<rect x="{bx}" y="{y0 + ph - bh:.1f}" width="{bw}" height="{bh:.1f}" fill="{API_COLORS[who]}"/>')
+        out.append(f'<text x="{bx + bw / 2}" y="{y0 + ph - bh - 4:.1f}" text-anchor="middle" font-size="10">{v:,.0f}</text>')
+    for k, (who, label) in enumerate((("static", "static"), ("bootstrap", "bootstrap"))):
+        r = rows.get(f"api_ratio_keygate_{who}", ("",))[0]
+        out.append(f'<text x="{x0}" y="{y0 + ph + 16 + 14 * k}" font-size="10">keygate / {label}: {r}</text>')
+    x1 = 330
+    out.append(f'<text x="{x1}" y="{y0 - 12}">Latency, 1 connection, one request at a time (µs, median of rounds)</text>')
+    lat = {(who, p): num(rows, f"api_lat_{p}_us_{who}") or 0 for who, _ in API_WHO for p in ("p50", "p99")}
+    top = max(lat.values()) or 1
+    for i, p in enumerate(("p50", "p99")):
+        gx = x1 + i * 240
+        for j, (who, _) in enumerate(API_WHO):
+            v = lat[(who, p)]
+            bh = ph * v / top
+            bx = gx + j * (bw + 6)
+            out.append(f'<rect x="{bx}" y="{y0 + ph - bh:.1f}" width="{bw}" height="{bh:.1f}" fill="{API_COLORS[who]}"/>')
+            out.append(f'<text x="{bx + bw / 2}" y="{y0 + ph - bh - 4:.1f}" text-anchor="middle" font-size="10">{v:,.0f}</text>')
+        out.append(f'<text x="{gx + (3 * bw + 12) / 2}" y="{y0 + ph + 16}" text-anchor="middle">{p}</text>')
+    ly = y0 + ph + 50
+    for j, (who, label) in enumerate(API_WHO):
+        out.append(f'<rect x="{40 + j * 140}" y="{ly - 10}" width="12" height="12" fill="{API_COLORS[who]}"/>')
+        out.append(f'<text x="{58 + j * 140}" y="{ly}">{label}</text>')
+    return out, ly + 20
+
+
 def svg_chart(rows, path):
-    """Two panels: req/s keygate vs floor per scenario; p50/p99 latency keygate vs floor."""
+    """Two panels: req/s keygate vs floor per scenario; p50/p99 latency keygate vs floor.
+    With part 4's figures, two more below: req/s and p50/p99 of the three authenticators."""
     scen = [("h1", "HTTP/1.1 keep-alive, 64 conns"), ("h2", "HTTP/2, 1 conn, 128 streams"),
             ("newconn", "new TLS conn per request")]
     w, h = 900, 380
+    api = num(rows, "api_rps_keygate") is not None
+    if api:
+        api_svg, api_bottom = svg_api_panels(rows, h + 10)
+        h = api_bottom
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
            '<rect width="100%" height="100%" fill="white"/>',
            '<text x="10" y="20" font-size="15" font-weight="bold">keygate vs floor (loopback TLS)</text>']
@@ -129,10 +174,12 @@ def svg_chart(rows, path):
             out.append(f'<rect x="{bx}" y="{y0 + ph - bh:.1f}" width="{bw}" height="{bh:.1f}" fill="{colors[who]}"/>')
             out.append(f'<text x="{bx + bw / 2}" y="{y0 + ph - bh - 4:.1f}" text-anchor="middle" font-size="10">{v:,.0f}</text>')
         out.append(f'<text x="{gx + bw + 3}" y="{y0 + ph + 16}" text-anchor="middle">{p}</text>')
-    ly = h - 20
+    ly = 380 - 20
     for j, who in enumerate(("keygate", "floor")):
         out.append(f'<rect x="{40 + j * 110}" y="{ly - 10}" width="12" height="12" fill="{colors[who]}"/>')
         out.append(f'<text x="{58 + j * 110}" y="{ly}">{who}</text>')
+    if api:
+        out += api_svg
     out.append("</svg>")
     open(path, "w").write("\n".join(out) + "\n")
 
@@ -177,6 +224,20 @@ def report(out):
             lines.append(f"| flood memory: VmRSS before → half → after; cache entries | {rb:,.0f} → {rm:,.0f} ({rm - rb:+,.0f}) → {ra:,.0f} kB ({ra - rm:+,.0f}); entries {eb} → {ea} | no growth beyond the cache bound (second half grows < 2 %) | {'yes' if ok else 'NO'} |")
         elif rb and ra:
             lines.append(f"| flood memory: VmRSS before → after, cache entries | {rb:,.0f} → {ra:,.0f} kB ({ra - rb:+,.0f} kB); entries {eb} → {ea} | no growth beyond the cache bound | {'yes' if eb == ea else 'NO'} |")
+    rk = num(rows, "api_rps_keygate")
+    for who, label in API_WHO[1:]:
+        ro = num(rows, f"api_rps_{who}")
+        if rk is None or not ro:
+            continue
+        r = rk / ro
+        lines.append(f"| through kube-apiserver (GET pods, fresh token per request): keygate key / {label} | {rk:,.0f} / {ro:,.0f} req/s = **{r:.2f}** | ≥ 0.9 | {'yes' if r >= 0.9 else 'NO'} |")
+    for who, label in API_WHO[1:]:
+        a50, a99 = num(rows, f"api_added_p50_us_vs_{who}"), num(rows, f"api_added_p99_us_vs_{who}")
+        if a50 is None:
+            continue
+        k50, k99 = num(rows, "api_lat_p50_us_keygate"), num(rows, "api_lat_p99_us_keygate")
+        o50, o99 = num(rows, f"api_lat_p50_us_{who}"), num(rows, f"api_lat_p99_us_{who}")
+        lines.append(f"| latency added per request vs {label} (1 connection) | p50 {k50:,.0f} − {o50:,.0f} = **{a50:+,.0f} µs**; p99 {k99:,.0f} − {o99:,.0f} = **{a99:+,.0f} µs** | reported | — |")
     lines += ["", "(Ratios are reported, never asserted: the machine is shared and noisy.)", "",
               "## Every figure", "", "| name | value | unit | command |", "| --- | --- | --- | --- |"]
     for n in order:
