@@ -5,8 +5,11 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = keygate::cli::Cli::parse();
-    let _log = keygate::telemetry::init(cli.global.log_format, &cli.global.log);
-    match keygate::commands::run(cli).await {
+    let log = keygate::telemetry::init(cli.global.log_format, &cli.global.log);
+    let result = keygate::commands::run(cli).await;
+    // Buffered log lines go out before the final error, in the order they happened.
+    drop(log);
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
