@@ -7,7 +7,7 @@
 //!   writing to a sink;
 //! - `review/deny/*`: each denial path (unknown ID, wrong secret, foreign token, malformed);
 //! - `component/*`: the baselines the issue names (SHA-256 of 32 bytes, serde_json decode of
-//!   the fixture, a moka hit, encode).
+//!   the fixture, an index hit (the issue names a moka hit; the index is a sharded map now), encode).
 //!
 //! Target: at most 2 µs per valid review.
 
@@ -122,7 +122,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("valid/webhook_review", |b| {
         b.iter(|| s.webhook.review(black_box(&s.valid), peer))
     });
-    // keygate's own log formatters (telemetry::init minus the non-blocking writer thread),
+    // keygate's own log formatters (telemetry::init minus the batching writer thread),
     // writing to a sink: the cost of the one log event per decision.
     g.bench_function("valid/webhook_review_text_log", |b| {
         let sub = tracing_subscriber::fmt()
@@ -169,10 +169,10 @@ fn benches(c: &mut Criterion) {
     g.bench_function("serde_json_decode_fixture", |b| {
         b.iter(|| review::decode(black_box(&s.valid)).unwrap())
     });
-    g.bench_function("moka_hit_10k", |b| {
+    g.bench_function("index_hit_10k", |b| {
         b.iter(|| s.index.get(black_box(&s.valid_id_lower)).unwrap())
     });
-    g.bench_function("moka_miss_10k", |b| {
+    g.bench_function("index_miss_10k", |b| {
         b.iter(|| s.index.get(black_box("0123456789abcdefghijkl")))
     });
     let req = review::decode(&s.valid).unwrap();

@@ -241,11 +241,14 @@ fn log_decision(index: &Index, d: &review::Decision<'_>, peer: SocketAddr, elaps
     } else {
         "denied"
     };
+    // Display (`%`), not the default Debug of `&str`, which escapes character by character:
+    // every value here is base62 or a fixed word, so there is nothing to escape, and this line
+    // is written once per review.
     tracing::info!(
-        key_id = d.key_id.unwrap_or_default(),
+        key_id = %d.key_id.unwrap_or_default(),
         %username,
-        result,
-        reason = d.reason.as_str(),
+        result = %result,
+        reason = %d.reason.as_str(),
         peer = %peer,
         duration_us = elapsed.as_micros() as u64,
         "tokenreview"

@@ -3,7 +3,7 @@
 //!
 //! Lines go into a shared buffer (one short lock per line) and a flusher thread writes the
 //! buffer every [`FLUSH_EVERY`], or at once when it passes [`HIGH_WATER`]. A channel to a
-//! writer thread (tracing-appender) wakes that thread for each line when requests arrive one
+//! writer thread (what tracing-appender does) wakes that thread for each line when requests arrive one
 //! by one, as kube-apiserver sends them: a context switch per review, measured at ~20 µs of
 //! CPU per request here (BENCHMARKS.md, part 4). No line is ever dropped: past [`MAX_PENDING`]
 //! the logging thread waits for the flusher, as a blocking writer would.
