@@ -76,23 +76,7 @@ enum Cmd {
     /// Creates N keygate keys (Secrets in the key namespace, group bench:readers), N bootstrap
     /// tokens (Secrets in kube-system) and the RoleBinding of both groups to `view` in
     /// `default`; writes each kind's tokens, one per line.
-    Seed {
-        #[arg(long)]
-        kubeconfig: PathBuf,
-        #[arg(long, default_value_t = 0)]
-        keygate: usize,
-        #[arg(long)]
-        keygate_out: Option<PathBuf>,
-        #[arg(long, default_value = "keygate-system")]
-        namespace: String,
-        #[arg(long, default_value_t = 0)]
-        bootstrap: usize,
-        #[arg(long)]
-        bootstrap_out: Option<PathBuf>,
-        /// Creations in flight.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-    },
+    Seed(SeedArgs),
     /// Sends `GET --path` once with each token of the slice; prints one JSON line.
     Run(RunArgs),
 }
@@ -152,23 +136,7 @@ fn main() -> anyhow::Result<()> {
             csv,
             tokens_out,
         } => write_static(count, &csv, &tokens_out),
-        Cmd::Seed {
-            kubeconfig,
-            keygate,
-            keygate_out,
-            namespace,
-            bootstrap,
-            bootstrap_out,
-            concurrency,
-        } => rt.block_on(seed(SeedArgs {
-            kubeconfig,
-            keygate,
-            keygate_out,
-            namespace,
-            bootstrap,
-            bootstrap_out,
-            concurrency: concurrency.max(1),
-        })),
+        Cmd::Seed(args) => rt.block_on(seed(args)),
         Cmd::Run(args) => {
             let code = rt.block_on(run(args))?;
             std::process::exit(code)
@@ -225,14 +193,23 @@ fn write_static(count: usize, csv: &Path, tokens_out: &Path) -> anyhow::Result<(
 
 // --- seed ----------------------------------------------------------------------------------
 
+#[derive(clap::Args)]
 struct SeedArgs {
+    #[arg(long)]
     kubeconfig: PathBuf,
+    #[arg(long, default_value_t = 0)]
     keygate: usize,
+    #[arg(long)]
     keygate_out: Option<PathBuf>,
+    #[arg(long, default_value = "keygate-system")]
     namespace: String,
+    #[arg(long, default_value_t = 0)]
     bootstrap: usize,
+    #[arg(long)]
     bootstrap_out: Option<PathBuf>,
-    concurrency: usize,
+    /// Creations in flight.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: u32,
 }
 
 async fn seed(a: SeedArgs) -> anyhow::Result<()> {
@@ -260,7 +237,7 @@ async fn seed(a: SeedArgs) -> anyhow::Result<()> {
             secrets.push(rec.to_secret(&a.namespace));
             tokens.push(token.expose());
         }
-        create_all(&api, secrets, a.concurrency).await?;
+        create_all(&api, secrets, a.concurrency as usize).await?;
         write_lines(out, &tokens)?;
         eprintln!(
             "apiload: {} keygate keys created in {} in {:.1} s",
@@ -291,7 +268,7 @@ async fn seed(a: SeedArgs) -> anyhow::Result<()> {
             tokens.push(format!("{id}.{secret}"));
             secrets.push(bootstrap_secret(&id, &secret));
         }
-        create_all(&api, secrets, a.concurrency).await?;
+        create_all(&api, secrets, a.concurrency as usize).await?;
         write_lines(out, &tokens)?;
         eprintln!(
             "apiload: {} bootstrap tokens created in kube-system in {:.1} s",

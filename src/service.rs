@@ -230,12 +230,10 @@ fn too_large() -> HttpResponse {
 /// One structured event per decision. Fields: key id (public), username, result, reason, peer,
 /// duration. Never the token or any part of the secret.
 fn log_decision(index: &Index, d: &review::Decision<'_>, peer: SocketAddr, elapsed: Duration) {
-    let id = match (&d.key, d.key_id) {
-        (Some(k), _) => Some(k.id_key()),
-        (None, Some(id)) => IdKey::new(id),
-        (None, None) => None,
-    };
-    let username = index.policy().display_username(id);
+    // `key_id` is set whenever the token parsed, so also whenever a key matched.
+    let username = index
+        .policy()
+        .display_username(d.key_id.and_then(IdKey::new));
     let result = if d.reason.authenticated() {
         "authenticated"
     } else {

@@ -151,28 +151,22 @@ impl DirStore {
         let mut loaded = self.load_all(names);
         // Sorted by ID, the files of one key are adjacent: duplicates without a reverse map.
         loaded.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-        let mut files = Files {
-            by_file: HashMap::with_capacity(loaded.len()),
-            dups: HashMap::new(),
-        };
         let mut entries = Vec::with_capacity(loaded.len());
-        let mut rest = loaded.as_mut_slice();
-        while let [(_, id, _), ..] = rest {
-            let id = *id;
-            let n = rest.iter().take_while(|(_, i, _)| *i == id).count();
-            let (group, tail) = std::mem::take(&mut rest).split_at_mut(n);
-            rest = tail;
+        let mut dups = HashMap::new();
+        for group in loaded.chunk_by(|a, b| a.1 == b.1) {
+            let id = group[0].1;
             if let [(_, _, entry)] = group {
                 entries.push((id, entry.clone()));
             } else {
                 let owners: Vec<_> = group.iter().map(|(f, _, _)| f.clone()).collect();
                 entries.push((id, self.index.entry_for(&id, duplicate(id, &owners))));
-                files.dups.insert(id, owners);
+                dups.insert(id, owners);
             }
         }
-        for (file, id, _) in loaded {
-            files.by_file.insert(file, id);
-        }
+        let files = Files {
+            by_file: loaded.into_iter().map(|(f, id, _)| (f, id)).collect(),
+            dups,
+        };
         self.files = files;
         let keys = entries.len();
         self.index.replace_entries(entries);
