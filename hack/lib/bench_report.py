@@ -93,6 +93,13 @@ API_WHO = (("keygate", "keygate key"), ("static", "static token"), ("bootstrap",
 API_COLORS = {"keygate": "#1f77b4", "static": "#ff7f0e", "bootstrap": "#2ca02c"}
 
 
+def bar(out, x, y0, ph, bw, v, top, color):
+    """One bar of height v/top × ph with its value written above it."""
+    bh = ph * v / top
+    out.append(f'<rect x="{x}" y="{y0 + ph - bh:.1f}" width="{bw}" height="{bh:.1f}" fill="{color}"/>')
+    out.append(f'<text x="{x + bw / 2}" y="{y0 + ph - bh - 4:.1f}" text-anchor="middle" font-size="10">{v:,.0f}</text>')
+
+
 def svg_api_panels(rows, y_top):
     """Part 4 (through kube-apiserver): req/s and p50/p99 of the three authenticators."""
     out = [f'<text x="10" y="{y_top}" font-size="15" font-weight="bold">Part 4: GET pods through kube-apiserver 1.20.2, one fresh token per request</text>']
@@ -101,11 +108,7 @@ def svg_api_panels(rows, y_top):
     rates = {who: num(rows, f"api_rps_{who}") or 0 for who, _ in API_WHO}
     top = max(rates.values()) or 1
     for j, (who, _) in enumerate(API_WHO):
-        v = rates[who]
-        bh = ph * v / top
-        bx = x0 + j * (bw + 6)
-        out.append(f'<rect x="{bx}" y="{y0 + ph - bh:.1f}" width="{bw}" height="{bh:.1f}" fill="{API_COLORS[who]}"/>')
-        out.append(f'<text x="{bx + bw / 2}" y="{y0 + ph - bh - 4:.1f}" text-anchor="middle" font-size="10">{v:,.0f}</text>')
+        bar(out, x0 + j * (bw + 6), y0, ph, bw, rates[who], top, API_COLORS[who])
     for k, (who, label) in enumerate((("static", "static"), ("bootstrap", "bootstrap"))):
         r = rows.get(f"api_ratio_keygate_{who}", ("",))[0]
         out.append(f'<text x="{x0}" y="{y0 + ph + 16 + 14 * k}" font-size="10">keygate / {label}: {r}</text>')
@@ -116,11 +119,7 @@ def svg_api_panels(rows, y_top):
     for i, p in enumerate(("p50", "p99")):
         gx = x1 + i * 240
         for j, (who, _) in enumerate(API_WHO):
-            v = lat[(who, p)]
-            bh = ph * v / top
-            bx = gx + j * (bw + 6)
-            out.append(f'<rect x="{bx}" y="{y0 + ph - bh:.1f}" width="{bw}" height="{bh:.1f}" fill="{API_COLORS[who]}"/>')
-            out.append(f'<text x="{bx + bw / 2}" y="{y0 + ph - bh - 4:.1f}" text-anchor="middle" font-size="10">{v:,.0f}</text>')
+            bar(out, gx + j * (bw + 6), y0, ph, bw, lat[(who, p)], top, API_COLORS[who])
         out.append(f'<text x="{gx + (3 * bw + 12) / 2}" y="{y0 + ph + 16}" text-anchor="middle">{p}</text>')
     ly = y0 + ph + 50
     for j, (who, label) in enumerate(API_WHO):
@@ -152,11 +151,7 @@ def svg_chart(rows, path):
         top = max(vals.values()) or 1
         gx = x0 + i * 170
         for j, who in enumerate(("keygate", "floor")):
-            v = vals[who]
-            bh = ph * v / top
-            bx = gx + j * (bw + 6)
-            out.append(f'<rect x="{bx}" y="{y0 + ph - bh:.1f}" width="{bw}" height="{bh:.1f}" fill="{colors[who]}"/>')
-            out.append(f'<text x="{bx + bw / 2}" y="{y0 + ph - bh - 4:.1f}" text-anchor="middle" font-size="10">{v:,.0f}</text>')
+            bar(out, gx + j * (bw + 6), y0, ph, bw, vals[who], top, colors[who])
         ratio = vals["keygate"] / vals["floor"] if vals["floor"] else 0
         out.append(f'<text x="{gx + bw + 3}" y="{y0 + ph + 16}" text-anchor="middle" font-size="10">{label}</text>')
         out.append(f'<text x="{gx + bw + 3}" y="{y0 + ph + 30}" text-anchor="middle" font-size="10">ratio {ratio:.2f}</text>')
@@ -168,11 +163,7 @@ def svg_chart(rows, path):
     for i, p in enumerate(("p50", "p99")):
         gx = x1 + i * 150
         for j, who in enumerate(("keygate", "floor")):
-            v = lat[(who, p)]
-            bh = ph * v / top
-            bx = gx + j * (bw + 6)
-            out.append(f'<rect x="{bx}" y="{y0 + ph - bh:.1f}" width="{bw}" height="{bh:.1f}" fill="{colors[who]}"/>')
-            out.append(f'<text x="{bx + bw / 2}" y="{y0 + ph - bh - 4:.1f}" text-anchor="middle" font-size="10">{v:,.0f}</text>')
+            bar(out, gx + j * (bw + 6), y0, ph, bw, lat[(who, p)], top, colors[who])
         out.append(f'<text x="{gx + bw + 3}" y="{y0 + ph + 16}" text-anchor="middle">{p}</text>')
     ly = 380 - 20
     for j, who in enumerate(("keygate", "floor")):
