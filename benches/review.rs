@@ -17,12 +17,13 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::Timestamp;
-use keygate::keys::{KeyId, SecretHash, Token};
+use keygate::http::Webhook;
+use keygate::identity::IdentityPolicy;
+use keygate::index::Index;
 use keygate::metrics::Metrics;
 use keygate::record::KeyRecord;
-use keygate::review::{self, IdentityPolicy};
-use keygate::service::Webhook;
-use keygate::store::Index;
+use keygate::review;
+use keygate::token::{IdKey, KeyId, SecretHash, Token};
 use sha2::{Digest, Sha256};
 
 const FIXTURE_V1: &str = include_str!("../tests/fixtures/tokenreview/request-v1.json");
@@ -53,7 +54,7 @@ fn setup() -> Setup {
         let token = Token::generate(KeyId::generate());
         let mut rec = KeyRecord::new(token.id.clone(), token.secret_hash(), format!("key {i}"));
         rec.role = Some(keygate::record::Role::View);
-        index.upsert(&token.id.lowercase(), Ok(rec));
+        index.upsert(token.id.key(), Ok(rec));
         tokens.push(token);
     }
     index.set_ready();
@@ -75,7 +76,7 @@ fn setup() -> Setup {
         usage: None,
     };
     Setup {
-        valid_id_lower: valid.id.lowercase(),
+        valid_id_lower: valid.id.key().to_string(),
         index,
         webhook,
         valid: body(&valid_token),
@@ -170,10 +171,14 @@ fn benches(c: &mut Criterion) {
         b.iter(|| review::decode(black_box(&s.valid)).unwrap())
     });
     g.bench_function("index_hit_10k", |b| {
-        b.iter(|| s.index.get(black_box(&s.valid_id_lower)).unwrap())
+        b.iter(|| {
+            s.index
+                .get(&IdKey::new(black_box(&s.valid_id_lower)).unwrap())
+                .unwrap()
+        })
     });
     g.bench_function("index_miss_10k", |b| {
-        b.iter(|| s.index.get(black_box("0123456789abcdefghijkl")))
+        b.iter(|| IdKey::new(black_box("0123456789abcdefghijkl")).and_then(|k| s.index.get(&k)))
     });
     let req = review::decode(&s.valid).unwrap();
     let decision = review::decide(&s.index, req.token(), Timestamp::now());

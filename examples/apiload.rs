@@ -37,8 +37,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use keygate::keys::{KeyId, Token};
 use keygate::record::KeyRecord;
+use keygate::token::{KeyId, Token};
 use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
@@ -515,7 +515,7 @@ async fn run(a: RunArgs) -> anyhow::Result<i32> {
     {
         roots.add(c?)?;
     }
-    let mut tls = rustls::ClientConfig::builder_with_provider(keygate::certs::provider())
+    let mut tls = rustls::ClientConfig::builder_with_provider(keygate::tls::provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();

@@ -1,5 +1,5 @@
 //! The floor keygate is measured against (issue 5, part 2): the least a TokenReview webhook
-//! can do over the same TLS. Same rustls configuration as keygate (`keygate::certs::TlsFiles::load`
+//! can do over the same TLS. Same rustls configuration as keygate (`keygate::tls::TlsFiles::load`
 //! on the same certificate files: ring provider, TLS 1.3 + 1.2, ALPN h2 + http/1.1), same hyper
 //! builders and limits as `keygate::server`, TCP_NODELAY, one task per connection; the handler
 //! reads the whole body and returns a fixed TokenReview answer (authenticated, with a user).
@@ -19,7 +19,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use keygate::certs::TlsFiles;
+use keygate::tls::TlsFiles;
 use tokio::net::TcpListener;
 
 /// What keygate answers for a valid key with a view role (same shape and size).

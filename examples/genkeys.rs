@@ -13,8 +13,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use keygate::keys::{KeyId, Token};
 use keygate::record::{KeyRecord, Role};
+use keygate::token::{KeyId, Token};
 
 fn usage() -> ! {
     eprintln!(

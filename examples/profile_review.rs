@@ -11,12 +11,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use keygate::keys::{KeyId, Token};
+use keygate::http::Webhook;
+use keygate::identity::IdentityPolicy;
+use keygate::index::Index;
 use keygate::metrics::Metrics;
 use keygate::record::{KeyRecord, Role};
-use keygate::review::IdentityPolicy;
-use keygate::service::Webhook;
-use keygate::store::Index;
+use keygate::token::{KeyId, Token};
 
 const FIXTURE_V1: &str = include_str!("../tests/fixtures/tokenreview/request-v1.json");
 
@@ -38,7 +38,7 @@ fn mem(n: usize) {
         let token = Token::generate(KeyId::generate());
         let mut rec = KeyRecord::new(token.id.clone(), token.secret_hash(), format!("bench {i}"));
         rec.role = Some(Role::View);
-        index.upsert(&token.id.lowercase(), Ok(rec));
+        index.upsert(token.id.key(), Ok(rec));
     }
     index.set_ready();
     let r1 = rss_kb();
@@ -65,7 +65,7 @@ fn main() {
         let token = Token::generate(KeyId::generate());
         let mut rec = KeyRecord::new(token.id.clone(), token.secret_hash(), format!("key {i}"));
         rec.role = Some(Role::View);
-        index.upsert(&token.id.lowercase(), Ok(rec));
+        index.upsert(token.id.key(), Ok(rec));
         if i == 5_000 {
             valid = token.expose();
         }

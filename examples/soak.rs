@@ -9,8 +9,8 @@
 //!
 //! Usage: soak --keygate PATH [--seconds N] [--work DIR]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/it/common/client.rs"]
+mod client;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{ClientConfig, Conn, FIXTURE_V1, FIXTURE_V1BETA1, Proto, review_body};
+use client::{ClientConfig, Conn, FIXTURE_V1, FIXTURE_V1BETA1, Proto, review_body};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
@@ -241,7 +241,11 @@ async fn one(
                 .as_bool()
                 .filter(|_| !has_error)
         });
-    let Some(got) = got.filter(|_| reply.status == 200) else {
+    let json = reply
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v == "application/json");
+    let Some(got) = got.filter(|_| reply.status == 200 && json) else {
         counts.errors.fetch_add(1, Ordering::Relaxed);
         eprintln!(
             "soak: bad answer {}: {}",
@@ -288,7 +292,12 @@ async fn worker(
     wrong_log: Arc<Mutex<Vec<String>>>,
 ) {
     let mut conn = match client.connect(addr, proto).await {
-        Ok(c) => c,
+        Ok(c) if negotiated(&c, proto) => c,
+        Ok(_) => {
+            counts.errors.fetch_add(1, Ordering::Relaxed);
+            eprintln!("soak: connect: the server did not negotiate {proto:?} with a certificate");
+            return;
+        }
         Err(e) => {
             counts.errors.fetch_add(1, Ordering::Relaxed);
             eprintln!("soak: connect: {e}");
@@ -315,6 +324,15 @@ async fn worker(
             }
         }
     }
+}
+
+/// Whether the connection speaks `proto` (by ALPN) with a server that showed a certificate.
+fn negotiated(conn: &Conn, proto: Proto) -> bool {
+    let want: &[u8] = match proto {
+        Proto::Http1 => b"http/1.1",
+        Proto::Http2 => b"h2",
+    };
+    conn.peer_cert.is_some() && conn.alpn.as_deref() == Some(want)
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {

@@ -1,10 +1,19 @@
 //! A Kubernetes client from the usual sources: --kubeconfig, $KUBECONFIG, ~/.kube/config,
 //! --context, or the in-cluster service account.
 
+use std::path::PathBuf;
+
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-use crate::cli::Global;
+/// Where the cluster's address and credentials come from.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSettings {
+    /// A kubeconfig file (`--kubeconfig`); else $KUBECONFIG, ~/.kube/config or in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// A context of the kubeconfig (`--context`); else its current context.
+    pub context: Option<String>,
+}
 
 /// Messages carry their cause inline (not as `source`), so `{:#}` at the edge prints it once.
 #[derive(Debug, thiserror::Error)]
@@ -25,12 +34,36 @@ pub enum KubeClientError {
     Client(kube::Error),
 }
 
-pub async fn config(global: &Global) -> Result<Config, KubeClientError> {
+impl ClientSettings {
+    pub async fn config(&self) -> Result<Config, KubeClientError> {
+        config(self).await
+    }
+
+    pub async fn client(&self) -> Result<Client, KubeClientError> {
+        Client::try_from(config(self).await?).map_err(KubeClientError::Client)
+    }
+
+    /// The user name of the kubeconfig's context, without contacting the cluster.
+    pub fn kubeconfig_user(&self) -> Option<String> {
+        let kc = match &self.kubeconfig {
+            Some(p) => Kubeconfig::read_from(p).ok()?,
+            None => Kubeconfig::read().ok()?,
+        };
+        let ctx_name = self.context.clone().or(kc.current_context.clone())?;
+        kc.contexts
+            .iter()
+            .find(|c| c.name == ctx_name)
+            .and_then(|c| c.context.as_ref())
+            .and_then(|c| c.user.clone())
+    }
+}
+
+async fn config(settings: &ClientSettings) -> Result<Config, KubeClientError> {
     let options = KubeConfigOptions {
-        context: global.context.clone(),
+        context: settings.context.clone(),
         ..KubeConfigOptions::default()
     };
-    let config = match &global.kubeconfig {
+    let config = match &settings.kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|error| KubeClientError::File {
                 path: path.display().to_string(),
@@ -40,14 +73,10 @@ pub async fn config(global: &Global) -> Result<Config, KubeClientError> {
                 .await
                 .map_err(KubeClientError::Kubeconfig)?
         }
-        None if global.context.is_some() => Config::from_kubeconfig(&options)
+        None if settings.context.is_some() => Config::from_kubeconfig(&options)
             .await
             .map_err(KubeClientError::Kubeconfig)?,
         None => Config::infer().await.map_err(KubeClientError::Infer)?,
     };
     Ok(config)
-}
-
-pub async fn client(global: &Global) -> Result<Client, KubeClientError> {
-    Client::try_from(config(global).await?).map_err(KubeClientError::Client)
 }

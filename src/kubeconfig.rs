@@ -69,9 +69,14 @@ pub fn webhook(server: &str, ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> K
     )
 }
 
+/// A kubeconfig that could not be serialized (never expected: every field is a string).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the kubeconfig as YAML: {0}")]
+pub struct KubeconfigError(String);
+
 /// YAML text of a kubeconfig.
-pub fn to_yaml(config: &Kubeconfig) -> String {
-    serde_saphyr::to_string(config).unwrap_or_default()
+pub fn to_yaml(config: &Kubeconfig) -> Result<String, KubeconfigError> {
+    serde_saphyr::to_string(config).map_err(|e| KubeconfigError(e.to_string()))
 }
 
 #[cfg(test)]
@@ -85,7 +90,7 @@ mod tests {
             b"CA",
             Some((b"CERT", b"KEY")),
         );
-        let text = to_yaml(&cfg);
+        let text = to_yaml(&cfg).unwrap();
         let back = Kubeconfig::from_yaml(&text).unwrap();
         let cluster = back.clusters[0].cluster.as_ref().unwrap();
         assert_eq!(

@@ -5,7 +5,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = keygate::cli::Cli::parse();
-    let log = keygate::telemetry::init(cli.global.log_format, &cli.global.log);
+    let log = keygate::telemetry::init(cli.global.log_format.into(), &cli.global.log);
     let result = keygate::commands::run(cli).await;
     // Buffered log lines go out before the final error, in the order they happened.
     drop(log);

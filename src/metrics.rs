@@ -17,8 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::index::Index;
 use crate::review::Reason;
-use crate::store::Index;
 use crate::usage::UsageStats;
 
 /// Reads the last-use writer's counters at scrape time, once `serve` has started that writer.
@@ -270,7 +270,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::review::IdentityPolicy;
+    use crate::identity::IdentityPolicy;
 
     #[test]
     fn exposes_decisions_latency_and_store_state() {

@@ -1,33 +1,95 @@
-//! `keygate serve`: wires the store, the index, TLS and the listeners together.
+//! `keygate serve` as a library: [`bind`] does everything that can fail (identity policy,
+//! cluster client, listeners, TLS material, the store's first steps) and writes nothing until
+//! the checks before it have passed; [`Bound::spawn`] then starts serving and cannot fail.
 
+use std::future::Future;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::certs::{self, TlsFiles, names};
-use crate::cli::{Global, ServeArgs};
-use crate::keystore::DirKeys;
+use crate::http::{Limits, Webhook, listener};
+use crate::identity::{GroupPattern, IdentityError, IdentityPolicy};
+use crate::index::{self, Index};
+use crate::keystore::{DirKeys, StoreSpec, in_cluster};
+use crate::kubeclient::{ClientSettings, KubeClientError};
+use crate::kubeconfig::{self, KubeconfigError};
 use crate::metrics::Metrics;
-use crate::review::IdentityPolicy;
-use crate::server::{self, Limits};
-use crate::service::Webhook;
-use crate::store::{self, Index, StoreSpec};
-use crate::usage::{self, UsageWriter};
-use crate::{fsutil, kubeclient, kubeconfig};
+use crate::pki::{self, PkiError, names};
+use crate::tls::{SharedConfig, TlsError, TlsFiles};
+use crate::usage::{self, UsageSink, UsageWriter};
+use crate::{fsutil, tls};
 
-/// Where the TLS material comes from, and the webhook kubeconfig written for the embedded mode.
-struct TlsSetup {
-    files: TlsFiles,
-    webhook_kubeconfig: Option<PathBuf>,
+/// Where the server certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// `--tls-cert` and `--tls-key`.
+    Files { cert: PathBuf, key: PathBuf },
+    /// Generated once under `<data-dir>/certs`, with `<data-dir>/webhook.kubeconfig` written
+    /// for kube-apiserver (the embedded mode).
+    Generated,
+}
+
+/// Everything `keygate serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// The TLS listener; `None`: 127.0.0.1:8443, or 0.0.0.0:8443 in a cluster.
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: SocketAddr,
+    pub tls: TlsSource,
+    /// Require client certificates signed by this CA.
+    pub client_ca: Option<PathBuf>,
+    pub tls_reload_interval: Duration,
+    pub user_prefix: String,
+    pub allowed_groups: Vec<GroupPattern>,
+    /// Connection limits; `limits.handshake_timeout` also bounds sending a request body.
+    pub limits: Limits,
+    pub shutdown_delay: Duration,
+    /// Zero turns last-use recording off.
+    pub last_used_interval: Duration,
+    pub store: StoreSpec,
+    /// The key namespace (kube store), also written into dir-store records.
+    pub namespace: String,
+    /// Where generated certificates and the webhook kubeconfig go.
+    pub data_dir: PathBuf,
+    pub client: ClientSettings,
+}
+
+/// Why `keygate serve` could not start. Each message names the flag to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Client(#[from] KubeClientError),
+    #[error("cannot listen on {addr} ({flag}): {source}")]
+    Listen {
+        addr: SocketAddr,
+        flag: &'static str,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot generate certificates under --data-dir: {0}")]
+    Pki(#[from] PkiError),
+    #[error("cannot read {path} (generated under --data-dir): {source}")]
+    Generated { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Kubeconfig(#[from] KubeconfigError),
+    #[error(transparent)]
+    Write(#[from] fsutil::WriteError),
+    #[error(transparent)]
+    Dir(#[from] index::dir::DirError),
 }
 
 fn default_listen() -> SocketAddr {
-    let ip = if store::spec::in_cluster() {
+    let ip = if in_cluster() {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     } else {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
@@ -43,20 +105,34 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Uses the given certificate files, or generates (once) a CA, server and client certificate
-/// under `<data-dir>/certs` and writes `<data-dir>/webhook.kubeconfig` for kube-apiserver.
-fn tls_setup(global: &Global, args: &ServeArgs, listen: SocketAddr) -> anyhow::Result<TlsSetup> {
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        return Ok(TlsSetup {
-            files: TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: args.client_ca.clone(),
-            },
-            webhook_kubeconfig: None,
-        });
+async fn listen(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, flag, source })
+}
+
+fn read_generated(path: &Path) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::Generated {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The TLS files to serve, and the webhook kubeconfig written for the embedded mode.
+fn tls_files(
+    settings: &ServeSettings,
+    listen: SocketAddr,
+) -> Result<(TlsFiles, Option<PathBuf>), ServeError> {
+    let client_ca = settings.client_ca.clone();
+    if let TlsSource::Files { cert, key } = &settings.tls {
+        let files = TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca,
+        };
+        return Ok((files, None));
     }
-    let dir = global.data_dir.join("certs");
+    let dir = settings.data_dir.join("certs");
     let (cert, key) = (dir.join(names::SERVER_CERT), dir.join(names::SERVER_KEY));
     if !cert.exists() || !key.exists() {
         let mut sans = vec![
@@ -68,32 +144,246 @@ fn tls_setup(global: &Global, args: &ServeArgs, listen: SocketAddr) -> anyhow::R
         if !ip.is_unspecified() && !ip.is_loopback() {
             sans.push(ip.to_string());
         }
-        let bundle = certs::generate_bundle(&sans, "kube-apiserver", 365)?;
-        bundle.write(&dir)?;
+        pki::generate_bundle(&sans, "kube-apiserver", 365)?.write(&dir)?;
         tracing::info!(dir = %dir.display(), "generated a self-signed CA and server certificate (ECDSA P-256)");
     }
-    let ca = read(&dir.join(names::CA_CERT))?;
-    let client = (
-        read(&dir.join(names::CLIENT_CERT))?,
-        read(&dir.join(names::CLIENT_KEY))?,
-    );
+    let ca = read_generated(&dir.join(names::CA_CERT))?;
+    let client_cert = read_generated(&dir.join(names::CLIENT_CERT))?;
+    let client_key = read_generated(&dir.join(names::CLIENT_KEY))?;
     let url = format!("https://{}/authenticate", reachable(listen));
-    let kc = kubeconfig::webhook(&url, &ca, Some((&client.0, &client.1)));
+    let kc = kubeconfig::webhook(&url, &ca, Some((&client_cert, &client_key)));
     // Absolute, since it is printed for use in kube-apiserver's flags.
-    let kc_path = std::path::absolute(global.data_dir.join("webhook.kubeconfig"))?;
-    fsutil::write_atomic(&kc_path, kubeconfig::to_yaml(&kc).as_bytes(), true)?;
-    Ok(TlsSetup {
-        files: TlsFiles {
-            cert,
-            key,
-            client_ca: args.client_ca.clone(),
-        },
-        webhook_kubeconfig: Some(kc_path),
+    let path = settings.data_dir.join("webhook.kubeconfig");
+    let path = std::path::absolute(&path).map_err(|source| ServeError::Generated {
+        path: path.clone(),
+        source,
+    })?;
+    fsutil::write_atomic(&path, kubeconfig::to_yaml(&kc)?.as_bytes(), true)?;
+    let files = TlsFiles {
+        cert,
+        key,
+        client_ca,
+    };
+    Ok((files, Some(path)))
+}
+
+/// Where the index is fed from once serving starts.
+enum Feed {
+    /// The dir store's watcher, already running on its own thread; kept alive while serving.
+    Dir(notify::RecommendedWatcher),
+    /// The kube store, started by [`Bound::spawn`].
+    Kube(kube::Client),
+}
+
+/// A server that has passed every check and holds its listeners, ready to [`Bound::spawn`].
+pub struct Bound {
+    settings: ServeSettings,
+    listener: TcpListener,
+    admin: TcpListener,
+    tls: TlsFiles,
+    tls_config: SharedConfig,
+    webhook_kubeconfig: Option<PathBuf>,
+    index: Index,
+    metrics: Arc<Metrics>,
+    feed: Feed,
+    usage_writer: UsageWriter,
+}
+
+/// Checks the settings, binds the listeners, prepares TLS and starts loading the store.
+pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
+    let policy = IdentityPolicy::new(
+        settings.user_prefix.clone(),
+        settings.allowed_groups.clone(),
+    )?;
+    // The cluster client before anything is written: without a cluster nothing is left behind.
+    let client = match &settings.store {
+        StoreSpec::Kube => Some(settings.client.client().await?),
+        StoreSpec::Dir(_) => None,
+    };
+    let addr = settings.listen.unwrap_or_else(default_listen);
+    let listener = listen(addr, "--listen").await?;
+    let admin = listen(settings.admin_listen, "--admin-listen").await?;
+    let local = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr,
+        flag: "--listen",
+        source,
+    })?;
+    let (tls, webhook_kubeconfig) = tls_files(&settings, local)?;
+    let tls_config = Arc::new(ArcSwap::new(tls.load()?));
+
+    // The webhook answers 503 until the store's first full load.
+    let index = Index::new(policy);
+    let namespace = settings.namespace.clone();
+    let (feed, usage_writer) = match (&settings.store, client) {
+        (StoreSpec::Dir(path), _) => (
+            Feed::Dir(index::dir::spawn(path.clone(), index.clone())?),
+            UsageWriter::Dir(DirKeys::new(path.clone(), namespace)),
+        ),
+        (StoreSpec::Kube, client) => {
+            // Made above for this store.
+            let client = client.expect("a client is made for the kube store");
+            let api = kube::Api::namespaced(client.clone(), &namespace);
+            (Feed::Kube(client), UsageWriter::Kube(Box::new(api)))
+        }
+    };
+    Ok(Bound {
+        settings,
+        listener,
+        admin,
+        tls,
+        tls_config,
+        webhook_kubeconfig,
+        index,
+        metrics: Metrics::new(),
+        feed,
+        usage_writer,
     })
 }
 
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+/// A running server; [`Serving::wait`] resolves once it has shut down.
+pub struct Serving {
+    task: JoinHandle<()>,
+}
+
+impl Serving {
+    pub async fn wait(self) {
+        // The task only ends by finishing its shutdown; a panic in it is a bug to surface.
+        if let Err(e) = self.task.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+impl Bound {
+    /// The webhook listener's address (the port is known here even when `--listen` said 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Starts serving. When `shutdown` resolves, `/readyz` fails at once, reviews are still
+    /// answered for `shutdown_delay`, then the listener closes and in-flight requests finish
+    /// (up to the grace period); pending last-use times are written before the task ends.
+    pub fn spawn(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Serving {
+        let Bound {
+            settings,
+            listener,
+            admin,
+            tls,
+            tls_config,
+            webhook_kubeconfig,
+            index,
+            metrics,
+            feed,
+            usage_writer,
+        } = self;
+        let store = settings.store.to_string();
+        let dir_watcher = match feed {
+            Feed::Dir(watcher) => Some(watcher),
+            Feed::Kube(client) => {
+                let (index, metrics, ns) =
+                    (index.clone(), metrics.clone(), settings.namespace.clone());
+                tokio::spawn(async move {
+                    index::kube::run(client, ns, index, move || metrics.store_error()).await;
+                });
+                None
+            }
+        };
+        // Last use is recorded off the request path, at most once per key per interval.
+        let usage_stop = CancellationToken::new();
+        let usage = (!settings.last_used_interval.is_zero()).then(|| {
+            usage::spawn(
+                usage_writer,
+                settings.last_used_interval,
+                usage_stop.clone(),
+            )
+        });
+        if let Some((u, _)) = &usage {
+            metrics.track_usage(u.stats.clone());
+        }
+
+        tracing::info!(
+            listen = %DisplayAddr(listener.local_addr().ok()),
+            admin = %DisplayAddr(admin.local_addr().ok()),
+            store = %store,
+            namespace = matches!(settings.store, StoreSpec::Kube).then_some(settings.namespace.as_str()),
+            cert = %tls.cert.display(),
+            client_ca = tls.client_ca.as_ref().map(|p| p.display().to_string()),
+            webhook_kubeconfig = webhook_kubeconfig.as_ref().map(|p| p.display().to_string()),
+            "keygate serving"
+        );
+        if let Some(kc) = &webhook_kubeconfig {
+            tracing::info!(
+                "for kube-apiserver: --authentication-token-webhook-config-file={} --authentication-token-webhook-version=v1",
+                kc.display()
+            );
+        }
+
+        let reload_metrics = metrics.clone();
+        let reloader = tls::spawn_reloader(
+            tls,
+            tls_config.clone(),
+            settings.tls_reload_interval,
+            move |ok| reload_metrics.tls_reload(ok),
+        );
+        let webhook = Arc::new(Webhook {
+            index: index.clone(),
+            metrics: metrics.clone(),
+            body_timeout: settings.limits.handshake_timeout,
+            usage: usage.as_ref().map(|(u, _)| u.clone() as Arc<dyn UsageSink>),
+        });
+        let (draining, stop) = (CancellationToken::new(), CancellationToken::new());
+        let admin_task = tokio::spawn(listener::serve_admin(
+            admin,
+            index,
+            metrics,
+            draining.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        let (stop2, delay) = (stop.clone(), settings.shutdown_delay);
+        tokio::spawn(async move {
+            shutdown.await;
+            draining.cancel();
+            if !delay.is_zero() {
+                tracing::info!(delay = ?delay, "termination signal received; /readyz fails, still serving until the delay ends");
+                tokio::time::sleep(delay).await;
+            }
+            tracing::info!("shutting down: no new connections; in-flight requests finish");
+            stop2.cancel();
+        });
+        let task = tokio::spawn(async move {
+            listener::serve_webhook(
+                listener,
+                tls_config,
+                webhook,
+                settings.limits,
+                stop.cancelled_owned(),
+            )
+            .await;
+            reloader.abort();
+            let _ = admin_task.await;
+            if let Some((_, task)) = usage {
+                usage_stop.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+            }
+            drop(dir_watcher);
+            tracing::info!("keygate stopped");
+        });
+        Serving { task }
+    }
+}
+
+/// An address for the log line, or `?` if the socket could not say.
+struct DisplayAddr(Option<SocketAddr>);
+
+impl std::fmt::Display for DisplayAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("?"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -116,126 +406,4 @@ pub async fn termination() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
-    let listen = args.listen.unwrap_or_else(default_listen);
-    let policy = IdentityPolicy::new(args.user_prefix.clone(), args.allowed_groups.clone())?;
-    let index = Index::new(policy);
-    let metrics = Metrics::new();
-
-    let tls = tls_setup(global, &args, listen)?;
-    let config = tls.files.load()?;
-    let shared = Arc::new(ArcSwap::new(config));
-
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
-    let admin = TcpListener::bind(args.admin_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--admin-listen)", args.admin_listen))?;
-
-    // Start the store; the webhook answers 503 until its first full load.
-    let store = global.store();
-    let (_dir_watcher, usage_writer) = match &store {
-        StoreSpec::Dir(path) => (
-            Some(store::dir::spawn(path.clone(), index.clone())?),
-            UsageWriter::Dir(DirKeys::new(path.clone(), global.namespace.clone())),
-        ),
-        StoreSpec::Kube => {
-            let client = kubeclient::client(global).await?;
-            let writer = UsageWriter::Kube(Box::new(kube::Api::namespaced(
-                client.clone(),
-                &global.namespace,
-            )));
-            let (index, metrics, ns) = (index.clone(), metrics.clone(), global.namespace.clone());
-            tokio::spawn(async move {
-                store::kube::run(client, ns, index, move || metrics.store_error()).await;
-            });
-            (None, writer)
-        }
-    };
-    // Last use is recorded off the request path, at most once per key per interval.
-    let usage_stop = CancellationToken::new();
-    let usage = (!args.last_used_interval.0.is_zero())
-        .then(|| usage::spawn(usage_writer, args.last_used_interval.0, usage_stop.clone()));
-    if let Some((u, _)) = &usage {
-        metrics.track_usage(u.stats.clone());
-    }
-
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        admin = %admin.local_addr()?,
-        store = %store,
-        namespace = matches!(store, StoreSpec::Kube).then_some(global.namespace.as_str()),
-        cert = %tls.files.cert.display(),
-        client_ca = tls.files.client_ca.as_ref().map(|p| p.display().to_string()),
-        webhook_kubeconfig = tls.webhook_kubeconfig.as_ref().map(|p| p.display().to_string()),
-        "keygate serving"
-    );
-    if let Some(kc) = &tls.webhook_kubeconfig {
-        tracing::info!(
-            "for kube-apiserver: --authentication-token-webhook-config-file={} --authentication-token-webhook-version=v1",
-            kc.display()
-        );
-    }
-
-    let metrics2 = metrics.clone();
-    let reloader = certs::spawn_reloader(
-        tls.files.clone(),
-        shared.clone(),
-        args.tls_reload_interval.0,
-        move |ok| metrics2.tls_reload(ok),
-    );
-
-    let webhook = Arc::new(Webhook {
-        index: index.clone(),
-        metrics: metrics.clone(),
-        body_timeout: args.request_timeout.0,
-        usage: usage
-            .as_ref()
-            .map(|(u, _)| u.clone() as Arc<dyn crate::service::UsageSink>),
-    });
-    let limits = Limits {
-        handshake_timeout: args.request_timeout.0,
-        idle_timeout: args.idle_timeout.0,
-        max_connections: args.max_connections,
-        max_concurrent_streams: args.max_concurrent_streams,
-        shutdown_grace: args.shutdown_grace.0,
-    };
-    let (draining, stop) = (CancellationToken::new(), CancellationToken::new());
-    let admin_task = tokio::spawn(server::serve_admin(
-        admin,
-        index,
-        metrics,
-        draining.clone(),
-        stop.clone().cancelled_owned(),
-    ));
-    let (stop2, delay) = (stop.clone(), args.shutdown_delay.0);
-    tokio::spawn(async move {
-        termination().await;
-        draining.cancel();
-        if !delay.is_zero() {
-            tracing::info!(delay = ?delay, "termination signal received; /readyz fails, still serving until the delay ends");
-            tokio::time::sleep(delay).await;
-        }
-        tracing::info!("shutting down: no new connections; in-flight requests finish");
-        stop2.cancel();
-    });
-    server::serve_webhook(
-        listener,
-        shared,
-        webhook,
-        limits,
-        stop.clone().cancelled_owned(),
-    )
-    .await;
-    reloader.abort();
-    let _ = admin_task.await;
-    if let Some((_, task)) = usage {
-        usage_stop.cancel();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(15), task).await;
-    }
-    tracing::info!("keygate stopped");
-    Ok(())
 }

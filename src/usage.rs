@@ -20,11 +20,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::fsutil;
-use crate::keys::record_name;
-use crate::keystore::{DirKeys, IdRef, dir::encode};
-use crate::record::ANNOTATION_LAST_USED;
-use crate::service::UsageSink;
-use crate::store::IdKey;
+use crate::keystore::DirKeys;
+use crate::record::{ANNOTATION_LAST_USED, file};
+use crate::token::IdKey;
+
+/// Something the webhook tells about each successful authentication.
+pub trait UsageSink: Send + Sync {
+    /// Called on the request path: must not block or allocate much.
+    fn used(&self, id: IdKey, at: Timestamp);
+}
 
 /// Events queued between requests and the writer before new ones are dropped.
 const QUEUE: usize = 16 * 1024;
@@ -51,7 +55,7 @@ pub enum UsageWriter {
 }
 
 impl UsageWriter {
-    pub async fn write(&self, id: &str, at: Timestamp) -> Result<(), UsageError> {
+    pub async fn write(&self, id: IdKey, at: Timestamp) -> Result<(), UsageError> {
         let fut = async {
             match self {
                 UsageWriter::Kube(api) => {
@@ -59,7 +63,7 @@ impl UsageWriter {
                         "metadata": { "annotations": { ANNOTATION_LAST_USED: at.to_string() } }
                     });
                     api.patch(
-                        &record_name(id),
+                        &id.record_name(),
                         &PatchParams::default(),
                         &Patch::Merge(&patch),
                     )
@@ -67,8 +71,8 @@ impl UsageWriter {
                     Ok(())
                 }
                 UsageWriter::Dir(d) => {
-                    let (d, id) = (d.clone(), id.to_owned());
-                    tokio::task::spawn_blocking(move || write_file(&d, &id, at))
+                    let d = d.clone();
+                    tokio::task::spawn_blocking(move || write_file(&d, id, at))
                         .await
                         .map_err(|e| UsageError::Dir(e.to_string()))?
                 }
@@ -81,8 +85,7 @@ impl UsageWriter {
 }
 
 /// Read-modify-write of the record file, skipped if it already says `at` or later.
-fn write_file(d: &DirKeys, id: &str, at: Timestamp) -> Result<(), UsageError> {
-    let id = IdRef::parse(id).map_err(|e| UsageError::Dir(e.to_string()))?;
+fn write_file(d: &DirKeys, id: IdKey, at: Timestamp) -> Result<(), UsageError> {
     // Under the directory lock: a `keys` command writing meanwhile is never overwritten.
     let _lock = d.lock().map_err(|e| UsageError::Dir(e.to_string()))?;
     let (path, mut secret) = d
@@ -93,7 +96,7 @@ fn write_file(d: &DirKeys, id: &str, at: Timestamp) -> Result<(), UsageError> {
     // Stamp the file, then check it still holds what was read: the stamp then names the
     // content the new version is based on, and the replace below refuses if it changes again.
     let stamp = fsutil::FileStamp::of(&path).map_err(|_| UsageError::NoFile)?;
-    if crate::store::dir::read_secret(&path).ok().as_ref() != Some(&secret) {
+    if file::read(&path).ok().as_ref() != Some(&secret) {
         return Err(UsageError::Dir(
             "the record changed while being read; will retry on next use".into(),
         ));
@@ -110,7 +113,7 @@ fn write_file(d: &DirKeys, id: &str, at: Timestamp) -> Result<(), UsageError> {
         return Ok(());
     }
     annotations.insert(ANNOTATION_LAST_USED.to_owned(), at.to_string());
-    let bytes = encode(&path, &secret).map_err(|e| UsageError::Dir(e.to_string()))?;
+    let bytes = file::encode(&path, &secret).map_err(|e| UsageError::Dir(e.to_string()))?;
     // `rm` and editors do not take keygate's lock: never resurrect a file removed meanwhile.
     fsutil::replace_if_unchanged(&path, &bytes, &stamp).map_err(|e| UsageError::Dir(e.to_string()))
 }
@@ -169,7 +172,7 @@ impl State {
 
 async fn write_batch(writer: &UsageWriter, batch: Vec<(IdKey, Timestamp)>, stats: &UsageStats) {
     for (id, at) in batch {
-        match writer.write(id.as_str(), at).await {
+        match writer.write(id, at).await {
             Ok(()) => {
                 stats.written.fetch_add(1, Ordering::Relaxed);
             }

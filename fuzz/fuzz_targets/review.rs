@@ -4,8 +4,9 @@
 #![no_main]
 
 use k8s_openapi::api::authentication::v1::TokenReview;
-use keygate::review::{self, IdentityPolicy};
-use keygate::store::Index;
+use keygate::identity::IdentityPolicy;
+use keygate::review;
+use keygate::index::Index;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use keygate::keys::{self, KeyId, Token};
+use keygate::token::{self, KeyId, Token};
 use keygate::record::KeyRecord;
-use keygate::review::{self, IdentityPolicy};
-use keygate::store::Index;
+use keygate::identity::IdentityPolicy;
+use keygate::review;
+use keygate::index::Index;
 use libfuzzer_sys::fuzz_target;
 
 fn grammar_accepts(b: &[u8]) -> bool {
@@ -25,7 +26,7 @@ static KEY: LazyLock<(Index, String)> = LazyLock::new(|| {
     let t = Token::generate(id.clone());
     let index = Index::new(IdentityPolicy::default());
     let rec = KeyRecord::new(id.clone(), t.secret_hash(), "fuzz");
-    index.replace_all(HashMap::from([(id.lowercase(), Ok(rec))]));
+    index.replace_all([(id.key(), Ok(rec))]);
     (index, t.expose())
 });
 

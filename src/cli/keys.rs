@@ -1,7 +1,4 @@
-//! Arguments of `keygate keys ...`, `keygate kubeconfig`, `keygate credential` and
-//! `keygate completions`.
-
-use std::path::PathBuf;
+//! Arguments of `keygate keys ...`.
 
 use clap::{Args, Subcommand, ValueEnum};
 use jiff::Timestamp;
@@ -17,7 +14,7 @@ pub struct KeysArgs {
         global = true,
         help_heading = "Global options",
         env = "KEYGATE_USER_PREFIX",
-        default_value = crate::review::DEFAULT_USER_PREFIX
+        default_value = crate::identity::DEFAULT_USER_PREFIX
     )]
     pub user_prefix: String,
 
@@ -208,71 +205,4 @@ pub struct RegenerateArgs {
     pub grace: Option<HumanDuration>,
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     pub output: Output,
-}
-
-#[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  \
-    keygate keys create --name ci -o json | jq -r .token | keygate kubeconfig --server https://my-cluster:6443 --certificate-authority ca.crt --token-stdin -o ci.kubeconfig\n  \
-    keygate kubeconfig --server https://my-cluster:6443 --exec --secret ci/keygate-token > ci.kubeconfig")]
-pub struct KubeconfigArgs {
-    /// URL of the Kubernetes API server (e.g. https://my-cluster:6443).
-    #[arg(long, value_name = "URL")]
-    pub server: String,
-
-    /// CA certificate (PEM) of the API server, embedded in the kubeconfig.
-    #[arg(long, value_name = "FILE")]
-    pub certificate_authority: Option<PathBuf>,
-
-    /// Read the token from standard input (else from $KEYGATE_TOKEN) and put it inline.
-    #[arg(long, conflicts_with = "exec")]
-    pub token_stdin: bool,
-
-    /// Do not put the token in the file: kubectl runs `keygate credential` to get it
-    /// (from $KEYGATE_TOKEN, --token-file or --secret at that time).
-    #[arg(long)]
-    pub exec: bool,
-
-    /// With --exec: the file `keygate credential` reads the token from.
-    #[arg(long, value_name = "FILE", requires = "exec")]
-    pub token_file: Option<PathBuf>,
-
-    /// With --exec: the Secret (NAMESPACE/NAME, key `token`) `keygate credential` reads.
-    #[arg(long, value_name = "NS/NAME", requires = "exec")]
-    pub secret: Option<String>,
-
-    /// Name of the cluster and context in the kubeconfig.
-    #[arg(long, default_value = "keygate")]
-    pub context_name: String,
-
-    /// Write to this file (atomically, mode 0600) instead of standard output.
-    #[arg(long, short = 'o', value_name = "FILE")]
-    pub output: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-#[command(
-    long_about = "client-go exec credential plugin: prints an ExecCredential \
-    (client.authentication.k8s.io/v1) with the token from $KEYGATE_TOKEN, else --token-file, \
-    else --secret, in that order. kubectl runs it; see `keygate kubeconfig --exec`."
-)]
-pub struct CredentialArgs {
-    /// File holding the token.
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-
-    /// Secret holding the token under the key `token`, as NAMESPACE/NAME (read with the
-    /// kubeconfig's credentials: --kubeconfig, --context).
-    #[arg(long, value_name = "NS/NAME")]
-    pub secret: Option<String>,
-}
-
-#[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  \
-    keygate completions bash > /etc/bash_completion.d/keygate\n  \
-    keygate completions zsh > \"${fpath[1]}/_keygate\"\n  \
-    keygate completions fish > ~/.config/fish/completions/keygate.fish")]
-pub struct CompletionsArgs {
-    /// The shell to write completions for.
-    #[arg(value_enum)]
-    pub shell: clap_complete::Shell,
 }

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use crate::certs::{self, Bundle, Pem, names};
 use crate::cli::{CertsArgs, WebhookConfigArgs};
+use crate::pki::{self, Bundle, Pem, names};
 use crate::{fsutil, kubeconfig};
 
 fn read_text(path: &Path) -> anyhow::Result<String> {
@@ -29,10 +29,10 @@ pub fn certs(args: &CertsArgs) -> anyhow::Result<()> {
                 dir.display()
             );
         }
-        certs::generate_ca("keygate CA", args.days.max(365) * 2)?
+        pki::generate_ca("keygate CA", args.days.max(365) * 2)?
     };
-    let server = certs::issue(&ca, "keygate", None, &args.sans, true, args.days)?;
-    let client = certs::issue(&ca, &args.client_cn, None, &[], false, args.days)?;
+    let server = pki::issue(&ca, "keygate", None, &args.sans, true, args.days)?;
+    let client = pki::issue(&ca, &args.client_cn, None, &[], false, args.days)?;
     Bundle { ca, server, client }.write(dir)?;
     println!(
         "wrote {dir}/{{ca.crt,ca.key,server.crt,server.key,client.crt,client.key}} (SANs: {}; client CN: {}; {} days)",
@@ -65,7 +65,7 @@ pub fn webhook_config(args: &WebhookConfigArgs) -> anyhow::Result<()> {
         &ca,
         client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
     );
-    let text = kubeconfig::to_yaml(&kc);
+    let text = kubeconfig::to_yaml(&kc)?;
     match &args.output {
         Some(path) => fsutil::write_atomic(path, text.as_bytes(), true)?,
         None => print!("{text}"),

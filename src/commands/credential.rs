@@ -60,7 +60,7 @@ pub async fn run(global: &Global, args: &CredentialArgs) -> anyhow::Result<()> {
         std::fs::read_to_string(f)
             .with_context(|| format!("cannot read --token-file {}", f.display()))?
     } else if let Some(s) = &args.secret {
-        token_from_secret(crate::kubeclient::client(global).await?, s).await?
+        token_from_secret(global.client().client().await?, s).await?
     } else {
         bail!(
             "no token: set KEYGATE_TOKEN, or pass --token-file FILE or --secret NAMESPACE/NAME \

@@ -10,11 +10,11 @@ use crate::cli::{
     CreateArgs, EditArgs, Expires, Global, KeysArgs, KeysCommand, ListOutput, Output,
     RegenerateArgs,
 };
-use crate::keys::{KeyId, Token};
-use crate::keystore::scope::{self, Consumer};
-use crate::keystore::{DirKeys, IdRef, KeyStore, KubeKeys};
+use crate::identity;
+use crate::keystore::provision::{self, Consumer};
+use crate::keystore::{DirKeys, KeyStore, KubeKeys, StoreSpec};
 use crate::record::{Expiry, KeyRecord, PreviousSecret};
-use crate::store::StoreSpec;
+use crate::token::{IdKey, KeyId, Token};
 
 /// What a key command runs against, and where its output goes (stdout text, and notes for
 /// stderr), so tests can drive it with a faked API server.
@@ -52,7 +52,7 @@ impl Ctx {
                 Ok(Ctx::new(KeyStore::Dir(keys), user_prefix, &caller))
             }
             StoreSpec::Kube => {
-                let config = crate::kubeclient::config(global).await?;
+                let config = global.client().config().await?;
                 let server = config.cluster_url.to_string();
                 let client = kube::Client::try_from(config)
                     .context("cannot create a Kubernetes client from the kubeconfig")?;
@@ -95,23 +95,9 @@ impl Ctx {
             return u;
         }
         global
-            .and_then(kubeconfig_user)
+            .and_then(|g| g.client().kubeconfig_user())
             .unwrap_or_else(|| "unknown".into())
     }
-}
-
-/// The user name of the current kubeconfig context (the fallback for `created-by`).
-fn kubeconfig_user(global: &Global) -> Option<String> {
-    let kc = match &global.kubeconfig {
-        Some(p) => kube::config::Kubeconfig::read_from(p).ok()?,
-        None => kube::config::Kubeconfig::read().ok()?,
-    };
-    let ctx_name = global.context.clone().or(kc.current_context.clone())?;
-    kc.contexts
-        .iter()
-        .find(|c| c.name == ctx_name)
-        .and_then(|c| c.context.as_ref())
-        .and_then(|c| c.user.clone())
 }
 
 pub async fn run(global: &Global, args: KeysArgs) -> anyhow::Result<()> {
@@ -134,7 +120,7 @@ pub async fn execute(
         KeysCommand::Create(a) => create(ctx, a, global).await,
         KeysCommand::List(a) => list(ctx, a.output).await,
         KeysCommand::Get(a) => {
-            let stored = ctx.store.get(&IdRef::parse(&a.id)?).await?;
+            let stored = ctx.store.get(&IdKey::parse(&a.id)?).await?;
             let view = ctx.view(&stored.record);
             ctx.emit(&view, a.output)
         }
@@ -210,7 +196,7 @@ async fn create(ctx: &mut Ctx, a: CreateArgs, global: Option<&Global>) -> anyhow
         .map(|e| expiration(e, now).map(Expiry::At))
         .transpose()?;
     record.created_by = ctx.caller(global).await;
-    let username = format!("{}{}", ctx.user_prefix, token.id.lowercase());
+    let username = identity::username(&ctx.user_prefix, &token.id.key());
 
     let stored = match &ctx.store {
         KeyStore::Dir(_) => {
@@ -222,13 +208,13 @@ async fn create(ctx: &mut Ctx, a: CreateArgs, global: Option<&Global>) -> anyhow
                      records its scope ({}). In the cluster, run for each namespace: kubectl create \
                      rolebinding keygate-{} --clusterrole={role} --user={username} -n NAMESPACE",
                     namespaces.join(","),
-                    token.id.lowercase()
+                    token.id.key()
                 ));
             }
             s
         }
         KeyStore::Kube(k) => {
-            scope::create_key(k, &record, &username, &token.expose(), consumer.as_ref()).await?
+            provision::create_key(k, &record, &username, &token.expose(), consumer.as_ref()).await?
         }
     };
     let mut view = ctx.view(&stored.record);
@@ -281,7 +267,7 @@ async fn list(ctx: &mut Ctx, output: ListOutput) -> anyhow::Result<()> {
 }
 
 async fn edit(ctx: &mut Ctx, a: EditArgs) -> anyhow::Result<()> {
-    let id = IdRef::parse(&a.id)?;
+    let id = IdKey::parse(&a.id)?;
     if a.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
         bail!("--name must not be empty");
     }
@@ -301,7 +287,7 @@ async fn edit(ctx: &mut Ctx, a: EditArgs) -> anyhow::Result<()> {
 }
 
 async fn regenerate(ctx: &mut Ctx, a: RegenerateArgs) -> anyhow::Result<()> {
-    let id = IdRef::parse(&a.id)?;
+    let id = IdKey::parse(&a.id)?;
     let current = ctx.store.get(&id).await?;
     let token = Token::generate(current.record.id.clone());
     let until = a
@@ -339,7 +325,7 @@ async fn regenerate(ctx: &mut Ctx, a: RegenerateArgs) -> anyhow::Result<()> {
 }
 
 async fn set_disabled(ctx: &mut Ctx, id: &str, disabled: bool) -> anyhow::Result<()> {
-    let id = IdRef::parse(id)?;
+    let id = IdKey::parse(id)?;
     let stored = ctx.store.modify(&id, |r| r.disabled = disabled).await?;
     let what = if disabled {
         "disabled: it no longer authenticates (`keygate keys enable` undoes this)"
@@ -351,7 +337,7 @@ async fn set_disabled(ctx: &mut Ctx, id: &str, disabled: bool) -> anyhow::Result
 }
 
 async fn delete(ctx: &mut Ctx, id: &str) -> anyhow::Result<()> {
-    let id = IdRef::parse(id)?;
+    let id = IdKey::parse(id)?;
     let stored = ctx.store.delete(&id).await?;
     let shown = stored
         .as_ref()
@@ -361,7 +347,7 @@ async fn delete(ctx: &mut Ctx, id: &str) -> anyhow::Result<()> {
     let (KeyStore::Kube(k), Some(stored)) = (&ctx.store, &stored) else {
         return Ok(());
     };
-    let left = scope::delete_extras(k, stored).await;
+    let left = provision::delete_extras(k, stored).await;
     if !left.is_empty() {
         bail!(
             "key {shown} is deleted and no longer authenticates, but these could not be removed: \

@@ -8,8 +8,8 @@ use kube::config::{AuthInfo, ExecConfig, ExecInteractiveMode};
 
 use crate::cli::KubeconfigArgs;
 use crate::fsutil;
-use crate::keys::parse_token;
 use crate::kubeconfig::{self, ClusterInfo};
+use crate::token::parse_token;
 
 pub const EXEC_API_VERSION: &str = "client.authentication.k8s.io/v1";
 
@@ -89,12 +89,12 @@ pub fn run(args: &KubeconfigArgs) -> anyhow::Result<()> {
         ("keygate".to_owned(), exec_user(args)?)
     } else {
         let token = inline_token(args)?;
-        let id = parse_token(&token)?.id.to_ascii_lowercase();
+        let id = parse_token(&token)?.key();
         let user = AuthInfo {
             token: Some(token.into()),
             ..AuthInfo::default()
         };
-        (crate::keys::record_name(&id), user)
+        (id.record_name(), user)
     };
     let kc = kubeconfig::single(
         &ClusterInfo {
@@ -105,7 +105,7 @@ pub fn run(args: &KubeconfigArgs) -> anyhow::Result<()> {
         &user_name,
         user,
     );
-    let text = kubeconfig::to_yaml(&kc);
+    let text = kubeconfig::to_yaml(&kc)?;
     match &args.output {
         Some(path) => {
             fsutil::write_atomic(path, text.as_bytes(), true)?;

@@ -4,6 +4,7 @@ pub mod certs;
 pub mod credential;
 pub mod keys;
 pub mod kubeconfig;
+pub mod serve;
 pub mod view;
 
 use clap::CommandFactory;
@@ -12,7 +13,7 @@ use crate::cli::{Cli, Command};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => crate::serve::run(&cli.global, *args).await,
+        Command::Serve(args) => serve::run(&cli.global, *args).await,
         Command::Certs(args) => certs::certs(&args),
         Command::WebhookConfig(args) => certs::webhook_config(&args),
         Command::Keys(args) => keys::run(&cli.global, args).await,

@@ -3,6 +3,7 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::identity;
 use crate::record::{Expiry, KeyRecord};
 
 /// A key as shown to users and scripts (never the secret or its hash).
@@ -56,7 +57,7 @@ impl KeyView {
             id: r.id.to_string(),
             name: r.name.clone(),
             description: r.description.clone(),
-            username: format!("{user_prefix}{}", r.id.lowercase()),
+            username: identity::username(user_prefix, &r.id.key()),
             role: r.role.map(|r| r.to_string()),
             namespaces: r.namespaces.clone(),
             groups: r.groups.clone(),
@@ -165,7 +166,7 @@ pub fn table(keys: &[KeyRecord], user_prefix: &str, now: Timestamp, wide: bool) 
         ];
         if wide {
             row.extend([
-                format!("{user_prefix}{}", r.id.lowercase()),
+                identity::username(user_prefix, &r.id.key()),
                 r.groups.join(","),
                 r.created_by.clone(),
                 r.description.clone(),
@@ -197,8 +198,8 @@ pub fn table(keys: &[KeyRecord], user_prefix: &str, now: Timestamp, wide: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::SecretHash;
     use crate::record::{PreviousSecret, Role};
+    use crate::token::SecretHash;
 
     #[test]
     fn table_has_the_contract_columns_and_states() {

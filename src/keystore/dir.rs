@@ -2,25 +2,24 @@
 //! document the dir store reads. Writes are atomic (temporary file + rename); an update first
 //! re-reads the file and refuses to overwrite a record that changed since it was read.
 
-use std::ffi::OsStr;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{IdRef, KeyStoreError, Refused, Stored, parse_stored, render};
+use super::{KeyStoreError, Refused, Stored, parse_stored, render};
 use crate::fsutil::{self, WriteError};
-use crate::keys::record_name;
 use crate::record::KeyRecord;
-use crate::store::dir::{DirError, is_record_file, read_secret};
+use crate::record::file::{self, FileError, is_record_file};
+use crate::token::IdKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirKeysError {
     #[error("cannot read the key directory {path}: {error} (check --store dir:PATH or --data-dir)")]
     List { path: PathBuf, error: io::Error },
     #[error(transparent)]
-    Read(#[from] DirError),
+    File(#[from] FileError),
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error("cannot remove {path}: {error}")]
@@ -31,8 +30,6 @@ pub enum DirKeysError {
     NotDir(PathBuf),
     #[error("cannot lock {path}: {error}")]
     Lock { path: PathBuf, error: io::Error },
-    #[error("cannot serialise the record: {0}")]
-    Serialise(String),
 }
 
 /// The dir store, for writing.
@@ -41,17 +38,6 @@ pub struct DirKeys {
     pub dir: PathBuf,
     /// Written into `metadata.namespace`, so `kubectl apply -f` of a file lands in the key namespace.
     pub namespace: String,
-}
-
-/// Serialises a Secret in the format the file name asks for (JSON or YAML).
-pub fn encode(path: &Path, secret: &Secret) -> Result<Vec<u8>, DirKeysError> {
-    if path.extension() == Some(OsStr::new("json")) {
-        serde_json::to_vec_pretty(secret).map_err(|e| DirKeysError::Serialise(e.to_string()))
-    } else {
-        serde_saphyr::to_string(secret)
-            .map(String::into_bytes)
-            .map_err(|e| DirKeysError::Serialise(e.to_string()))
-    }
 }
 
 impl DirKeys {
@@ -79,8 +65,8 @@ impl DirKeys {
         Ok(f)
     }
 
-    fn default_path(&self, id: &IdRef) -> PathBuf {
-        self.dir.join(format!("{}.yaml", record_name(id.as_str())))
+    fn default_path(&self, id: &IdKey) -> PathBuf {
+        self.dir.join(format!("{}.yaml", id.record_name()))
     }
 
     /// Every record file with its Secret; files that do not parse are reported, not fatal.
@@ -101,7 +87,7 @@ impl DirKeys {
                 continue;
             }
             let path = entry.path();
-            match read_secret(&path) {
+            match file::read(&path) {
                 Ok(s) => ok.push((path, s)),
                 Err(e) => bad.push((path.display().to_string(), e.to_string())),
             }
@@ -111,10 +97,10 @@ impl DirKeys {
     }
 
     /// The files defining key `id` (normally one).
-    pub fn find(&self, id: &IdRef) -> Result<Vec<(PathBuf, Secret)>, DirKeysError> {
-        let want = record_name(id.as_str());
+    pub fn find(&self, id: &IdKey) -> Result<Vec<(PathBuf, Secret)>, DirKeysError> {
+        let want = id.record_name();
         let default = self.default_path(id);
-        if let Ok(s) = read_secret(&default)
+        if let Ok(s) = file::read(&default)
             && s.metadata.name.as_deref() == Some(want.as_str())
         {
             return Ok(vec![(default, s)]);
@@ -138,7 +124,7 @@ impl DirKeys {
         Ok((ok, bad))
     }
 
-    pub fn get(&self, id: &IdRef) -> Result<Stored, KeyStoreError> {
+    pub fn get(&self, id: &IdKey) -> Result<Stored, KeyStoreError> {
         match self.find(id)?.pop() {
             Some((_, secret)) => parse_stored(id, secret),
             None => Err(KeyStoreError::NotFound(id.to_string())),
@@ -146,7 +132,7 @@ impl DirKeys {
     }
 
     pub fn create(&self, record: &KeyRecord) -> Result<Stored, KeyStoreError> {
-        let id = IdRef::of(&record.id);
+        let id = record.id.key();
         let _lock = self.lock()?;
         if !self.find(&id)?.is_empty() {
             return Err(KeyStoreError::Duplicate(id.to_string()));
@@ -154,12 +140,17 @@ impl DirKeys {
         let mut secret = render(record, &self.namespace, None);
         secret.metadata.creation_timestamp = Some(Time(jiff::Timestamp::now()));
         let path = self.default_path(&id);
-        fsutil::write_atomic(&path, &encode(&path, &secret)?, false).map_err(DirKeysError::from)?;
+        fsutil::write_atomic(
+            &path,
+            &file::encode(&path, &secret).map_err(DirKeysError::from)?,
+            false,
+        )
+        .map_err(DirKeysError::from)?;
         parse_stored(&id, secret)
     }
 
     pub fn update(&self, old: &Stored, record: &KeyRecord) -> Result<Stored, KeyStoreError> {
-        let id = IdRef::of(&old.record.id);
+        let id = old.record.id.key();
         let _lock = self.lock()?;
         let (path, current) = self
             .find(&id)?
@@ -169,12 +160,17 @@ impl DirKeys {
             return Err(KeyStoreError::Conflict(id.to_string()));
         }
         let secret = render(record, &self.namespace, Some(&old.secret));
-        fsutil::write_atomic(&path, &encode(&path, &secret)?, false).map_err(DirKeysError::from)?;
+        fsutil::write_atomic(
+            &path,
+            &file::encode(&path, &secret).map_err(DirKeysError::from)?,
+            false,
+        )
+        .map_err(DirKeysError::from)?;
         parse_stored(&id, secret)
     }
 
     /// Removes every file defining `id`; returns the record if it still parsed.
-    pub fn delete(&self, id: &IdRef) -> Result<Option<Stored>, KeyStoreError> {
+    pub fn delete(&self, id: &IdKey) -> Result<Option<Stored>, KeyStoreError> {
         let _lock = self.lock()?;
         let files = self.find(id)?;
         let Some((_, secret)) = files.first().cloned() else {

@@ -7,9 +7,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 
-use super::{IdRef, KeyStoreError, Refused, Stored, parse_stored, render};
-use crate::keys::record_name;
+use super::{KeyStoreError, Refused, Stored, parse_stored, render};
 use crate::record::{KeyRecord, SECRET_TYPE};
+use crate::token::IdKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeKeysError {
@@ -159,8 +159,8 @@ impl KubeKeys {
         Ok((ok, bad))
     }
 
-    pub async fn get(&self, id: &IdRef) -> Result<Stored, KeyStoreError> {
-        match self.api().get_opt(&record_name(id.as_str())).await {
+    pub async fn get(&self, id: &IdKey) -> Result<Stored, KeyStoreError> {
+        match self.api().get_opt(&id.record_name()).await {
             Ok(Some(s)) => parse_stored(id, s),
             Ok(None) => Err(KeyStoreError::NotFound(id.to_string())),
             Err(e) => Err(self.err("get", e)),
@@ -173,7 +173,7 @@ impl KubeKeys {
         record: &KeyRecord,
         annotations: BTreeMap<String, String>,
     ) -> Result<Stored, KeyStoreError> {
-        let id = IdRef::of(&record.id);
+        let id = record.id.key();
         let mut secret = render(record, &self.namespace, None);
         if !annotations.is_empty() {
             secret
@@ -194,9 +194,9 @@ impl KubeKeys {
     }
 
     pub async fn update(&self, old: &Stored, record: &KeyRecord) -> Result<Stored, KeyStoreError> {
-        let id = IdRef::of(&old.record.id);
+        let id = old.record.id.key();
         let secret = render(record, &self.namespace, Some(&old.secret));
-        let name = record_name(id.as_str());
+        let name = id.record_name();
         match self
             .api()
             .replace(&name, &PostParams::default(), &secret)
@@ -210,8 +210,8 @@ impl KubeKeys {
     }
 
     /// Deletes the record Secret; returns it if it still parsed.
-    pub async fn delete(&self, id: &IdRef) -> Result<Option<Stored>, KeyStoreError> {
-        let secret = match self.api().get_opt(&record_name(id.as_str())).await {
+    pub async fn delete(&self, id: &IdKey) -> Result<Option<Stored>, KeyStoreError> {
+        let secret = match self.api().get_opt(&id.record_name()).await {
             Ok(Some(s)) => s,
             Ok(None) => return Err(KeyStoreError::NotFound(id.to_string())),
             Err(e) => return Err(self.err("get", e)),
@@ -221,7 +221,7 @@ impl KubeKeys {
         }
         match self
             .api()
-            .delete(&record_name(id.as_str()), &DeleteParams::default())
+            .delete(&id.record_name(), &DeleteParams::default())
             .await
         {
             Ok(_) => {}

@@ -1,10 +1,10 @@
-use std::collections::HashMap;
-
 use k8s_openapi::api::authentication::v1::TokenReview;
 
 use super::*;
-use crate::keys::{KeyId, SecretHash, Token};
-use crate::record::{Expiry, PreviousSecret, RecordError, Role};
+use crate::fixtures::{index_with_key, user_of};
+use crate::identity::{EXTRA_KEY_ID, EXTRA_KEY_NAME, GroupPattern, IdentityPolicy};
+use crate::record::{Expiry, KeyRecord, PreviousSecret, RecordError, Role};
+use crate::token::{KeyId, SecretHash, Token};
 
 const FIXTURE_V1: &[u8] = include_bytes!("../../tests/fixtures/tokenreview/request-v1.json");
 const FIXTURE_V1BETA1: &[u8] =
@@ -20,12 +20,7 @@ fn setup(edit: impl FnOnce(&mut KeyRecord)) -> (Index, String) {
 }
 
 fn setup_with(policy: IdentityPolicy, edit: impl FnOnce(&mut KeyRecord)) -> (Index, String) {
-    let token = Token::generate(KeyId::generate());
-    let mut rec = KeyRecord::new(token.id.clone(), token.secret_hash(), "ci deploy");
-    edit(&mut rec);
-    let idx = Index::new(policy);
-    idx.replace_all(HashMap::from([(token.id.lowercase(), Ok(rec))]));
-    (idx, token.expose())
+    index_with_key(policy, edit)
 }
 
 fn reason(idx: &Index, token: &str) -> Reason {
@@ -37,7 +32,7 @@ fn valid_key_maps_to_the_contract_identity() {
     let (idx, token) = setup(|r| r.role = Some(Role::Admin));
     let d = decide(&idx, &token, now());
     assert_eq!(d.reason, Reason::Ok);
-    let user = &d.key.as_ref().unwrap().user();
+    let user = &user_of(d.key.as_ref().unwrap());
     let id = &token[3..25];
     let lower = id.to_lowercase();
     assert_eq!(
@@ -77,7 +72,7 @@ fn namespace_scoped_key_gets_no_cluster_role_group() {
     });
     let d = decide(&idx, &token, now());
     assert_eq!(
-        d.key.unwrap().user().groups.as_deref().unwrap(),
+        user_of(&d.key.unwrap()).groups.as_deref().unwrap(),
         ["keygate:keys"]
     );
 }
@@ -98,7 +93,7 @@ fn record_groups_pass_the_allow_list() {
         ];
     });
     let d = decide(&idx, &token, now());
-    let user = &d.key.as_ref().unwrap().user();
+    let user = &user_of(d.key.as_ref().unwrap());
     assert_eq!(
         user.groups.as_deref().unwrap(),
         ["keygate:keys", "team-a", "ops"]
@@ -177,10 +172,10 @@ fn wrong_secret_wins_over_disabled_so_only_holders_learn_the_state() {
 fn refused_record_denies_with_invalid_record() {
     let idx = Index::new(IdentityPolicy::default());
     let token = Token::generate(KeyId::generate());
-    idx.replace_all(HashMap::from([(
-        token.id.lowercase(),
+    idx.replace_all([(
+        token.id.key(),
         Err(RecordError::SystemGroup("system:masters".into())),
-    )]));
+    )]);
     assert_eq!(reason(&idx, &token.expose()), Reason::InvalidRecord);
 }
 
@@ -199,7 +194,7 @@ fn rotation_grace_accepts_previous_until_it_ends() {
             },
         });
         let idx = Index::new(IdentityPolicy::default());
-        idx.replace_all(HashMap::from([(old.id.lowercase(), Ok(rec))]));
+        idx.replace_all([(old.id.key(), Ok(rec))]);
         idx
     };
     let idx = make("2026-06-01T01:00:00Z");

@@ -1,0 +1,160 @@
+//! Arguments of `keygate serve`, converted into the library's [`ServeSettings`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{Global, HumanDuration};
+use crate::http::Limits;
+use crate::identity::GroupPattern;
+use crate::serve::{ServeSettings, TlsSource};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TLS listener for POST /authenticate. Default 127.0.0.1:8443, or 0.0.0.0:8443 in a cluster.
+    #[arg(long, env = "KEYGATE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Plain-HTTP listener for /healthz, /readyz and /metrics.
+    #[arg(
+        long,
+        env = "KEYGATE_ADMIN_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9090"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Server certificate (PEM), reloaded when it changes. Absent: generated under <data-dir>/certs.
+    #[arg(
+        long,
+        env = "KEYGATE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Server private key (PEM), reloaded when it changes.
+    #[arg(
+        long,
+        env = "KEYGATE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by this CA (PEM), so only kube-apiserver may ask.
+    #[arg(long, env = "KEYGATE_CLIENT_CA", value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+
+    /// How often to check the certificate files for changes.
+    #[arg(
+        long,
+        env = "KEYGATE_TLS_RELOAD_INTERVAL",
+        default_value = "2s",
+        value_name = "DURATION"
+    )]
+    pub tls_reload_interval: HumanDuration,
+
+    /// Username prefix; the username is this followed by the key ID lowercased.
+    #[arg(long, env = "KEYGATE_USER_PREFIX", default_value = crate::identity::DEFAULT_USER_PREFIX)]
+    pub user_prefix: String,
+
+    /// Groups from key records that may be emitted: a name, a prefix ending in `*`, or `*` for
+    /// all. Repeatable or comma-separated. `system:` groups are never emitted.
+    #[arg(
+        long = "allowed-group",
+        env = "KEYGATE_ALLOWED_GROUPS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
+    pub allowed_groups: Vec<GroupPattern>,
+
+    /// Maximum open webhook connections; more are closed at once.
+    #[arg(long, env = "KEYGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// HTTP/1 keep-alive idle timeout, also the time allowed to send request headers.
+    #[arg(
+        long,
+        env = "KEYGATE_IDLE_TIMEOUT",
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
+    pub idle_timeout: HumanDuration,
+
+    /// Time allowed for the TLS handshake and for sending a request body.
+    #[arg(
+        long,
+        env = "KEYGATE_REQUEST_TIMEOUT",
+        default_value = "10s",
+        value_name = "DURATION"
+    )]
+    pub request_timeout: HumanDuration,
+
+    /// Maximum concurrent HTTP/2 streams per connection.
+    #[arg(long, env = "KEYGATE_MAX_STREAMS", default_value_t = 1000)]
+    pub max_concurrent_streams: u32,
+
+    /// After SIGTERM, keep accepting reviews this long with /readyz failing, so a Service or
+    /// load balancer stops routing here before the listener closes (e.g. 5s in a Deployment).
+    #[arg(
+        long,
+        env = "KEYGATE_SHUTDOWN_DELAY",
+        default_value = "0s",
+        value_name = "DURATION"
+    )]
+    pub shutdown_delay: HumanDuration,
+
+    /// After SIGTERM (and --shutdown-delay), how long in-flight requests may take to finish.
+    #[arg(
+        long,
+        env = "KEYGATE_SHUTDOWN_GRACE",
+        default_value = "25s",
+        value_name = "DURATION"
+    )]
+    pub shutdown_grace: HumanDuration,
+
+    /// How often at most the last use of each key is written to its record (the
+    /// keygate.dev/last-used annotation), off the request path. 0s turns recording off.
+    #[arg(
+        long,
+        env = "KEYGATE_LAST_USED_INTERVAL",
+        default_value = "5m",
+        value_name = "DURATION"
+    )]
+    pub last_used_interval: HumanDuration,
+}
+
+impl ServeArgs {
+    /// The settings these flags (and the global ones) describe.
+    pub fn settings(self, global: &Global) -> ServeSettings {
+        let tls = match (self.tls_cert, self.tls_key) {
+            // clap requires both or neither.
+            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+            _ => TlsSource::Generated,
+        };
+        ServeSettings {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            tls,
+            client_ca: self.client_ca,
+            tls_reload_interval: self.tls_reload_interval.0,
+            user_prefix: self.user_prefix,
+            allowed_groups: self.allowed_groups,
+            limits: Limits {
+                handshake_timeout: self.request_timeout.0,
+                idle_timeout: self.idle_timeout.0,
+                max_connections: self.max_connections,
+                max_concurrent_streams: self.max_concurrent_streams,
+                shutdown_grace: self.shutdown_grace.0,
+            },
+            shutdown_delay: self.shutdown_delay.0,
+            last_used_interval: self.last_used_interval.0,
+            store: global.store(),
+            namespace: global.namespace.clone(),
+            data_dir: global.data_dir.clone(),
+            client: global.client(),
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The webhook's request handler (`POST /authenticate`), independent of sockets: routing,
+//! body limits, the review, the decision log line. Tests call [`Webhook::handle`] directly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes};
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
+use jiff::Timestamp;
+
+use super::{HttpResponse, text};
+use crate::index::Index;
+use crate::metrics::Metrics;
+use crate::review;
+use crate::token::IdKey;
+use crate::usage::UsageSink;
+
+/// Request bodies larger than this are refused with 413 (a TokenReview is well under 1 KiB).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The webhook request handler.
+pub struct Webhook {
+    pub index: Index,
+    pub metrics: Arc<Metrics>,
+    /// How long a client may take to send the request body.
+    pub body_timeout: Duration,
+    pub usage: Option<Arc<dyn UsageSink>>,
+}
+
+impl Webhook {
+    /// Routes and answers one request. Never panics on any input; every failure is a status.
+    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> HttpResponse
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        // A HEAD answer carries no body; over HTTP/2 one would be a protocol error.
+        let head = req.method() == Method::HEAD;
+        let mut resp = self.route(req, peer).await;
+        if head {
+            *resp.body_mut() = Full::new(Bytes::new());
+        }
+        self.metrics.http_response(resp.status().as_u16());
+        resp
+    }
+
+    async fn route<B>(&self, req: Request<B>, peer: SocketAddr) -> HttpResponse
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if req.uri().path() != "/authenticate" {
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found: the webhook path is /authenticate",
+            );
+        }
+        if req.method() != Method::POST {
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "use POST with a TokenReview body",
+            );
+            r.headers_mut()
+                .insert(ALLOW, http::HeaderValue::from_static("POST"));
+            return r;
+        }
+        // Never a false denial before the store is loaded: kube-apiserver would cache it.
+        if !self.index.is_ready() {
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "key store not loaded yet; retry",
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, http::HeaderValue::from_static("1"));
+            return r;
+        }
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        // HTTP/1.1 only: see `read_body`.
+        let drain = req.version() < Version::HTTP_2;
+        if declared.is_some_and(|n| n > MAX_BODY as u64 && (!drain || n > DRAIN_MAX as u64)) {
+            return too_large();
+        }
+        let body = match tokio::time::timeout(self.body_timeout, read_body(req.into_body(), drain))
+            .await
+        {
+            Err(_) => {
+                return text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time",
+                );
+            }
+            Ok(Err(BodyError::TooLarge)) => return too_large(),
+            Ok(Err(BodyError::Read(e))) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read request body: {e}"),
+                );
+            }
+            Ok(Ok(b)) => b,
+        };
+        self.review(&body, peer)
+    }
+
+    /// Decides one TokenReview body and logs the decision.
+    pub fn review(&self, body: &[u8], peer: SocketAddr) -> HttpResponse {
+        let start = Instant::now();
+        let request = match review::decode(body) {
+            Ok(r) => r,
+            Err(e) => return text(StatusCode::BAD_REQUEST, reason_400(&e)),
+        };
+        let now = Timestamp::now();
+        let decision = review::decide(&self.index, request.token(), now);
+        let out = review::encode(request.api_version, &decision);
+        let elapsed = start.elapsed();
+        self.metrics
+            .decision(decision.reason, elapsed.as_secs_f64());
+        if let (Some(key), Some(usage)) = (&decision.key, &self.usage) {
+            usage.used(key.id_key(), now);
+        }
+        log_decision(&self.index, &decision, peer, elapsed);
+        let mut r = Response::new(Full::new(Bytes::from(out)));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+}
+
+/// The plain reason of a 400, which never echoes the request: serde_json's messages quote the
+/// offending value (`invalid type: string "kg_…"`), which may be the token, and kube-apiserver
+/// logs webhook error answers. Only the kind of error and where it is are said.
+fn reason_400(e: &review::ReviewError) -> String {
+    use review::ReviewError;
+    use serde_json::error::Category;
+    match e {
+        ReviewError::Json(j) => {
+            let what = match j.classify() {
+                Category::Io => "cannot be read",
+                Category::Syntax => "is not valid JSON",
+                Category::Data => "has a field of the wrong type, or is not an object",
+                Category::Eof => "ends before the JSON does",
+            };
+            format!(
+                "request body is not a TokenReview: it {what} (line {}, column {})",
+                j.line(),
+                j.column()
+            )
+        }
+        ReviewError::WrongKind(_) => "kind is not \"TokenReview\"".to_owned(),
+        ReviewError::WrongApiVersion(_) => {
+            "apiVersion is not authentication.k8s.io/v1 or authentication.k8s.io/v1beta1".to_owned()
+        }
+        ReviewError::MissingToken => e.to_string(),
+    }
+}
+
+/// Over HTTP/1.1, an oversized body is read on and discarded up to this many bytes before the
+/// 413 is sent: closing a connection with unread data makes the kernel reset it, which can
+/// destroy the answer before the client reads it. Larger bodies are refused at once.
+const DRAIN_MAX: usize = 2 * 1024 * 1024;
+
+enum BodyError {
+    TooLarge,
+    Read(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes; with `drain`, keeps reading (and discarding) an
+/// oversized one up to [`DRAIN_MAX`] so the 413 can be delivered.
+async fn read_body<B>(body: B, drain: bool) -> Result<Bytes, BodyError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.as_mut().frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.remaining());
+        if seen > MAX_BODY {
+            if !drain || seen > DRAIN_MAX {
+                return Err(BodyError::TooLarge);
+            }
+            continue;
+        }
+        buf.put(data);
+    }
+    if seen > MAX_BODY {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn too_large() -> HttpResponse {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body over {MAX_BODY} bytes"),
+    )
+}
+
+/// One structured event per decision. Fields: key id (public), username, result, reason, peer,
+/// duration. Never the token or any part of the secret.
+fn log_decision(index: &Index, d: &review::Decision<'_>, peer: SocketAddr, elapsed: Duration) {
+    // `key_id` is set whenever the token parsed, so also whenever a key matched.
+    let username = index
+        .policy()
+        .display_username(d.key_id.and_then(IdKey::new));
+    let result = if d.reason.authenticated() {
+        "authenticated"
+    } else {
+        "denied"
+    };
+    // Display (`%`), not the default Debug of `&str`, which escapes character by character:
+    // every value here is base62 or a fixed word, so there is nothing to escape, and this line
+    // is written once per review.
+    tracing::info!(
+        key_id = %d.key_id.unwrap_or_default(),
+        %username,
+        result = %result,
+        reason = %d.reason.as_str(),
+        peer = %peer,
+        duration_us = elapsed.as_micros() as u64,
+        "tokenreview"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_request_reasons_never_echo_the_body() {
+        let t = "kg_AAAAAAAAAAAAAAAAAAAAAA_SECRETsecretSECRETsecretSECRETsecretSECRETs";
+        let bodies = [
+            format!("\"{t}\""),
+            format!(
+                "{{\"kind\":\"TokenReview\",\"apiVersion\":\"authentication.k8s.io/v1\",\"spec\":\"{t}\"}}"
+            ),
+            format!(
+                "{{\"kind\":\"{t}\",\"apiVersion\":\"authentication.k8s.io/v1\",\"spec\":{{\"token\":\"x\"}}}}"
+            ),
+            format!(
+                "{{\"kind\":\"TokenReview\",\"apiVersion\":\"{t}\",\"spec\":{{\"token\":\"x\"}}}}"
+            ),
+            format!(
+                "{{\"kind\":\"TokenReview\",\"apiVersion\":\"authentication.k8s.io/v1\",\"spec\":{{\"token\":\"{t}\",\"audiences\":\"{t}\"}}}}"
+            ),
+            format!("{{\"kind\":\"TokenReview\",\"{t}\""),
+            t.to_owned(),
+        ];
+        for b in &bodies {
+            let e = review::decode(b.as_bytes()).err().unwrap();
+            let reason = reason_400(&e);
+            assert!(!reason.contains("SECRET"), "{reason}");
+            assert!(!reason.is_empty());
+        }
+        let e = review::decode(b"not json").err().unwrap();
+        assert!(reason_400(&e).contains("not a TokenReview"));
+        assert!(reason_400(&e).contains("line 1, column"));
+    }
+}

@@ -1,0 +1,246 @@
+//! TLS for the listener: building the rustls server configuration from PEM files (server
+//! certificate and key, optional client CA) and reloading it when the files change.
+//!
+//! Reload publishes a new `Arc<ServerConfig>` only after it has been built and validated; on
+//! any error the previous configuration keeps serving. New connections use the new config,
+//! established ones are untouched.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} {path} holds no PEM {expected}; check the file or pass another with {flag}")]
+    NoPem {
+        what: &'static str,
+        path: PathBuf,
+        expected: &'static str,
+        flag: &'static str,
+    },
+    #[error("invalid TLS setup ({flags}): {source}")]
+    Tls {
+        flags: &'static str,
+        source: rustls::Error,
+    },
+    #[error("invalid client CA (--client-ca): {0}")]
+    ClientCa(String),
+}
+
+/// The files the TLS listener serves from.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The crypto provider for everything TLS in keygate (ring: no C toolchain beyond `cc` needed).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The raw bytes a configuration was built from; a reload happens when they change.
+#[derive(PartialEq, Eq)]
+struct Snapshot(Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+
+impl TlsFiles {
+    fn snapshot(&self) -> Result<Snapshot, TlsError> {
+        Ok(Snapshot(
+            read("certificate (--tls-cert)", &self.cert)?,
+            read("key (--tls-key)", &self.key)?,
+            self.client_ca
+                .as_deref()
+                .map(|p| read("client CA (--client-ca)", p))
+                .transpose()?,
+        ))
+    }
+
+    /// Reads and validates the files into a server configuration (TLS 1.2 and 1.3, ALPN h2 and
+    /// http/1.1, client certificates required when a client CA is set).
+    pub fn load(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        self.build(&self.snapshot()?)
+    }
+
+    fn build(&self, snap: &Snapshot) -> Result<Arc<ServerConfig>, TlsError> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&snap.0)
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        if chain.is_empty() {
+            return Err(TlsError::NoPem {
+                what: "certificate",
+                path: self.cert.clone(),
+                expected: "CERTIFICATE",
+                flag: "--tls-cert",
+            });
+        }
+        let key = PrivateKeyDer::from_pem_slice(&snap.1).map_err(|_| TlsError::NoPem {
+            what: "key",
+            path: self.key.clone(),
+            expected: "PRIVATE KEY",
+            flag: "--tls-key",
+        })?;
+        let provider = provider();
+        let tls = |source| TlsError::Tls {
+            flags: "--tls-cert, --tls-key",
+            source,
+        };
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(tls)?;
+        let builder = match (&snap.2, &self.client_ca) {
+            (Some(ca), Some(path)) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(ca) {
+                    let cert = cert.map_err(|e| TlsError::ClientCa(e.to_string()))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| TlsError::ClientCa(e.to_string()))?;
+                }
+                if roots.is_empty() {
+                    return Err(TlsError::NoPem {
+                        what: "client CA",
+                        path: path.clone(),
+                        expected: "CERTIFICATE",
+                        flag: "--client-ca",
+                    });
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|e| TlsError::ClientCa(e.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        // `with_single_cert` checks that the key belongs to the certificate.
+        let mut config = builder.with_single_cert(chain, key).map_err(tls)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// The live server configuration, swapped atomically on reload.
+pub type SharedConfig = Arc<ArcSwap<ServerConfig>>;
+
+/// Polls the files every `interval` and publishes a new configuration when their content
+/// changes. Polling content (not inotify on the files) survives the symlink swaps of Secret
+/// volumes and editors that replace files. `on_reload(ok)` is called after each attempt.
+pub fn spawn_reloader(
+    files: TlsFiles,
+    shared: SharedConfig,
+    interval: Duration,
+    on_reload: impl Fn(bool) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = files.snapshot().ok();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let files2 = files.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let snap = files2.snapshot()?;
+                Ok::<_, TlsError>(snap)
+            })
+            .await;
+            let snap = match result {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    if last.is_some() {
+                        tracing::error!(error = %e, "TLS files unreadable; keeping the current certificate");
+                        on_reload(false);
+                        last = None;
+                    }
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if last.as_ref() == Some(&snap) {
+                continue;
+            }
+            match files.build(&snap) {
+                Ok(config) => {
+                    shared.store(config);
+                    tracing::info!(cert = %files.cert.display(), "TLS certificate reloaded");
+                    on_reload(true);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "new TLS files are invalid; keeping the current certificate");
+                    on_reload(false);
+                }
+            }
+            last = Some(snap);
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Bundle, generate_bundle, names};
+
+    fn write_files(dir: &Path, b: &Bundle, client_ca: bool) -> TlsFiles {
+        b.write(dir).unwrap();
+        TlsFiles {
+            cert: dir.join(names::SERVER_CERT),
+            key: dir.join(names::SERVER_KEY),
+            client_ca: client_ca.then(|| dir.join(names::CA_CERT)),
+        }
+    }
+
+    #[test]
+    fn generated_bundle_builds_a_server_config_with_alpn() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = generate_bundle(
+            &["localhost".into(), "127.0.0.1".into()],
+            "kube-apiserver",
+            30,
+        )
+        .unwrap();
+        let files = write_files(tmp.path(), &b, true);
+        let config = files.load().unwrap();
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        assert!(b.server.key.contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn mismatched_key_and_missing_pem_are_errors_naming_the_flag() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = generate_bundle(&["localhost".into()], "c", 30).unwrap();
+        let files = write_files(tmp.path(), &b, false);
+        // The client key does not belong to the server certificate.
+        let wrong = TlsFiles {
+            key: tmp.path().join(names::CLIENT_KEY),
+            ..files.clone()
+        };
+        let err = wrong.load().unwrap_err().to_string();
+        assert!(err.contains("--tls-key"), "{err}");
+        std::fs::write(&files.cert, "garbage").unwrap();
+        let err = files.load().unwrap_err().to_string();
+        assert!(err.contains("--tls-cert"), "{err}");
+    }
+}

@@ -1,0 +1,242 @@
+//! Shared helpers for integration tests: a real keygate webhook on an ephemeral loopback port,
+//! rcgen certificates, a TLS client speaking HTTP/1.1 or HTTP/2, and key files.
+
+pub mod cli;
+pub mod client;
+
+pub use client::*;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use keygate::http::Webhook;
+use keygate::http::{Limits, listener};
+use keygate::identity::IdentityPolicy;
+use keygate::index::Index;
+use keygate::metrics::Metrics;
+use keygate::pki::{self, Bundle, names};
+use keygate::record::KeyRecord;
+use keygate::tls::TlsFiles;
+use keygate::token::{KeyId, Token};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Polls `check` until it returns true or `timeout` passes. Returns whether it became true.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[derive(Default)]
+pub struct ServerOptions {
+    pub client_ca: bool,
+    /// Start without a store: the index never becomes ready unless the test says so.
+    pub no_store: bool,
+    pub limits: Limits,
+    /// How long a client may take to send a request body (default 5 s).
+    pub body_timeout: Option<Duration>,
+    /// Told about each successful authentication (last-used tracking); none by default.
+    pub usage: Option<Arc<dyn keygate::usage::UsageSink>>,
+}
+
+/// A running webhook with its own key directory and certificates.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    /// Holds the directories below; removed when the server is dropped.
+    _tmp: tempfile::TempDir,
+    pub keys_dir: PathBuf,
+    pub certs_dir: PathBuf,
+    pub bundle: Bundle,
+    pub index: Index,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl TestServer {
+    pub async fn start(opts: ServerOptions) -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let keys_dir = tmp.path().join("keys");
+        let certs_dir = tmp.path().join("certs");
+        std::fs::create_dir_all(&keys_dir).unwrap();
+        let bundle = pki::generate_bundle(
+            &["localhost".into(), "127.0.0.1".into()],
+            "kube-apiserver",
+            30,
+        )
+        .unwrap();
+        bundle.write(&certs_dir).unwrap();
+        let files = TlsFiles {
+            cert: certs_dir.join(names::SERVER_CERT),
+            key: certs_dir.join(names::SERVER_KEY),
+            client_ca: opts.client_ca.then(|| certs_dir.join(names::CA_CERT)),
+        };
+        let shared = Arc::new(ArcSwap::new(files.load().unwrap()));
+        let index = Index::new(IdentityPolicy::default());
+        let watcher = (!opts.no_store)
+            .then(|| keygate::index::dir::spawn(keys_dir.clone(), index.clone()).unwrap());
+        let metrics = Metrics::new();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        keygate::tls::spawn_reloader(files, shared.clone(), Duration::from_millis(50), {
+            let m = metrics.clone();
+            move |ok| m.tls_reload(ok)
+        });
+        tokio::spawn(listener::serve_admin(
+            admin,
+            index.clone(),
+            metrics.clone(),
+            CancellationToken::new(),
+            stop.clone().cancelled_owned(),
+        ));
+        let webhook = Arc::new(Webhook {
+            index: index.clone(),
+            metrics: metrics.clone(),
+            body_timeout: opts.body_timeout.unwrap_or(Duration::from_secs(5)),
+            usage: opts.usage,
+        });
+        let task = tokio::spawn(listener::serve_webhook(
+            listener,
+            shared,
+            webhook,
+            opts.limits,
+            stop.clone().cancelled_owned(),
+        ));
+        if !opts.no_store {
+            tokio::time::timeout(Duration::from_secs(10), index.wait_ready())
+                .await
+                .expect("store ready");
+        }
+        TestServer {
+            addr,
+            admin: admin_addr,
+            _tmp: tmp,
+            keys_dir,
+            certs_dir,
+            bundle,
+            index,
+            stop,
+            task,
+            _watcher: watcher,
+        }
+    }
+
+    /// Writes a key record file built by `edit` and returns its token.
+    pub fn add_key(&self, edit: impl FnOnce(&mut KeyRecord)) -> (KeyId, String) {
+        let token = Token::generate(KeyId::generate());
+        let mut rec = KeyRecord::new(token.id.clone(), token.secret_hash(), "test key");
+        edit(&mut rec);
+        write_record(&self.keys_dir, &rec);
+        (token.id.clone(), token.expose())
+    }
+
+    /// Reviews `token` over one connection until the answer's `authenticated` is `want`, for up
+    /// to five seconds. Returns whether it got there.
+    pub async fn until_authenticated(&self, token: &str, want: bool) -> bool {
+        let mut c = self
+            .client()
+            .connect(self.addr, Proto::Http2)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = c.review(token).await;
+            if r.status == 200 && r.json()["status"]["authenticated"] == want {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn client(&self) -> ClientConfig {
+        ClientConfig::trusting(&self.bundle.ca.cert)
+    }
+
+    /// Begins a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Whether the listener task has finished (all connections drained).
+    pub fn is_stopped(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Begins a graceful shutdown and waits for the listener task to finish.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+pub fn record_path(dir: &Path, id: &KeyId) -> PathBuf {
+    dir.join(format!("{}.yaml", id.record_name()))
+}
+
+/// Writes a record into a dir store, atomically, as the CLI does.
+pub fn write_record(dir: &Path, rec: &KeyRecord) {
+    let secret = rec.to_secret("keygate-system");
+    let text = serde_saphyr::to_string(&secret).unwrap();
+    keygate::fsutil::write_atomic(&record_path(dir, &rec.id), text.as_bytes(), false).unwrap();
+}
+
+impl ClientConfig {
+    pub fn with_identity(mut self, pem: &pki::Pem) -> Self {
+        let chain = CertificateDer::pem_slice_iter(pem.cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
+        self.identity = Some((chain, Arc::new(key)));
+        self
+    }
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+}
+
+/// GET on the admin listener (plain HTTP/1.1).
+pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut s, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("http://localhost{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = s.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}

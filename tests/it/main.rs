@@ -1,0 +1,15 @@
+//! keygate's integration tests, in one binary (each test binary would link the crate again).
+//! Helpers live in `common`; the end-to-end suite against a real kube-apiserver is
+//! tests/e2e/run.sh (hack/e2e.sh).
+
+mod common;
+
+mod cli_dir;
+mod cli_kube;
+mod cli_usage;
+mod embedded;
+mod faults;
+mod hostile;
+mod properties;
+mod secrets;
+mod webhook;
