@@ -266,19 +266,19 @@ impl Bound {
     /// answered for `shutdown_delay`, then the listener closes and in-flight requests finish
     /// (up to the grace period); pending last-use times are written before the task ends.
     pub fn spawn(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Serving {
+        self.log_serving();
         let Bound {
             settings,
             listener,
             admin,
             tls,
             tls_config,
-            webhook_kubeconfig,
             index,
             metrics,
             feed,
             usage_writer,
+            ..
         } = self;
-        let store = settings.store.to_string();
         let dir_watcher = match feed {
             Feed::Dir(watcher) => Some(watcher),
             Feed::Kube(client) => {
@@ -302,24 +302,6 @@ impl Bound {
         if let Some((u, _)) = &usage {
             metrics.track_usage(u.stats.clone());
         }
-
-        tracing::info!(
-            listen = %DisplayAddr(listener.local_addr().ok()),
-            admin = %DisplayAddr(admin.local_addr().ok()),
-            store = %store,
-            namespace = matches!(settings.store, StoreSpec::Kube).then_some(settings.namespace.as_str()),
-            cert = %tls.cert.display(),
-            client_ca = tls.client_ca.as_ref().map(|p| p.display().to_string()),
-            webhook_kubeconfig = webhook_kubeconfig.as_ref().map(|p| p.display().to_string()),
-            "keygate serving"
-        );
-        if let Some(kc) = &webhook_kubeconfig {
-            tracing::info!(
-                "for kube-apiserver: --authentication-token-webhook-config-file={} --authentication-token-webhook-version=v1",
-                kc.display()
-            );
-        }
-
         let reload_metrics = metrics.clone();
         let reloader = tls::spawn_reloader(
             tls,
@@ -341,17 +323,12 @@ impl Bound {
             draining.clone(),
             stop.clone().cancelled_owned(),
         ));
-        let (stop2, delay) = (stop.clone(), settings.shutdown_delay);
-        tokio::spawn(async move {
-            shutdown.await;
-            draining.cancel();
-            if !delay.is_zero() {
-                tracing::info!(delay = ?delay, "termination signal received; /readyz fails, still serving until the delay ends");
-                tokio::time::sleep(delay).await;
-            }
-            tracing::info!("shutting down: no new connections; in-flight requests finish");
-            stop2.cancel();
-        });
+        tokio::spawn(stop_after(
+            shutdown,
+            settings.shutdown_delay,
+            draining,
+            stop.clone(),
+        ));
         let task = tokio::spawn(async move {
             listener::serve_webhook(
                 listener,
@@ -372,6 +349,44 @@ impl Bound {
         });
         Serving { task }
     }
+
+    fn log_serving(&self) {
+        let (settings, tls) = (&self.settings, &self.tls);
+        tracing::info!(
+            listen = %DisplayAddr(self.listener.local_addr().ok()),
+            admin = %DisplayAddr(self.admin.local_addr().ok()),
+            store = %settings.store,
+            namespace = matches!(settings.store, StoreSpec::Kube).then_some(settings.namespace.as_str()),
+            cert = %tls.cert.display(),
+            client_ca = tls.client_ca.as_ref().map(|p| p.display().to_string()),
+            webhook_kubeconfig = self.webhook_kubeconfig.as_ref().map(|p| p.display().to_string()),
+            "keygate serving"
+        );
+        if let Some(kc) = &self.webhook_kubeconfig {
+            tracing::info!(
+                "for kube-apiserver: --authentication-token-webhook-config-file={} --authentication-token-webhook-version=v1",
+                kc.display()
+            );
+        }
+    }
+}
+
+/// After `shutdown`: fail readiness at once (`draining`), keep serving for `delay` so load
+/// balancers stop routing here, then stop accepting (`stop`).
+async fn stop_after(
+    shutdown: impl Future<Output = ()>,
+    delay: Duration,
+    draining: CancellationToken,
+    stop: CancellationToken,
+) {
+    shutdown.await;
+    draining.cancel();
+    if !delay.is_zero() {
+        tracing::info!(delay = ?delay, "termination signal received; /readyz fails, still serving until the delay ends");
+        tokio::time::sleep(delay).await;
+    }
+    tracing::info!("shutting down: no new connections; in-flight requests finish");
+    stop.cancel();
 }
 
 /// An address for the log line, or `?` if the socket could not say.

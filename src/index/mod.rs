@@ -16,11 +16,10 @@ mod entry;
 pub mod kube;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use jiff::Timestamp;
-use tokio::sync::watch;
 
 use crate::identity::{IdentityPolicy, Shape};
 use crate::record::{KeyRecord, RecordError};
@@ -66,7 +65,7 @@ struct Inner {
     shards: Box<[Shard]>,
     shapes: Mutex<Shapes>,
     policy: IdentityPolicy,
-    ready: watch::Sender<bool>,
+    ready: AtomicBool,
     invalid: AtomicI64,
     last_sync: AtomicI64,
 }
@@ -81,7 +80,7 @@ impl Index {
                     prune_at: 64,
                 }),
                 policy,
-                ready: watch::Sender::new(false),
+                ready: AtomicBool::new(false),
                 invalid: AtomicI64::new(0),
                 last_sync: AtomicI64::new(0),
             }),
@@ -217,19 +216,12 @@ impl Index {
 
     /// Marks the first full load done: the webhook starts answering.
     pub fn set_ready(&self) {
-        self.inner.ready.send_replace(true);
+        self.inner.ready.store(true, Ordering::Release);
         self.touch();
     }
 
     pub fn is_ready(&self) -> bool {
-        *self.inner.ready.borrow()
-    }
-
-    /// Waits until the first full load is done.
-    pub async fn wait_ready(&self) {
-        let mut rx = self.inner.ready.subscribe();
-        // Only fails if the sender is dropped, which cannot happen while `self` holds it.
-        let _ = rx.wait_for(|r| *r).await;
+        self.inner.ready.load(Ordering::Acquire)
     }
 
     /// Records that the store confirmed it is in sync (e.g. a watch bookmark or a rescan).

@@ -128,9 +128,8 @@ impl TestServer {
             stop.clone().cancelled_owned(),
         ));
         if !opts.no_store {
-            tokio::time::timeout(Duration::from_secs(10), index.wait_ready())
-                .await
-                .expect("store ready");
+            let ready = eventually(Duration::from_secs(10), || async { index.is_ready() });
+            assert!(ready.await, "store ready");
         }
         TestServer {
             addr,
