@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# End-to-end tests: builds keygate, brings up a real etcd + kube-apiserver 1.20 with keygate as
-# its token webhook (hack/local-cluster.sh, in its own state dir), runs tests/e2e/run.sh with
-# kubectl as the client, and tears the cluster down. Prints "N passed, N failed".
+# End-to-end tests: builds keygate, brings up a real etcd + kube-apiserver + kube-controller-manager
+# 1.20 with keygate as the apiserver's token webhook (hack/local-cluster.sh, in its own state dir),
+# runs tests/e2e/run.sh with kubectl as the client, and tears the cluster down. Prints
+# "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD

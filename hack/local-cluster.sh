@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # A throw-away Kubernetes control plane on loopback for keygate's end-to-end tests:
-# etcd + kube-apiserver 1.20.2 (built from Debian's source by
-# hack/build-kube-apiserver.sh) + keygate as the TokenReview webhook sidecar.
+# etcd + kube-apiserver 1.20.2 + kube-controller-manager 1.20.2 (both built from
+# Debian's source by hack/build-kube-apiserver.sh) + keygate as the TokenReview
+# webhook sidecar.
+#
+# kube-controller-manager runs as user system:kube-controller-manager (its own client
+# certificate) with --use-service-account-credentials, so namespace deletion, garbage
+# collection, service-account tokens and the aggregation of the ClusterRoles view,
+# edit and admin work as in a real cluster; `up` waits until those three roles are
+# aggregated. kube-apiserver also has the aggregation layer's prerequisites: a
+# front-proxy CA (--requestheader-client-ca-file, allowed name front-proxy-client)
+# and the proxy client certificate it presents to aggregated API servers
+# (--proxy-client-cert-file); no --enable-aggregator-routing.
 #
 #   hack/local-cluster.sh up        start everything; prints the admin kubeconfig path
 #   hack/local-cluster.sh down      stop what `up` started and remove the state dir
@@ -9,15 +19,24 @@
 #   hack/local-cluster.sh status    what is running (exit 0 when everything is up)
 #   hack/local-cluster.sh restart COMPONENT
 #                                   stop, then start again, one of etcd, kube-apiserver,
-#                                   keygate (same ports, certificates, flags and state as
-#                                   at `up`); returns once it is healthy again
+#                                   kube-controller-manager, keygate (same ports,
+#                                   certificates, flags and state as at `up`); returns
+#                                   once it is healthy again
 #   hack/local-cluster.sh stop COMPONENT   stop one component (for outage tests)
 #   hack/local-cluster.sh start COMPONENT  start a stopped component again, wait until healthy
 #                                   (what it depends on must be running: etcd for
-#                                   kube-apiserver, kube-apiserver for keygate)
+#                                   kube-apiserver, kube-apiserver for
+#                                   kube-controller-manager and keygate)
 #
 # Only stdout carries results (a path, export lines, the status table); progress
 # and errors go to stderr. Every process logs to a file in the state dir.
+#
+# `env` exports, besides the kubeconfigs, URLs and ports: KEYGATE_FRONT_PROXY_CA (the
+# CA kube-apiserver's --requestheader-client-ca-file names: an aggregated API server
+# verifies kube-apiserver's proxy client certificate with it),
+# KEYGATE_FRONT_PROXY_CLIENT_CERT and KEYGATE_FRONT_PROXY_CLIENT_KEY (that client
+# certificate, CN front-proxy-client, to play kube-apiserver in tests),
+# KEYGATE_CONTROLLER_MANAGER_BIN and KEYGATE_CONTROLLER_MANAGER_PORT.
 #
 # Environment (all optional):
 #   KEYGATE_CLUSTER_DIR          state dir (default ${KEYGATE_CACHE:-$HOME/.cache/keygate}/cluster)
@@ -25,11 +44,16 @@
 #   KEYGATE_NO_WEBHOOK=1         no keygate, and no webhook flags on kube-apiserver
 #   KEYGATE_WEBHOOK_CACHE_TTL    --authentication-token-webhook-cache-ttl (default 2s)
 #   KEYGATE_ETCD_PORT KEYGATE_ETCD_PEER_PORT KEYGATE_APISERVER_PORT
-#   KEYGATE_WEBHOOK_PORT KEYGATE_WEBHOOK_ADMIN_PORT
-#                                fixed ports on 127.0.0.1 (default: free ports picked at `up`)
+#   KEYGATE_WEBHOOK_PORT KEYGATE_WEBHOOK_ADMIN_PORT KEYGATE_CONTROLLER_MANAGER_PORT
+#                                fixed ports on 127.0.0.1 (default: free ports picked at `up`;
+#                                the last is kube-controller-manager's secure port, /healthz)
 #   KEYGATE_APISERVER_BIN        use this kube-apiserver instead of building one
 #   KEYGATE_APISERVER_EXTRA_ARGS extra kube-apiserver flags (word-split)
 #   KEYGATE_APISERVER_V          kube-apiserver log verbosity (default 1)
+#   KEYGATE_CONTROLLER_MANAGER_BIN
+#                                use this kube-controller-manager instead of building one
+#   KEYGATE_CONTROLLER_MANAGER_EXTRA_ARGS
+#                                extra kube-controller-manager flags (word-split)
 #   KEYGATE_KEYGATE_EXTRA_ARGS   extra `keygate serve` flags (word-split)
 #   KEYGATE_KEYGATE_LOG          keygate's --log filter (default: keygate's, from KEYGATE_LOG/RUST_LOG)
 #   KEYGATE_STATIC_TOKEN_GROUPS  groups of the static-token user (default keygate:view)
@@ -55,7 +79,8 @@ KEY_NAMESPACE=keygate-system
 WEBHOOK_USER=keygate-webhook
 STATIC_TOKEN_USER=keygate-static-bench
 START_TIMEOUT="${KEYGATE_START_TIMEOUT:-120}"
-COMPONENTS=(etcd kube-apiserver keygate)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager keygate)
+KCM_USER=system:kube-controller-manager
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
@@ -181,9 +206,9 @@ write_config() {
     echo "# written by hack/local-cluster.sh up"
     local v
     for v in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT WEBHOOK_PORT WEBHOOK_ADMIN_PORT \
-      NO_WEBHOOK KEYGATE_BIN_PATH KEYGATE_BIN_STAMP APISERVER_BIN STATIC_TOKEN \
+      KCM_PORT NO_WEBHOOK KEYGATE_BIN_PATH KEYGATE_BIN_STAMP APISERVER_BIN KCM_BIN STATIC_TOKEN \
       CFG_WEBHOOK_CACHE_TTL CFG_APISERVER_EXTRA_ARGS CFG_APISERVER_V CFG_KEYGATE_EXTRA_ARGS \
-      CFG_KEYGATE_LOG CFG_ETCD_FSYNC; do
+      CFG_KEYGATE_LOG CFG_ETCD_FSYNC CFG_KCM_EXTRA_ARGS; do
       printf '%s=%q\n' "$v" "${!v-}"
     done
   } >"$tmp"
@@ -224,6 +249,12 @@ apiserver_ready() {
     "https://127.0.0.1:${APISERVER_PORT}/readyz" | grep -qx ok
 }
 
+# kube-controller-manager's /healthz (on its secure port, with a self-signed
+# certificate in ${STATE}/kube-controller-manager-certs; /healthz needs no credentials).
+kcm_healthy() {
+  curl -fsS --max-time 2 -k "https://127.0.0.1:${KCM_PORT}/healthz" | grep -qx ok
+}
+
 keygate_ready() {
   curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:${WEBHOOK_ADMIN_PORT}/readyz"
 }
@@ -244,6 +275,13 @@ make_pki() {
   kg::pki::leaf "${pki}/client-ca" "${pki}/admin" "/O=system:masters/CN=kubernetes-admin" clientAuth
   # keygate's own, narrowly-bound identity (see grant_keygate).
   kg::pki::leaf "${pki}/client-ca" "${pki}/${WEBHOOK_USER}" "/CN=${WEBHOOK_USER}" clientAuth
+  # kube-controller-manager's identity; the bootstrap RBAC policy binds this user.
+  kg::pki::leaf "${pki}/client-ca" "${pki}/kube-controller-manager" "/CN=${KCM_USER}" clientAuth
+  # The aggregation layer: kube-apiserver proxies to aggregated API servers with the
+  # client certificate front-proxy-client, signed by a CA of its own that those servers
+  # trust for the X-Remote-User/-Group/-Extra- headers (--requestheader-client-ca-file).
+  kg::pki::ca "$pki" front-proxy-ca "keygate-local-front-proxy-ca"
+  kg::pki::leaf "${pki}/front-proxy-ca" "${pki}/front-proxy-client" "/CN=front-proxy-client" clientAuth
   # Service-account token signing key.
   kg::pki::rsa_key "${pki}/sa.key" 2048
   openssl pkey -in "${pki}/sa.key" -pubout -out "${pki}/sa.pub" 2>/dev/null
@@ -252,6 +290,8 @@ make_pki() {
     "${pki}/server-ca.crt" "${pki}/admin.crt" "${pki}/admin.key" kubernetes-admin
   kg::pki::kubeconfig "${STATE}/keygate.kubeconfig" "https://127.0.0.1:${APISERVER_PORT}" \
     "${pki}/server-ca.crt" "${pki}/${WEBHOOK_USER}.crt" "${pki}/${WEBHOOK_USER}.key" "$WEBHOOK_USER"
+  kg::pki::kubeconfig "${STATE}/kube-controller-manager.kubeconfig" "https://127.0.0.1:${APISERVER_PORT}" \
+    "${pki}/server-ca.crt" "${pki}/kube-controller-manager.crt" "${pki}/kube-controller-manager.key" "$KCM_USER"
 
   # One static token user, for benchmarks (token,user,uid,"groups").
   (
@@ -327,6 +367,15 @@ start_apiserver() {
     --token-auth-file="${STATE}/tokens.csv"
     --enable-bootstrap-token-auth
     --cert-dir="${STATE}/apiserver-certs"
+    # Aggregation layer (no --enable-aggregator-routing: APIServices are reached
+    # through their Service, which may be an ExternalName).
+    --requestheader-client-ca-file="${pki}/front-proxy-ca.crt"
+    --requestheader-allowed-names=front-proxy-client
+    --requestheader-username-headers=X-Remote-User
+    --requestheader-group-headers=X-Remote-Group
+    --requestheader-extra-headers-prefix=X-Remote-Extra-
+    --proxy-client-cert-file="${pki}/front-proxy-client.crt"
+    --proxy-client-key-file="${pki}/front-proxy-client.key"
     --profiling=false
     --v="${CFG_APISERVER_V-${KEYGATE_APISERVER_V:-1}}"
   )
@@ -427,7 +476,6 @@ EOF
     printf '%s\n' "$out" >&2
     kg::die "applying RBAC failed; kube-apiserver log: $(logfile kube-apiserver)"
   fi
-  aggregate_cluster_roles
   # Check that the grant works as intended, with keygate's own credentials.
   local k=(kubectl --kubeconfig "${STATE}/keygate.kubeconfig" --request-timeout=30s)
   [[ "$("${k[@]}" auth can-i watch secrets -n "$KEY_NAMESPACE" 2>/dev/null || true)" == yes ]] ||
@@ -436,31 +484,63 @@ EOF
     kg::die "user ${WEBHOOK_USER} can read secrets outside ${KEY_NAMESPACE}"
 }
 
-# The default ClusterRoles view, edit and admin are aggregated: their rules are
-# filled in by kube-controller-manager's clusterrole-aggregation controller, which
-# this cluster does not run (only etcd and kube-apiserver). Without their rules,
-# `keygate:view` and `keygate:edit` would grant nothing, so do the aggregation once
-# here (view first: edit aggregates view, admin aggregates edit).
-aggregate_cluster_roles() {
-  local role selectors sel rules count
-  for role in view edit admin; do
-    selectors="$(kubectl_admin get clusterrole "$role" -o json |
-      jq -r '.aggregationRule.clusterRoleSelectors[]?.matchLabels // {} | to_entries | map("\(.key)=\(.value)") | join(",")')" ||
-      kg::die "reading ClusterRole ${role} failed"
-    rules='[]'
-    while IFS= read -r sel; do
-      [[ -n "$sel" ]] || continue
-      rules="$(jq -c --argjson acc "$rules" --arg self "$role" \
-        '$acc + [.items[] | select(.metadata.name != $self) | .rules // [] | .[]] | unique' \
-        <<<"$(kubectl_admin get clusterroles -l "$sel" -o json)")" ||
-        kg::die "collecting the rules aggregated into ClusterRole ${role} failed"
-    done <<<"$selectors"
-    count="$(jq length <<<"$rules")"
-    ((count > 0)) || kg::die "no rules to aggregate into ClusterRole ${role}"
-    kubectl_admin patch clusterrole "$role" --type merge -p "{\"rules\":${rules}}" >/dev/null ||
-      kg::die "patching ClusterRole ${role} failed"
-  done
-  kg::log "aggregated the rules of ClusterRoles view, edit, admin (no kube-controller-manager here)"
+start_controller_manager() {
+  local pki="${STATE}/pki" kc="${STATE}/kube-controller-manager.kubeconfig"
+  local args=(
+    --kubeconfig="$kc"
+    # Its secure port serves /healthz (no credentials needed); anything else is
+    # authenticated and authorized by kube-apiserver, with its own identity.
+    --authentication-kubeconfig="$kc"
+    --authorization-kubeconfig="$kc"
+    --bind-address=127.0.0.1
+    --secure-port="${KCM_PORT}"
+    --port=0
+    --cert-dir="${STATE}/kube-controller-manager-certs"
+    # Else it creates /usr/libexec/kubernetes/kubelet-plugins/volume/exec on the host.
+    --flex-volume-plugin-dir="${STATE}/kube-controller-manager-flexvolume"
+    # Each controller acts as its own service account (system:controller:* roles).
+    --use-service-account-credentials=true
+    --service-account-private-key-file="${pki}/sa.key"
+    --root-ca-file="${pki}/server-ca.crt"
+    --service-cluster-ip-range=10.0.0.0/24
+    --leader-elect=false
+    --profiling=false
+    --v=1
+  )
+  local extra=()
+  local args_extra="${CFG_KCM_EXTRA_ARGS-${KEYGATE_CONTROLLER_MANAGER_EXTRA_ARGS:-}}"
+  # shellcheck disable=SC2206 # word splitting is the point
+  [[ -n "$args_extra" ]] && extra=(${args_extra})
+  start kube-controller-manager "$KCM_BIN" "${args[@]}" "${extra[@]}"
+  wait_healthy kube-controller-manager "https://127.0.0.1:${KCM_PORT}/healthz" kcm_healthy
+}
+
+# roles_aggregated: true once the ClusterRoles view, edit and admin hold every rule of
+# the ClusterRoles their aggregationRule selects (what kube-controller-manager's
+# clusterrole-aggregation controller writes; edit selects view and admin selects edit,
+# so this holds only once the chain has settled).
+roles_aggregated() {
+  kubectl_admin get clusterroles -o json | jq -e '
+    def matches($ml): . as $labels
+      | ($ml | length) > 0 and all($ml | to_entries[]; $labels[.key] == .value);
+    .items as $all
+    | all("view", "edit", "admin";
+        . as $name
+        | ($all | map(select(.metadata.name == $name)) | first) as $role
+        | ($role.rules // []) as $have
+        | [$all[] | select(.metadata.name != $name)
+            | select((.metadata.labels // {}) as $l
+                | any($role.aggregationRule.clusterRoleSelectors[]?;
+                    . as $sel | $l | matches($sel.matchLabels // {})))
+            | .rules // [] | .[]] as $want
+        | ($want | length) > 0 and ($want - $have | length) == 0)' >/dev/null
+}
+
+# wait_roles_aggregated: `keygate:view` and `keygate:edit` grant nothing until
+# kube-controller-manager has filled in view, edit and admin: wait for it, so that
+# nothing races it.
+wait_roles_aggregated() {
+  wait_healthy kube-controller-manager "the aggregation of ClusterRoles view, edit, admin" roles_aggregated
 }
 
 start_keygate() {
@@ -486,7 +566,7 @@ start_keygate() {
 
 all_running() {
   local c
-  for c in etcd kube-apiserver; do
+  for c in etcd kube-apiserver kube-controller-manager; do
     component_pid "$c" >/dev/null || return 1
   done
   if [[ "${NO_WEBHOOK:-0}" != 1 ]]; then
@@ -543,14 +623,29 @@ cmd_up() {
   CFG_KEYGATE_EXTRA_ARGS="${KEYGATE_KEYGATE_EXTRA_ARGS:-}"
   CFG_KEYGATE_LOG="${KEYGATE_KEYGATE_LOG:-}"
   CFG_ETCD_FSYNC="${KEYGATE_ETCD_FSYNC:-0}"
+  CFG_KCM_EXTRA_ARGS="${KEYGATE_CONTROLLER_MANAGER_EXTRA_ARGS:-}"
 
   [[ "${KEYGATE_SKIP_DEPS:-0}" == 1 ]] || "${KEYGATE_ROOT}/hack/install-deps.sh"
-  if [[ -n "${KEYGATE_APISERVER_BIN:-}" ]]; then
-    APISERVER_BIN="$KEYGATE_APISERVER_BIN"
-  else
-    APISERVER_BIN="$("${KEYGATE_ROOT}/hack/build-kube-apiserver.sh" | tail -n1)"
+  # Build (or find in the cache) what is not given, in one go: the components share
+  # their source tree and most of their compiled packages.
+  APISERVER_BIN="${KEYGATE_APISERVER_BIN:-}"
+  KCM_BIN="${KEYGATE_CONTROLLER_MANAGER_BIN:-}"
+  local to_build=() built=()
+  [[ -n "$APISERVER_BIN" ]] || to_build+=(kube-apiserver)
+  [[ -n "$KCM_BIN" ]] || to_build+=(kube-controller-manager)
+  if ((${#to_build[@]} > 0)); then
+    mapfile -t built < <("${KEYGATE_ROOT}/hack/build-kube-apiserver.sh" "${to_build[@]}")
+    ((${#built[@]} == ${#to_build[@]})) || kg::die "hack/build-kube-apiserver.sh ${to_build[*]} failed"
+    local i
+    for i in "${!to_build[@]}"; do
+      case "${to_build[i]}" in
+        kube-apiserver) APISERVER_BIN="${built[i]}" ;;
+        kube-controller-manager) KCM_BIN="${built[i]}" ;;
+      esac
+    done
   fi
   [[ -x "$APISERVER_BIN" ]] || kg::die "no kube-apiserver binary at '${APISERVER_BIN}'"
+  [[ -x "$KCM_BIN" ]] || kg::die "no kube-controller-manager binary at '${KCM_BIN}'"
 
   PICKED_PORTS=""
   ETCD_PORT="$(pick_port "${KEYGATE_ETCD_PORT:-}")"
@@ -562,6 +657,8 @@ cmd_up() {
   WEBHOOK_PORT="$(pick_port "${KEYGATE_WEBHOOK_PORT:-}")"
   PICKED_PORTS+=" ${WEBHOOK_PORT}"
   WEBHOOK_ADMIN_PORT="$(pick_port "${KEYGATE_WEBHOOK_ADMIN_PORT:-}")"
+  PICKED_PORTS+=" ${WEBHOOK_ADMIN_PORT}"
+  KCM_PORT="$(pick_port "${KEYGATE_CONTROLLER_MANAGER_PORT:-}")"
   STATIC_TOKEN="$(openssl rand -hex 32)"
 
   mkdir -p "$STATE"
@@ -581,6 +678,8 @@ cmd_up() {
   start_etcd
   start_apiserver
   apply_rbac
+  start_controller_manager
+  wait_roles_aggregated
   if [[ "$NO_WEBHOOK" == 1 ]]; then
     kg::log "KEYGATE_NO_WEBHOOK=1: not starting keygate; kube-apiserver has no token webhook"
   else
@@ -621,6 +720,11 @@ cmd_env() {
     "KEYGATE_STATIC_TOKEN=${STATIC_TOKEN}"
     "KEYGATE_STATIC_TOKEN_USER=${STATIC_TOKEN_USER}"
     "KEYGATE_APISERVER_BIN=${APISERVER_BIN}"
+    "KEYGATE_CONTROLLER_MANAGER_BIN=${KCM_BIN}"
+    "KEYGATE_CONTROLLER_MANAGER_PORT=${KCM_PORT}"
+    "KEYGATE_FRONT_PROXY_CA=${STATE}/pki/front-proxy-ca.crt"
+    "KEYGATE_FRONT_PROXY_CLIENT_CERT=${STATE}/pki/front-proxy-client.crt"
+    "KEYGATE_FRONT_PROXY_CLIENT_KEY=${STATE}/pki/front-proxy-client.key"
   )
   if [[ "$NO_WEBHOOK" != 1 ]]; then
     vars+=(
@@ -646,26 +750,28 @@ cmd_status() {
   local ok=0 c pid health
   for c in "${COMPONENTS[@]}"; do
     if [[ "$c" == keygate && "$NO_WEBHOOK" == 1 ]]; then
-      printf '%-15s %-9s %s\n' "$c" disabled "(KEYGATE_NO_WEBHOOK=1)"
+      printf '%-23s %-9s %s\n' "$c" disabled "(KEYGATE_NO_WEBHOOK=1)"
       continue
     fi
     if ! pid="$(component_pid "$c")"; then
-      printf '%-15s %-9s %-11s %-10s log %s\n' "$c" stopped "" "" "$(logfile "$c")"
+      printf '%-23s %-9s %-11s %-10s log %s\n' "$c" stopped "" "" "$(logfile "$c")"
       ok=1
       continue
     fi
     case "$c" in
       etcd) health=healthy; etcd_healthy 2>/dev/null || health=unhealthy ;;
       kube-apiserver) health=ready; apiserver_ready 2>/dev/null || health=not-ready ;;
+      kube-controller-manager) health=healthy; kcm_healthy 2>/dev/null || health=unhealthy ;;
       keygate) health=ready; keygate_ready 2>/dev/null || health=not-ready ;;
     esac
     [[ "$health" == healthy || "$health" == ready ]] || ok=1
-    printf '%-15s %-9s pid %-7s %-10s log %s\n' "$c" running "$pid" "$health" "$(logfile "$c")"
+    printf '%-23s %-9s pid %-7s %-10s log %s\n' "$c" running "$pid" "$health" "$(logfile "$c")"
   done
-  printf 'etcd            http://127.0.0.1:%s\n' "$ETCD_PORT"
-  printf 'kube-apiserver  https://127.0.0.1:%s\n' "$APISERVER_PORT"
+  printf 'etcd                    http://127.0.0.1:%s\n' "$ETCD_PORT"
+  printf 'kube-apiserver          https://127.0.0.1:%s\n' "$APISERVER_PORT"
+  printf 'kube-controller-manager https://127.0.0.1:%s/healthz\n' "$KCM_PORT"
   if [[ "$NO_WEBHOOK" != 1 ]]; then
-    printf 'keygate         https://127.0.0.1:%s/authenticate  admin http://127.0.0.1:%s\n' \
+    printf 'keygate                 https://127.0.0.1:%s/authenticate  admin http://127.0.0.1:%s\n' \
       "$WEBHOOK_PORT" "$WEBHOOK_ADMIN_PORT"
   fi
   echo "state: ${STATE}"
@@ -678,7 +784,7 @@ cmd_status() {
 check_component() {
   local name="${1:-}"
   case "$name" in
-    etcd | kube-apiserver) ;;
+    etcd | kube-apiserver | kube-controller-manager) ;;
     keygate)
       [[ "$NO_WEBHOOK" != 1 ]] || kg::die "this cluster runs without keygate (KEYGATE_NO_WEBHOOK=1 at \`up\`)"
       ;;
@@ -709,6 +815,11 @@ start_component() {
     kube-apiserver)
       component_pid etcd >/dev/null || kg::die "etcd is not running: \`$0 start etcd\` first"
       ;;
+    kube-controller-manager)
+      component_pid kube-apiserver >/dev/null ||
+        kg::die "kube-apiserver is not running: \`$0 start kube-apiserver\` first"
+      [[ -x "$KCM_BIN" ]] || kg::die "kube-controller-manager binary ${KCM_BIN} is gone"
+      ;;
     keygate)
       component_pid kube-apiserver >/dev/null ||
         kg::die "kube-apiserver is not running: \`$0 start kube-apiserver\` first"
@@ -726,6 +837,7 @@ start_component() {
   case "$name" in
     etcd) start_etcd ;;
     kube-apiserver) start_apiserver ;;
+    kube-controller-manager) start_controller_manager ;;
     keygate)
       start_keygate
       # A rebuilt binary is now what runs: record it, so `up` keeps reusing this cluster.

@@ -208,7 +208,7 @@ api_bench() {
   done
   result api_keygate_reviews_checked "$API_CHECKED" "requests whose keygate decision count was checked on /metrics (every keygate request reached keygate once, no other request reached it)" ""
   result api_tokens_per_authenticator "$API_TOKENS" "distinct tokens per authenticator, each used once ($API_WARM warm-up + $API_ROUNDS × ($API_N + $API_LAT_N))" ""
-  result api_cluster_up_s "$up_s" s "hack/local-cluster.sh up (etcd, kube-apiserver 1.20.2, keygate --last-used-interval $API_LAST_USED; webhook cache TTL 0s)"
+  result api_cluster_up_s "$up_s" s "hack/local-cluster.sh up (etcd, kube-apiserver and kube-controller-manager 1.20.2, keygate --last-used-interval $API_LAST_USED; webhook cache TTL 0s)"
   API_OK=1
   api_down
   result api_section_s "$((SECONDS - t0))" s "part 4 in all: cluster up, seeding, warm-up, $API_ROUNDS round(s), cluster down"

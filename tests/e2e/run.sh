@@ -205,6 +205,51 @@ if [[ -n "${KEYGATE_STATIC_TOKEN:-}" ]]; then
 fi
 check "the admin's client certificate still works" admin get ns kube-system
 
+# --- the control plane: kube-controller-manager ----------------------------------------------
+# gone KIND NAME [-n NS]: true once the object is NotFound.
+gone() {
+  local out
+  if out=$(admin get "$@" -o name 2>&1); then return 1; fi
+  grep -q NotFound <<<"$out"
+}
+# within SECONDS CMD...: polls CMD until it succeeds, for at most SECONDS.
+within() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do (( SECONDS < deadline )) || return 1; sleep 0.5; done
+}
+check "the view ClusterRole has rules (aggregated by kube-controller-manager), pods among them" \
+  bash -c "kubectl --kubeconfig '$KEYGATE_ADMIN_KUBECONFIG' get clusterrole view -o json |
+    jq -e '(.rules | length > 0) and any(.rules[]; (.resources // [] | index(\"pods\")) and (.verbs | index(\"list\")))'"
+check "admin aggregates edit's rules" bash -c "kubectl --kubeconfig '$KEYGATE_ADMIN_KUBECONFIG' get clusterroles edit admin -o json |
+  jq -e '(.items[0].rules - .items[1].rules) | length == 0'"
+admin create namespace e2e-kcm >/dev/null
+check "a new namespace gets its default ServiceAccount" within 30 admin get serviceaccount default -n e2e-kcm
+admin create configmap owner -n e2e-kcm >/dev/null
+owner_uid=$(admin get configmap owner -n e2e-kcm -o jsonpath='{.metadata.uid}')
+admin apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: dependent
+  namespace: e2e-kcm
+  ownerReferences:
+  - {apiVersion: v1, kind: ConfigMap, name: owner, uid: "$owner_uid"}
+EOF
+admin delete configmap owner -n e2e-kcm >/dev/null
+check "garbage collection deletes a dependent within 30 s" within 30 gone configmap dependent -n e2e-kcm
+check "kube-controller-manager restarts" "$root/hack/local-cluster.sh" restart kube-controller-manager
+admin create configmap content -n e2e-kcm >/dev/null
+admin delete namespace e2e-kcm --wait=false >/dev/null
+t_ns=$SECONDS
+if within 60 gone namespace e2e-kcm; then
+  echo "# namespace with a ConfigMap deleted completely in $((SECONDS - t_ns)) s"
+  ok "a namespace with a ConfigMap is deleted completely within 60 s"
+else
+  not_ok "a namespace with a ConfigMap is deleted completely within 60 s (phase: $(admin get ns e2e-kcm -o jsonpath='{.status.phase}' 2>&1))"
+fi
+check "...and none of its ConfigMaps is left in storage" \
+  bash -c "[ -z \"\$(kubectl --kubeconfig '$KEYGATE_ADMIN_KUBECONFIG' get configmaps -A --field-selector metadata.namespace=e2e-kcm -o name)\" ]"
+
 # --- restarts ---------------------------------------------------------------------------------
 mint e2e-survivor --role view; surv_kc=$kc; surv_token=$token
 mint e2e-doomed --role view; doomed_kc=$kc; doomed_id=$id; doomed_token=$token
