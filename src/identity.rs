@@ -193,6 +193,7 @@ impl Shape {
 /// bytes serde would write for [`IdentityPolicy::user_info`]. `id` is the ID as minted, and
 /// `name_json` the key's display name already serialized as a JSON string. IDs are base62, so
 /// nothing is escaped here: a review writes its answer without escaping or allocating.
+#[inline]
 pub fn write_user(buf: &mut Vec<u8>, id: &[u8; ID_LEN], name_json: &str, shape: &Shape) {
     let mut low = *id;
     low.make_ascii_lowercase();
@@ -216,6 +217,7 @@ pub fn write_user(buf: &mut Vec<u8>, id: &[u8; ID_LEN], name_json: &str, shape: 
 
 /// How many bytes [`write_user`] appends, to size the buffer once: the fixed parts (103
 /// bytes), the ID three times, and the variable parts.
+#[inline]
 pub fn user_len(name_json: &str, shape: &Shape) -> usize {
     103 + 3 * ID_LEN + name_json.len() + shape.groups.len() + shape.username_head.len()
 }

@@ -106,6 +106,7 @@ pub struct IdKey([u8; ID_LEN]);
 
 impl IdKey {
     /// The key for an ID in any case. `None` unless `id` is 22 base62 characters.
+    #[inline]
     pub fn new(id: &str) -> Option<Self> {
         let mut buf: [u8; ID_LEN] = id.as_bytes().try_into().ok()?;
         if !buf.iter().all(u8::is_ascii_alphanumeric) {
@@ -212,6 +213,7 @@ pub struct ParsedToken<'a> {
 
 impl ParsedToken<'_> {
     /// The ID, lowercased: the index's key.
+    #[inline]
     pub fn key(&self) -> IdKey {
         IdKey::new(self.id).expect("parse_token only accepts 22 base62 characters as the ID")
     }

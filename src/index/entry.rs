@@ -62,6 +62,7 @@ impl LoadedKey {
     }
 
     /// The lowercased ID, the index key (and what last-use tracking records).
+    #[inline]
     pub fn id_key(&self) -> IdKey {
         IdKey::new(self.id()).expect("built from a KeyId, so always a valid key ID")
     }
@@ -73,6 +74,7 @@ impl LoadedKey {
     /// Compares a presented secret's hash with the current secret and, during a rotation,
     /// the previous one. Both comparisons always run, each in constant time, so how long a
     /// review takes does not tell which secret (if any) matched; the result carries both.
+    #[inline]
     pub fn match_secret(&self, hash: &SecretHash) -> SecretMatch {
         SecretMatch {
             current: self.secret_hash.ct_eq(hash),
@@ -81,11 +83,13 @@ impl LoadedKey {
     }
 
     /// Appends `status.user` as JSON (see [`identity::write_user`]).
+    #[inline]
     pub fn write_user(&self, buf: &mut Vec<u8>) {
         identity::write_user(buf, &self.id, &self.name_json, &self.shape);
     }
 
     /// How many bytes [`LoadedKey::write_user`] appends.
+    #[inline]
     pub fn user_len(&self) -> usize {
         identity::user_len(&self.name_json, &self.shape)
     }
