@@ -4,85 +4,18 @@
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
-use http::{Request, Response};
 use keygate::cli::{Cli, Command, KeysCommand};
 use keygate::commands::keys::{Ctx, execute};
 use keygate::identity::DEFAULT_USER_PREFIX;
 use keygate::keystore::{KeyStore, KubeKeys};
 use keygate::record::{KeyRecord, Role};
 use keygate::token::{KeyId, SecretHash};
-use kube::client::Body;
 use serde_json::{Value, json};
+
+use crate::common::fake_api::{Seen, created, fake, status};
 
 const NS: &str = "keygate-system";
 const SECRETS: &str = "/api/v1/namespaces/keygate-system/secrets";
-
-/// One request the fake API server saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    query: String,
-    content_type: String,
-    body: Value,
-}
-
-impl Seen {
-    fn is(&self, method: &str, path: &str) -> bool {
-        self.method == method && self.path == path
-    }
-}
-
-type Log = Arc<Mutex<Vec<Seen>>>;
-
-/// A kube client whose API server is `respond`.
-fn fake(respond: impl Fn(&Seen) -> (u16, Value) + Send + 'static) -> (kube::Client, Log) {
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let log: Log = Arc::default();
-    let log2 = log.clone();
-    tokio::spawn(async move {
-        while let Some((req, send)) = handle.next_request().await {
-            let (parts, body) = req.into_parts();
-            let bytes = body.collect_bytes().await.unwrap();
-            let seen = Seen {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_owned(),
-                query: parts.uri.query().unwrap_or_default().to_owned(),
-                content_type: parts
-                    .headers
-                    .get("content-type")
-                    .map(|v| v.to_str().unwrap().to_owned())
-                    .unwrap_or_default(),
-                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            };
-            let (code, resp) = respond(&seen);
-            log2.lock().unwrap().push(seen);
-            let resp = Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&resp).unwrap()))
-                .unwrap();
-            send.send_response(resp);
-        }
-    });
-    (kube::Client::new(svc, "default"), log)
-}
-
-fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
-    (
-        code,
-        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-               "reason": reason, "message": message, "code": code}),
-    )
-}
-
-/// The object of a create, as the API server returns it.
-fn created(seen: &Seen) -> (u16, Value) {
-    let mut b = seen.body.clone();
-    b["metadata"]["resourceVersion"] = json!("1");
-    b["metadata"]["creationTimestamp"] = json!("2030-01-01T00:00:00Z");
-    (201, b)
-}
 
 fn keys(args: &[&str]) -> KeysCommand {
     let argv = ["keygate", "keys"].iter().chain(args);

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod fake_api;
 
 pub use client::*;
 
