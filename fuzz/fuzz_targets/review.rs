@@ -5,8 +5,8 @@
 
 use k8s_openapi::api::authentication::v1::TokenReview;
 use keygate::identity::IdentityPolicy;
-use keygate::review;
 use keygate::index::Index;
+use keygate::review;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,14 +2,13 @@
 //! of any token against an index holding one key authenticates only that key's exact token.
 #![no_main]
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use keygate::token::{self, KeyId, Token};
-use keygate::record::KeyRecord;
 use keygate::identity::IdentityPolicy;
-use keygate::review;
 use keygate::index::Index;
+use keygate::record::KeyRecord;
+use keygate::review;
+use keygate::token::{self, KeyId, Token};
 use libfuzzer_sys::fuzz_target;
 
 fn grammar_accepts(b: &[u8]) -> bool {
