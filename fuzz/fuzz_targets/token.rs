@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {
         return;
     };
-    let parsed = keys::parse_token(s);
+    let parsed = token::parse_token(s);
     assert_eq!(parsed.is_ok(), grammar_accepts(data), "{s:?}");
     if let Ok(p) = &parsed {
         assert_eq!(p.id, &s[3..25]);
