@@ -85,6 +85,8 @@ pub enum ServeError {
     #[error(transparent)]
     Write(#[from] fsutil::WriteError),
     #[error(transparent)]
+    Trust(#[from] fsutil::TrustError),
+    #[error(transparent)]
     Dir(#[from] index::dir::DirError),
     /// Not a start-up error: the store stopped while serving, and keygate shut down so that
     /// it is restarted (a supervisor, kubelet or systemd, sees the failure exit).
@@ -137,6 +139,8 @@ fn tls_files(
         return Ok((files, None));
     }
     let dir = settings.data_dir.join("certs");
+    // Certificates found here are served and handed to kube-apiserver: only if they are ours.
+    fsutil::private_dir(&dir, "--data-dir")?;
     let (cert, key) = (dir.join(names::SERVER_CERT), dir.join(names::SERVER_KEY));
     if !cert.exists() || !key.exists() {
         let mut sans = vec![
@@ -213,6 +217,13 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
         flag: "--listen",
         source,
     })?;
+    // The data directory holds the generated CA key and, by default, the keys: it must be
+    // ours alone, or whoever else controls it controls who gets in.
+    let keys_inside =
+        matches!(&settings.store, StoreSpec::Dir(p) if p.starts_with(&settings.data_dir));
+    if keys_inside || matches!(settings.tls, TlsSource::Generated) {
+        fsutil::private_dir(&settings.data_dir, "--data-dir")?;
+    }
     let (tls, webhook_kubeconfig) = tls_files(&settings, local)?;
     let tls_config = Arc::new(ArcSwap::new(tls.load()?));
 

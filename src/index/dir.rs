@@ -33,6 +33,8 @@ pub enum DirError {
         "the key directory {path} was removed or moved away; restart keygate once it is back (it is created empty if missing)"
     )]
     Gone { path: PathBuf },
+    #[error(transparent)]
+    Untrusted(#[from] crate::fsutil::TrustError),
     #[error("the watcher of {path} stopped reporting changes")]
     WatchEnded { path: PathBuf },
 }
@@ -96,12 +98,10 @@ pub struct DirStore {
 }
 
 impl DirStore {
-    /// Creates the directory if needed (so `keygate serve` runs on a fresh machine).
+    /// Creates the directory if needed (so `keygate serve` runs on a fresh machine), else
+    /// checks that it is ours alone: whoever can write in it can mint identities.
     pub fn new(dir: PathBuf, index: Index) -> Result<Self, DirError> {
-        std::fs::create_dir_all(&dir).map_err(|source| DirError::Dir {
-            path: dir.clone(),
-            source,
-        })?;
+        crate::fsutil::private_dir(&dir, "--store dir:PATH")?;
         Ok(DirStore {
             dir,
             index,

@@ -535,3 +535,89 @@ fn kubeconfig_exec_can_read_a_secret() {
     ]);
     assert!(err.contains("NAMESPACE/NAME"), "{err}");
 }
+
+/// What keygate creates is its own: directories 0700, record files and private keys 0600.
+#[test]
+fn created_directories_are_0700_and_records_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .current_dir(tmp.path())
+        .env_remove("KEYGATE_STORE")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KEYGATE_DATA_DIR")
+        .args(["keys", "create", "--name", "x", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lower = v["id"].as_str().unwrap().to_lowercase();
+    let mode = |p: &str| {
+        std::fs::metadata(tmp.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("keygate-data"), 0o700);
+    assert_eq!(mode("keygate-data/keys"), 0o700);
+    assert_eq!(
+        mode(&format!("keygate-data/keys/keygate-{lower}.yaml")),
+        0o600
+    );
+}
+
+/// A data directory someone else owns, or anyone may write to, could hold their CA and keys:
+/// `serve` refuses it, naming the path and the fix, and writes nothing into it.
+#[test]
+fn serve_refuses_a_data_directory_others_control() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let data = env.tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let serve = |data: &std::path::Path| {
+        env.fails(&[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+    };
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = serve(&data);
+    assert!(
+        err.contains(&format!(
+            "{} (--data-dir) is writable by its group and others",
+            data.display()
+        )) && err.contains("chmod go-w"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "nothing written"
+    );
+
+    // The dir store's own directory is checked too.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::create_dir(env.keys_dir()).unwrap();
+    std::fs::set_permissions(env.keys_dir(), std::fs::Permissions::from_mode(0o722)).unwrap();
+    let err = serve(&data);
+    assert!(err.contains("(--store dir:PATH) is writable"), "{err}");
+    std::fs::set_permissions(env.keys_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // Another owner (giving a directory away takes root; CI runs the tests as root).
+    if std::os::unix::fs::chown(&data, Some(65534), Some(65534)).is_ok() {
+        let err = serve(&data);
+        assert!(
+            err.contains(&format!(
+                "{} (--data-dir) belongs to uid 65534",
+                data.display()
+            )),
+            "{err}"
+        );
+    }
+}
