@@ -621,3 +621,74 @@ fn serve_refuses_a_data_directory_others_control() {
         );
     }
 }
+
+/// A key directory holding what is not a record file: a symlink to a valid record elsewhere,
+/// a FIFO, an oversized file and a broken file with a token-like string in it. The scan must not
+/// hang (a FIFO used to block it forever), nothing behind the symlink is loaded, and no output
+/// of `serve` or `keys list` quotes the broken file.
+#[tokio::test]
+async fn the_dir_store_reads_only_regular_small_files_and_never_quotes_them() {
+    const LEAK: &str = "kg_LEAKLEAKLEAKLEAKLEAKLE_SECRETSECRETSECRETSECRETSECRETSECRETSEC";
+    let (env, elsewhere) = (Env::new(), Env::new());
+    let (_, token) = env.create(&[]);
+    let (outside_id, outside_token) = elsewhere.create(&[]);
+    let outside = elsewhere
+        .keys_dir()
+        .join(format!("keygate-{}.yaml", outside_id.to_lowercase()));
+    let keys = env.keys_dir();
+    std::os::unix::fs::symlink(&outside, keys.join("link.yaml")).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(keys.join("fifo.yaml"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let big = format!("kind: Secret\n# {}\n", "x".repeat(70 * 1024));
+    std::fs::write(keys.join("big.yaml"), big).unwrap();
+    std::fs::write(
+        keys.join("broken.yaml"),
+        format!("kind: Secret\nstringData: {{ token: {LEAK}\n  : [\n"),
+    )
+    .unwrap();
+
+    // Run with a deadline: a FIFO used to block the scan for good.
+    let mut child = env
+        .cmd(&["keys", "list", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_for(Duration::from_secs(20), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let list = child.wait_with_output().unwrap();
+    assert!(exited, "keys list hung: {list:?}");
+    let (out, err) = (
+        String::from_utf8_lossy(&list.stdout),
+        String::from_utf8_lossy(&list.stderr),
+    );
+    assert!(list.status.success(), "{err}");
+    assert!(!out.contains(&outside_id) && !out.contains(LEAK), "{out}");
+    for why in [
+        "symbolic link",
+        "FIFO",
+        "65536 bytes",
+        "broken.yaml",
+        "line ",
+    ] {
+        assert!(err.contains(why), "{why}: {err}");
+    }
+    assert!(!err.contains(LEAK), "{err}");
+
+    let mut serve = Serve::start(&env, &[]);
+    assert!(until(&serve, &token, true).await);
+    assert!(until(&serve, &outside_token, false).await);
+    serve.stop();
+    let logs = serve.logs();
+    for why in ["symbolic link", "FIFO", "65536 bytes", "broken.yaml"] {
+        assert!(logs.contains(why), "{why}: {logs}");
+    }
+    assert!(!logs.contains(LEAK), "{logs}");
+}
