@@ -692,3 +692,23 @@ async fn the_dir_store_reads_only_regular_small_files_and_never_quotes_them() {
     }
     assert!(!logs.contains(LEAK), "{logs}");
 }
+
+/// Only exactly `true` disables (the contract); `True` or `yes` leave the key enabled, and say so.
+#[test]
+fn a_disabled_value_other_than_true_is_reported_by_keys_list() {
+    let env = Env::new();
+    let (id, _) = env.create(&[]);
+    let path = env
+        .keys_dir()
+        .join(format!("keygate-{}.yaml", id.to_lowercase()));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replacen("stringData:\n", "stringData:\n  disabled: \"True\"\n", 1);
+    assert_ne!(text, edited, "{text}");
+    std::fs::write(&path, edited).unwrap();
+    let out = env.run(&["keys", "list", "-o", "json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(key(&list, &id)["disabled"], false, "{list}");
+    assert!(err.contains("stays ENABLED") && err.contains(&id), "{err}");
+}
