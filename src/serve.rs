@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::{Limits, Webhook, listener};
 use crate::identity::{GroupPattern, IdentityError, IdentityPolicy};
-use crate::index::{self, Index};
+use crate::index::{self, Index, StoreStopped};
 use crate::keystore::{DirKeys, StoreSpec, in_cluster};
 use crate::kubeclient::{ClientSettings, KubeClientError};
 use crate::kubeconfig::{self, KubeconfigError};
@@ -85,7 +85,13 @@ pub enum ServeError {
     #[error(transparent)]
     Write(#[from] fsutil::WriteError),
     #[error(transparent)]
+    Trust(#[from] fsutil::TrustError),
+    #[error(transparent)]
     Dir(#[from] index::dir::DirError),
+    /// Not a start-up error: the store stopped while serving, and keygate shut down so that
+    /// it is restarted (a supervisor, kubelet or systemd, sees the failure exit).
+    #[error("{0}; keygate shut down so that it is restarted")]
+    StoreStopped(StoreStopped),
 }
 
 fn default_listen() -> SocketAddr {
@@ -133,6 +139,8 @@ fn tls_files(
         return Ok((files, None));
     }
     let dir = settings.data_dir.join("certs");
+    // Certificates found here are served and handed to kube-apiserver: only if they are ours.
+    fsutil::private_dir(&dir, "--data-dir")?;
     let (cert, key) = (dir.join(names::SERVER_CERT), dir.join(names::SERVER_KEY));
     if !cert.exists() || !key.exists() {
         let mut sans = vec![
@@ -169,8 +177,9 @@ fn tls_files(
 
 /// Where the index is fed from once serving starts.
 enum Feed {
-    /// The dir store's watcher, already running on its own thread; kept alive while serving.
-    Dir(notify::RecommendedWatcher),
+    /// The dir store, already running on its own thread; its watcher is kept alive while
+    /// serving.
+    Dir(index::dir::DirFeed),
     /// The kube store, started by [`Bound::spawn`].
     Kube(kube::Client),
 }
@@ -208,6 +217,13 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
         flag: "--listen",
         source,
     })?;
+    // The data directory holds the generated CA key and, by default, the keys: it must be
+    // ours alone, or whoever else controls it controls who gets in.
+    let keys_inside =
+        matches!(&settings.store, StoreSpec::Dir(p) if p.starts_with(&settings.data_dir));
+    if keys_inside || matches!(settings.tls, TlsSource::Generated) {
+        fsutil::private_dir(&settings.data_dir, "--data-dir")?;
+    }
     let (tls, webhook_kubeconfig) = tls_files(&settings, local)?;
     let tls_config = Arc::new(ArcSwap::new(tls.load()?));
 
@@ -242,16 +258,40 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
 
 /// A running server; [`Serving::wait`] resolves once it has shut down.
 pub struct Serving {
-    task: JoinHandle<()>,
+    task: JoinHandle<Option<StoreStopped>>,
 }
 
 impl Serving {
-    pub async fn wait(self) {
-        // The task only ends by finishing its shutdown; a panic in it is a bug to surface.
-        if let Err(e) = self.task.await
-            && e.is_panic()
-        {
-            std::panic::resume_unwind(e.into_panic());
+    /// Waits for the shutdown. An error means the store stopped and the server shut itself
+    /// down: the process should exit with a failure so that it is restarted.
+    pub async fn wait(self) -> Result<(), ServeError> {
+        match self.task.await {
+            Ok(None) => Ok(()),
+            Ok(Some(why)) => Err(ServeError::StoreStopped(why)),
+            // The task only ends by finishing its shutdown; a panic in it is a bug to surface.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Watches the store until shutdown. A store that stops no longer applies revocations, so the
+/// index is failed at once (reviews get 503, which kube-apiserver does not cache, and /readyz
+/// fails), then the server shuts down without the usual delay: there is nothing to drain
+/// towards. Returns why the store stopped, if it did.
+async fn supervise(
+    stopped: impl Future<Output = StoreStopped>,
+    index: Index,
+    stop: CancellationToken,
+) -> Option<StoreStopped> {
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => None,
+        why = stopped => {
+            tracing::error!(error = %why, "key store stopped: failing /readyz and reviews, shutting down so that keygate is restarted");
+            index.fail(why.to_string());
+            stop.cancel();
+            Some(why)
         }
     }
 }
@@ -279,15 +319,28 @@ impl Bound {
             usage_writer,
             ..
         } = self;
-        let dir_watcher = match feed {
-            Feed::Dir(watcher) => Some(watcher),
+        let (dir_watcher, store_stopped) = match feed {
+            Feed::Dir(feed) => {
+                let stopped = feed.stopped;
+                let stopped: futures::future::BoxFuture<'static, StoreStopped> =
+                    Box::pin(async move {
+                        // The thread always reports before it ends, short of an abort.
+                        stopped.await.unwrap_or_else(|_| StoreStopped::Panicked {
+                            store: "dir",
+                            message: "its thread ended without a report".into(),
+                        })
+                    });
+                (Some(feed.watcher), stopped)
+            }
             Feed::Kube(client) => {
                 let (index, metrics, ns) =
                     (index.clone(), metrics.clone(), settings.namespace.clone());
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     index::kube::run(client, ns, index, move || metrics.store_error()).await;
                 });
-                None
+                let stopped: futures::future::BoxFuture<'static, StoreStopped> =
+                    Box::pin(index::kube::ended(task));
+                (None, stopped)
             }
         };
         // Last use is recorded off the request path, at most once per key per interval.
@@ -316,6 +369,7 @@ impl Bound {
             usage: usage.as_ref().map(|(u, _)| u.clone() as Arc<dyn UsageSink>),
         });
         let (draining, stop) = (CancellationToken::new(), CancellationToken::new());
+        let supervisor = tokio::spawn(supervise(store_stopped, index.clone(), stop.clone()));
         let admin_task = tokio::spawn(listener::serve_admin(
             admin,
             index,
@@ -346,6 +400,8 @@ impl Bound {
             }
             drop(dir_watcher);
             tracing::info!("keygate stopped");
+            // Resolved by now: `stop` was cancelled, by the shutdown or by the supervisor.
+            supervisor.await.ok().flatten()
         });
         Serving { task }
     }
@@ -421,4 +477,41 @@ pub async fn termination() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::IdentityPolicy;
+
+    #[tokio::test]
+    async fn a_stopped_store_fails_the_index_and_stops_the_server() {
+        let index = Index::new(IdentityPolicy::default());
+        index.replace_all([]);
+        let stop = CancellationToken::new();
+        let why = supervise(
+            async { StoreStopped::KubeEnded },
+            index.clone(),
+            stop.clone(),
+        )
+        .await;
+        assert!(matches!(why, Some(StoreStopped::KubeEnded)));
+        assert!(stop.is_cancelled(), "shutdown begun");
+        assert!(!index.is_ready());
+        assert_eq!(
+            index.failure(),
+            Some("the kube store's watch of key Secrets ended")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_normal_shutdown_is_not_a_store_failure() {
+        let index = Index::new(IdentityPolicy::default());
+        index.replace_all([]);
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let why = supervise(std::future::pending(), index.clone(), stop).await;
+        assert!(why.is_none());
+        assert!(index.is_ready());
+    }
 }

@@ -20,6 +20,10 @@ pub fn handle<B>(
 ) -> HttpResponse {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
+        (&Method::GET, "/readyz") if index.failure().is_some() => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "key store stopped; see the log",
+        ),
         (&Method::GET, "/readyz") if draining => {
             text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
         }
@@ -42,5 +46,25 @@ pub fn handle<B>(
             StatusCode::NOT_FOUND,
             "not found: try /healthz, /readyz or /metrics",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::IdentityPolicy;
+
+    #[test]
+    fn readyz_fails_once_the_store_stopped() {
+        let (index, metrics) = (Index::new(IdentityPolicy::default()), Metrics::new());
+        let get = || Request::get("/readyz").body(()).unwrap();
+        index.replace_all([]);
+        assert_eq!(
+            handle(&get(), &index, &metrics, false).status(),
+            StatusCode::OK
+        );
+        index.fail("the dir store stopped".into());
+        let r = handle(&get(), &index, &metrics, false);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

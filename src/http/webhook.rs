@@ -69,11 +69,13 @@ impl Webhook {
             return r;
         }
         // Never a false denial before the store is loaded: kube-apiserver would cache it.
+        // After the store stopped, never an answer that may ignore a revocation either.
         if !self.index.is_ready() {
-            let mut r = text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "key store not loaded yet; retry",
-            );
+            let why = match self.index.failure() {
+                Some(_) => "key store stopped; keygate is restarting",
+                None => "key store not loaded yet; retry",
+            };
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, why);
             r.headers_mut()
                 .insert(RETRY_AFTER, http::HeaderValue::from_static("1"));
             return r;

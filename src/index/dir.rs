@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::{Entry, Index, Parsed};
+use super::{Entry, Index, Parsed, StoreStopped};
 use crate::record::file::{self, is_record_file};
 use crate::record::{KeyRecord, RecordError};
 use crate::token::IdKey;
@@ -29,6 +29,14 @@ pub enum DirError {
         path: PathBuf,
         source: notify::Error,
     },
+    #[error(
+        "the key directory {path} was removed or moved away; restart keygate once it is back (it is created empty if missing)"
+    )]
+    Gone { path: PathBuf },
+    #[error(transparent)]
+    Untrusted(#[from] crate::fsutil::TrustError),
+    #[error("the watcher of {path} stopped reporting changes")]
+    WatchEnded { path: PathBuf },
 }
 
 /// Reads a record file into the key it defines: `(key ID, record)`.
@@ -90,12 +98,10 @@ pub struct DirStore {
 }
 
 impl DirStore {
-    /// Creates the directory if needed (so `keygate serve` runs on a fresh machine).
+    /// Creates the directory if needed (so `keygate serve` runs on a fresh machine), else
+    /// checks that it is ours alone: whoever can write in it can mint identities.
     pub fn new(dir: PathBuf, index: Index) -> Result<Self, DirError> {
-        std::fs::create_dir_all(&dir).map_err(|source| DirError::Dir {
-            path: dir.clone(),
-            source,
-        })?;
+        crate::fsutil::private_dir(&dir, "--store dir:PATH")?;
         Ok(DirStore {
             dir,
             index,
@@ -229,12 +235,14 @@ impl DirStore {
         }
     }
 
-    /// Loads, then follows changes until the watcher ends. Runs on a blocking thread: file I/O
-    /// and parsing of up to millions of records stay off the async workers.
+    /// Loads, then follows changes until it cannot any more, and returns why: the watcher
+    /// ended (its channel closed) or the directory itself went away. Both leave the index
+    /// frozen, so the caller must treat the return as a failure. Runs on a blocking thread:
+    /// file I/O and parsing of up to millions of records stay off the async workers.
     pub fn run_blocking(
         mut self,
         mut events: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
-    ) {
+    ) -> DirError {
         let scan = |store: &mut DirStore| {
             if let Err(e) = store.full_scan() {
                 tracing::error!(error = %e, "key directory scan failed; keeping the keys loaded before");
@@ -259,6 +267,18 @@ impl DirStore {
                     // Reads (ours included: every refresh opens the file) change nothing;
                     // reacting to them would re-read in a loop.
                     Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
+                    // The watched directory itself was deleted or renamed: inotify has dropped
+                    // the watch (or follows the directory under a name we do not read), so no
+                    // further change would be seen. (A chmod of it is Modify(Metadata): fine.)
+                    Ok(ev)
+                        if matches!(
+                            ev.kind,
+                            notify::EventKind::Remove(_)
+                                | notify::EventKind::Modify(notify::event::ModifyKind::Name(_))
+                        ) && ev.paths.contains(&self.dir) =>
+                    {
+                        return DirError::Gone { path: self.dir };
+                    }
                     Ok(ev) => {
                         for p in ev.paths {
                             match p.file_name() {
@@ -288,12 +308,21 @@ impl DirStore {
                 self.index.mark_synced();
             }
         }
+        DirError::WatchEnded { path: self.dir }
     }
 }
 
+/// A running dir store.
+pub struct DirFeed {
+    /// Must be kept alive for as long as changes should be followed.
+    pub watcher: notify::RecommendedWatcher,
+    /// Resolves with the reason if the store's thread ends or panics.
+    pub stopped: oneshot::Receiver<StoreStopped>,
+}
+
 /// Starts the dir store: watches `dir`, loads it, and keeps the index in sync on a thread of its
-/// own. Returns the watcher, which must be kept alive for as long as changes should be followed.
-pub fn spawn(dir: PathBuf, index: Index) -> Result<notify::RecommendedWatcher, DirError> {
+/// own, which reports through [`DirFeed::stopped`] if it ever ends.
+pub fn spawn(dir: PathBuf, index: Index) -> Result<DirFeed, DirError> {
     let store = DirStore::new(dir.clone(), index)?;
     // Canonical path: inotify reports paths under the directory as it was given to it.
     let dir = std::fs::canonicalize(&dir).map_err(|source| DirError::Dir {
@@ -327,11 +356,23 @@ pub fn spawn(dir: PathBuf, index: Index) -> Result<notify::RecommendedWatcher, D
             path: dir.clone(),
             source,
         })?;
+    let (report, stopped) = oneshot::channel();
     std::thread::Builder::new()
         .name("keygate-dir-store".into())
-        .spawn(move || store.run_blocking(rx))
+        .spawn(move || {
+            // A panic (a bug) must not end the thread unnoticed: the index would keep serving
+            // keys that were revoked since.
+            let why = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                store.run_blocking(rx)
+            })) {
+                Ok(e) => StoreStopped::Dir(e),
+                Err(payload) => StoreStopped::panicked("dir", &*payload),
+            };
+            // Nobody listens once serving has shut down.
+            let _ = report.send(why);
+        })
         .map_err(|source| DirError::Dir { path: dir, source })?;
-    Ok(watcher)
+    Ok(DirFeed { watcher, stopped })
 }
 
 #[cfg(test)]

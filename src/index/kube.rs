@@ -14,7 +14,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 
-use super::{Entry, Index, Parsed};
+use super::{Entry, Index, Parsed, StoreStopped};
 use crate::record::{KeyRecord, SECRET_TYPE};
 use crate::token::IdKey;
 
@@ -91,10 +91,20 @@ pub fn watch(
 /// `keygate_store_last_sync_timestamp_seconds` even when no key changes).
 pub const SYNC_CONFIRM: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Follows the key Secrets until the stream ends (it does not, short of a panic).
+/// Follows the key Secrets until the stream ends (it does not, short of a panic; see [`ended`]).
 pub async fn run(client: Client, namespace: String, index: Index, errors: impl Fn()) {
     let stream = watch(client, &namespace);
     follow(stream, &namespace, index, errors, SYNC_CONFIRM).await;
+}
+
+/// Waits for the task running [`run`] (or [`follow`]) and says why it ended. The watch retries
+/// errors with backoff forever, so any end, a panic included, means revocations have stopped.
+pub async fn ended(task: tokio::task::JoinHandle<()>) -> StoreStopped {
+    match task.await {
+        Err(e) if e.is_panic() => StoreStopped::panicked("kube", &*e.into_panic()),
+        // Finished or cancelled: either way nothing follows the Secrets any more.
+        Ok(()) | Err(_) => StoreStopped::KubeEnded,
+    }
 }
 
 /// Applies `stream` to the index. While the watch is healthy (its last item was an event, not
@@ -143,6 +153,26 @@ mod tests {
     use crate::identity::IdentityPolicy;
     use crate::index::Entry;
     use crate::token::KeyId;
+
+    #[tokio::test]
+    async fn the_end_of_the_watch_stream_or_a_panic_is_reported() {
+        let index = Index::new(IdentityPolicy::default());
+        let stream = futures::stream::iter([Ok(Event::Init), Ok(Event::InitDone)]);
+        let task = tokio::spawn(follow(
+            stream,
+            "ns",
+            index.clone(),
+            || {},
+            std::time::Duration::from_secs(15),
+        ));
+        let why = ended(task).await;
+        assert!(matches!(why, StoreStopped::KubeEnded), "{why}");
+        assert!(index.is_ready(), "the listing was applied before the end");
+
+        let task = tokio::spawn(async { panic!("watch state corrupt") });
+        let why = ended(task).await.to_string();
+        assert_eq!(why, "the kube store panicked: watch state corrupt");
+    }
 
     #[test]
     fn relist_replaces_the_index_and_drops_deleted_keys() {

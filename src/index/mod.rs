@@ -15,9 +15,10 @@ pub mod dir;
 mod entry;
 pub mod kube;
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use jiff::Timestamp;
 
@@ -44,6 +45,33 @@ impl Entry {
 /// The parsed form of one source record, before identity mapping.
 pub type Parsed = Result<KeyRecord, RecordError>;
 
+/// Why a store stopped feeding the index. A store runs for the life of the process, so any end
+/// is a failure: from then on deletes, disables and rotations are no longer applied.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreStopped {
+    #[error("the dir store stopped: {0}")]
+    Dir(#[source] dir::DirError),
+    #[error("the kube store's watch of key Secrets ended")]
+    KubeEnded,
+    #[error("the {store} store panicked: {message}")]
+    Panicked {
+        store: &'static str,
+        message: String,
+    },
+}
+
+impl StoreStopped {
+    /// A panic payload as text (`panic!` gives a `&str` or a `String`).
+    pub fn panicked(store: &'static str, payload: &(dyn Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        StoreStopped::Panicked { store, message }
+    }
+}
+
 /// Enough shards that the two writers of a reload and many readers rarely meet on one lock.
 const SHARDS: usize = 32;
 
@@ -66,6 +94,9 @@ struct Inner {
     shapes: Mutex<Shapes>,
     policy: IdentityPolicy,
     ready: AtomicBool,
+    /// Set once when the store feeding the index stopped: the index can no longer be trusted
+    /// to follow revocations, so it stops answering for good.
+    failed: OnceLock<String>,
     invalid: AtomicI64,
     last_sync: AtomicI64,
 }
@@ -81,6 +112,7 @@ impl Index {
                 }),
                 policy,
                 ready: AtomicBool::new(false),
+                failed: OnceLock::new(),
                 invalid: AtomicI64::new(0),
                 last_sync: AtomicI64::new(0),
             }),
@@ -220,8 +252,20 @@ impl Index {
         self.touch();
     }
 
+    /// Whether the webhook may answer from the index: loaded, and its store still running.
     pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Acquire)
+        self.inner.ready.load(Ordering::Acquire) && self.failure().is_none()
+    }
+
+    /// Marks the index as no longer fed by its store (`reason` says why). Irreversible: the
+    /// process is expected to exit and be restarted with a fresh load.
+    pub fn fail(&self, reason: String) {
+        let _ = self.inner.failed.set(reason);
+    }
+
+    /// Why the store stopped, once it has.
+    pub fn failure(&self) -> Option<&str> {
+        self.inner.failed.get().map(String::as_str)
     }
 
     /// Records that the store confirmed it is in sync (e.g. a watch bookmark or a rescan).
@@ -288,6 +332,32 @@ mod tests {
         assert!(matches!(idx.get(&key(B)), Some(Entry::Key(_))));
         assert_eq!(idx.len(), 1);
         assert_eq!(idx.invalid_len(), 0);
+    }
+
+    #[test]
+    fn a_failed_index_is_not_ready_even_after_a_load() {
+        let idx = Index::new(IdentityPolicy::default());
+        idx.replace_all([(key(A), rec(A))]);
+        assert!(idx.is_ready());
+        idx.fail("the dir store stopped".into());
+        assert!(!idx.is_ready());
+        // A store still running somehow cannot make it ready again.
+        idx.replace_all([(key(A), rec(A))]);
+        assert!(!idx.is_ready());
+        assert_eq!(idx.failure(), Some("the dir store stopped"));
+    }
+
+    #[test]
+    fn panic_payloads_become_messages() {
+        let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+        let s = StoreStopped::panicked("dir", &*p).to_string();
+        assert_eq!(s, "the dir store panicked: boom 1");
+        let p = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
+        assert!(
+            StoreStopped::panicked("kube", &*p)
+                .to_string()
+                .ends_with("static")
+        );
     }
 
     #[test]

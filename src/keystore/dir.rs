@@ -143,7 +143,7 @@ impl DirKeys {
         fsutil::write_atomic(
             &path,
             &file::encode(&path, &secret).map_err(DirKeysError::from)?,
-            false,
+            true,
         )
         .map_err(DirKeysError::from)?;
         parse_stored(&id, secret)
@@ -163,7 +163,7 @@ impl DirKeys {
         fsutil::write_atomic(
             &path,
             &file::encode(&path, &secret).map_err(DirKeysError::from)?,
-            false,
+            true,
         )
         .map_err(DirKeysError::from)?;
         parse_stored(&id, secret)

@@ -3,15 +3,35 @@
 //! here so they cannot drift apart.
 
 use std::ffi::OsStr;
-use std::io;
+use std::fs::OpenOptions;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Secret;
+use rustix::fs::OFlags;
+
+/// The largest record file read. A record is well under 1 KiB; the cap leaves room for
+/// comments while a huge file (or one that keeps growing, like /dev/zero behind a name) cannot
+/// exhaust the memory of the dir store, which reads every file of the directory.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    #[error(
+        "{path} is a symbolic link, which is not followed: put the record itself in the key directory"
+    )]
+    Symlink { path: PathBuf },
+    #[error("{path} is a {kind}, not a regular file: only regular files are read as records")]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error(
+        "{path} is over {MAX_FILE_BYTES} bytes, the limit for a record file (a record is under 1 KiB)"
+    )]
+    TooLarge { path: PathBuf },
+    /// `reason` says where and what kind of error, never what the file says there: a broken
+    /// file may hold anything (a token pasted by mistake), and this is logged and printed.
     #[error("{path} is not a Secret document: {reason}")]
     Parse { path: PathBuf, reason: String },
     #[error("cannot serialise the record for {path}: {reason}")]
@@ -39,16 +59,116 @@ pub fn is_record_file(name: &OsStr) -> bool {
             .any(|ext| name.ends_with(ext))
 }
 
-/// Reads one record file as a Secret (JSON or YAML by extension).
-pub fn read(path: &Path) -> Result<Secret, FileError> {
-    let bytes = std::fs::read(path).map_err(|source| FileError::Read {
+/// Reads a record file's bytes, if it is a regular file of reasonable size. Anyone who can put
+/// a name in the key directory could otherwise point the dir store at a file elsewhere
+/// (a symlink: its content would surface in parse errors), stall it (a FIFO blocks the open
+/// until a writer comes) or exhaust it (/dev/zero, a huge file).
+fn read_regular(path: &Path) -> Result<Vec<u8>, FileError> {
+    let read_err = |source| FileError::Read {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    // O_NOFOLLOW: a symlink fails with ELOOP instead of being followed. O_NONBLOCK: opening a
+    // FIFO returns at once (and it is refused below); it changes nothing for regular files.
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(n) if n == rustix::io::Errno::LOOP.raw_os_error() => FileError::Symlink {
+                path: path.to_owned(),
+            },
+            _ => read_err(e),
+        })?;
+    // Checked on the open file, so the answer is about what is read, not a name since swapped.
+    let meta = file.metadata().map_err(read_err)?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let kind = match () {
+            _ if ft.is_dir() => "directory",
+            _ if ft.is_fifo() => "FIFO",
+            _ if ft.is_socket() => "socket",
+            _ if ft.is_char_device() => "character device",
+            _ if ft.is_block_device() => "block device",
+            _ => "special file",
+        };
+        return Err(FileError::NotRegular {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+    let too_large = || FileError::TooLarge {
+        path: path.to_owned(),
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // One byte over the cap tells a file that grew since the fstat from one that did not.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// Why a YAML document is not a Secret, from the error's kind and location only. Both the
+/// message and the snippet serde-saphyr renders quote the file (an unexpected value, the lines
+/// around the error), so neither is used.
+fn yaml_reason(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    let what = match e.without_snippet() {
+        E::SerdeMissingField { field, .. } => format!("the required field `{field}` is missing"),
+        E::SerdeInvalidType { .. }
+        | E::SerdeInvalidValue { .. }
+        | E::SerdeInvalidLength { .. }
+        | E::SerdeUnknownVariant { .. }
+        | E::SerdeUnknownField { .. }
+        | E::Message { .. } => "a field has the wrong type or value".to_owned(),
+        // `expected` is the parser's own word ("mapping", ...), not the file's.
+        E::Unexpected { expected, .. } => {
+            format!("a value is of the wrong kind (expected {expected})")
+        }
+        E::NullIntoString { .. } | E::InvalidBinaryBase64 { .. } | E::BinaryNotUtf8 { .. } => {
+            "a field has the wrong type or value".to_owned()
+        }
+        E::Eof { .. } => "it ends too early".to_owned(),
+        E::MultipleDocuments { .. } => "it holds more than one YAML document".to_owned(),
+        E::DuplicateMappingKey { .. } => "a key is repeated".to_owned(),
+        E::Budget { .. } => "it exceeds the parser's limits".to_owned(),
+        _ => "it is not valid YAML".to_owned(),
+    };
+    match e.location() {
+        Some(l) => format!("{what} (line {}, column {})", l.line(), l.column()),
+        None => what,
+    }
+}
+
+/// Like [`yaml_reason`], for JSON (as the webhook's 400 answers do it).
+fn json_reason(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "it cannot be read",
+        Category::Syntax => "it is not valid JSON",
+        Category::Data => "a field has the wrong type or value",
+        Category::Eof => "it ends before the JSON does",
+    };
+    format!("{what} (line {}, column {})", e.line(), e.column())
+}
+
+/// Reads one record file as a Secret (JSON or YAML by extension). Only a regular file of at most
+/// [`MAX_FILE_BYTES`], not reached through a symlink, is read.
+pub fn read(path: &Path) -> Result<Secret, FileError> {
+    let bytes = read_regular(path)?;
     let parsed = if is_json(path) {
-        serde_json::from_slice::<Secret>(&bytes).map_err(|e| e.to_string())
+        serde_json::from_slice::<Secret>(&bytes).map_err(|e| json_reason(&e))
     } else {
-        serde_saphyr::from_slice::<Secret>(&bytes).map_err(|e| e.to_string())
+        let options = serde_saphyr::options! { with_snippet: false };
+        serde_saphyr::from_slice_with_options::<Secret>(&bytes, options)
+            .map_err(|e| yaml_reason(&e))
     };
     parsed.map_err(|reason| FileError::Parse {
         path: path.to_owned(),
@@ -103,6 +223,112 @@ mod tests {
             ("..data", false),
         ] {
             assert_eq!(is_record_file(OsStr::new(name)), want, "{name}");
+        }
+    }
+
+    fn valid_record(dir: &Path) -> PathBuf {
+        let rec = KeyRecord::new(KeyId::generate(), SecretHash::of(b"s"), "ci");
+        let path = dir.join("valid.yaml");
+        let secret = rec.to_secret("keygate-system");
+        std::fs::write(&path, encode(&path, &secret).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_symlink_is_not_followed_even_to_a_valid_record() {
+        let (outside, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let target = valid_record(outside.path());
+        assert!(read(&target).is_ok());
+        let link = dir.path().join("link.yaml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = read(&link).unwrap_err();
+        assert!(matches!(e, FileError::Symlink { .. }), "{e}");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).unwrap();
+        let e = read(&dir.path().join("zero.yaml")).unwrap_err();
+        assert!(matches!(e, FileError::Symlink { .. }), "{e}");
+    }
+
+    #[test]
+    fn special_files_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.yaml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        // Before the fix this open waited for a writer forever.
+        let e = read(&fifo).unwrap_err();
+        assert!(
+            matches!(e, FileError::NotRegular { kind: "FIFO", .. }),
+            "{e}"
+        );
+        let e = read(Path::new("/dev/zero")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FileError::NotRegular {
+                    kind: "character device",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(matches!(
+            read(dir.path()).unwrap_err(),
+            FileError::NotRegular { .. }
+        ));
+    }
+
+    #[test]
+    fn a_file_over_the_cap_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = valid_record(dir.path());
+        // A valid record padded with a comment past the cap.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!("# {}\n", "x".repeat(MAX_FILE_BYTES as usize)));
+        std::fs::write(&path, &text).unwrap();
+        let e = read(&path).unwrap_err();
+        assert!(matches!(e, FileError::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("65536 bytes"), "{e}");
+    }
+
+    /// serde-saphyr's messages quote the value it did not expect and render a snippet of the
+    /// lines around the error; serde_json's quote the value. A broken record may hold a token
+    /// pasted by mistake, and this message is logged and printed by `keys list`.
+    #[test]
+    fn parse_errors_never_quote_the_file() {
+        const LEAK: &str = "kg_LEAKLEAKLEAKLEAKLEAKLE_SECRETSECRETSECRETSECRETSECRETSECRETSEC";
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "syntax.yaml",
+                format!("kind: Secret\nstringData: {{ token: {LEAK}\n  : [\n"),
+            ),
+            ("type.yaml", format!("kind: Secret\nstringData: {LEAK}\n")),
+            (
+                "type2.yaml",
+                format!("kind: Secret\nmetadata:\n  name: [{LEAK}]\n"),
+            ),
+            ("tab.yaml", format!("kind: Secret\n\t{LEAK}: x\n")),
+            ("syntax.json", format!("{{\"kind\": \"Secret\", {LEAK}}}")),
+            (
+                "type.json",
+                format!("{{\"kind\": \"Secret\", \"stringData\": \"{LEAK}\"}}"),
+            ),
+        ];
+        for (name, text) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &text).unwrap();
+            let e = read(&path).unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(matches!(e, FileError::Parse { .. }), "{name}: {shown}");
+            assert!(!shown.contains("LEAK"), "{name}: {shown}");
+            assert!(shown.contains("line "), "{name}: {shown}");
         }
     }
 }

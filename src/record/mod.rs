@@ -221,6 +221,17 @@ impl KeyRecord {
             }),
             None => None,
         };
+        let disabled = get("disabled");
+        if disabled.is_some_and(|v| v != "true") {
+            // The contract: only exactly `true` disables. `True`, `yes` or `1` read as "disabled"
+            // to a person, so a key that stays enabled must not go unnoticed. (The value itself
+            // is not logged: whatever was typed there is not ours to repeat.)
+            tracing::warn!(
+                key_id = %id,
+                record = %name,
+                "field `disabled` is set but is not exactly `true`: the key stays ENABLED; write \"true\" to disable it, or remove the field"
+            );
+        }
         let annotations = secret.metadata.annotations.as_ref();
         Ok(KeyRecord {
             id,
@@ -231,7 +242,7 @@ impl KeyRecord {
             groups,
             namespaces: get("namespaces").map(split_list).unwrap_or_default(),
             expiration: get("expiration").map(Expiry::parse),
-            disabled: get("disabled") == Some("true"),
+            disabled: disabled == Some("true"),
             created_by: get("created-by").unwrap_or_default().to_owned(),
             previous,
             created: secret.metadata.creation_timestamp.as_ref().map(|t| t.0),
@@ -404,6 +415,52 @@ mod tests {
         let r = with("previous-secret-expiration", "soon").unwrap();
         assert_eq!(r.previous.unwrap().expires, Expiry::Invalid);
         assert_eq!(with("groups", " a, ,b ").unwrap().groups, vec!["a", "b"]);
+    }
+
+    /// Log lines emitted while `f` runs (a subscriber for this thread only).
+    fn logs_of(f: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let out = buf.0.lock().unwrap().clone();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_disabled_value_other_than_true_warns_that_the_key_stays_enabled() {
+        for value in ["True", "yes", "1", " TRUE "] {
+            let mut rec = None;
+            let logs = logs_of(|| rec = Some(with("disabled", value).unwrap()));
+            assert!(
+                !rec.unwrap().disabled,
+                "{value}: the contract keeps it enabled"
+            );
+            assert!(logs.contains("WARN"), "{value}: {logs}");
+            assert!(logs.contains("stays ENABLED"), "{value}: {logs}");
+            assert!(logs.contains(&format!("key_id={}", record().id)), "{logs}");
+        }
+        for value in ["true", " true ", ""] {
+            let logs = logs_of(|| {
+                with("disabled", value).unwrap();
+            });
+            assert!(logs.is_empty(), "{value:?}: {logs}");
+        }
     }
 
     #[test]

@@ -535,3 +535,180 @@ fn kubeconfig_exec_can_read_a_secret() {
     ]);
     assert!(err.contains("NAMESPACE/NAME"), "{err}");
 }
+
+/// What keygate creates is its own: directories 0700, record files and private keys 0600.
+#[test]
+fn created_directories_are_0700_and_records_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .current_dir(tmp.path())
+        .env_remove("KEYGATE_STORE")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KEYGATE_DATA_DIR")
+        .args(["keys", "create", "--name", "x", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lower = v["id"].as_str().unwrap().to_lowercase();
+    let mode = |p: &str| {
+        std::fs::metadata(tmp.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("keygate-data"), 0o700);
+    assert_eq!(mode("keygate-data/keys"), 0o700);
+    assert_eq!(
+        mode(&format!("keygate-data/keys/keygate-{lower}.yaml")),
+        0o600
+    );
+}
+
+/// A data directory someone else owns, or anyone may write to, could hold their CA and keys:
+/// `serve` refuses it, naming the path and the fix, and writes nothing into it.
+#[test]
+fn serve_refuses_a_data_directory_others_control() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let data = env.tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let serve = |data: &std::path::Path| {
+        env.fails(&[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+    };
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = serve(&data);
+    assert!(
+        err.contains(&format!(
+            "{} (--data-dir) is writable by its group and others",
+            data.display()
+        )) && err.contains("chmod go-w"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "nothing written"
+    );
+
+    // The dir store's own directory is checked too.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::create_dir(env.keys_dir()).unwrap();
+    std::fs::set_permissions(env.keys_dir(), std::fs::Permissions::from_mode(0o722)).unwrap();
+    let err = serve(&data);
+    assert!(err.contains("(--store dir:PATH) is writable"), "{err}");
+    std::fs::set_permissions(env.keys_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // Another owner (giving a directory away takes root; CI runs the tests as root).
+    if std::os::unix::fs::chown(&data, Some(65534), Some(65534)).is_ok() {
+        let err = serve(&data);
+        assert!(
+            err.contains(&format!(
+                "{} (--data-dir) belongs to uid 65534",
+                data.display()
+            )),
+            "{err}"
+        );
+    }
+}
+
+/// A key directory holding what is not a record file: a symlink to a valid record elsewhere,
+/// a FIFO, an oversized file and a broken file with a token-like string in it. The scan must not
+/// hang (a FIFO used to block it forever), nothing behind the symlink is loaded, and no output
+/// of `serve` or `keys list` quotes the broken file.
+#[tokio::test]
+async fn the_dir_store_reads_only_regular_small_files_and_never_quotes_them() {
+    const LEAK: &str = "kg_LEAKLEAKLEAKLEAKLEAKLE_SECRETSECRETSECRETSECRETSECRETSECRETSEC";
+    let (env, elsewhere) = (Env::new(), Env::new());
+    let (_, token) = env.create(&[]);
+    let (outside_id, outside_token) = elsewhere.create(&[]);
+    let outside = elsewhere
+        .keys_dir()
+        .join(format!("keygate-{}.yaml", outside_id.to_lowercase()));
+    let keys = env.keys_dir();
+    std::os::unix::fs::symlink(&outside, keys.join("link.yaml")).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(keys.join("fifo.yaml"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let big = format!("kind: Secret\n# {}\n", "x".repeat(70 * 1024));
+    std::fs::write(keys.join("big.yaml"), big).unwrap();
+    std::fs::write(
+        keys.join("broken.yaml"),
+        format!("kind: Secret\nstringData: {{ token: {LEAK}\n  : [\n"),
+    )
+    .unwrap();
+
+    // Run with a deadline: a FIFO used to block the scan for good.
+    let mut child = env
+        .cmd(&["keys", "list", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_for(Duration::from_secs(20), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let list = child.wait_with_output().unwrap();
+    assert!(exited, "keys list hung: {list:?}");
+    let (out, err) = (
+        String::from_utf8_lossy(&list.stdout),
+        String::from_utf8_lossy(&list.stderr),
+    );
+    assert!(list.status.success(), "{err}");
+    assert!(!out.contains(&outside_id) && !out.contains(LEAK), "{out}");
+    for why in [
+        "symbolic link",
+        "FIFO",
+        "65536 bytes",
+        "broken.yaml",
+        "line ",
+    ] {
+        assert!(err.contains(why), "{why}: {err}");
+    }
+    assert!(!err.contains(LEAK), "{err}");
+
+    let mut serve = Serve::start(&env, &[]);
+    assert!(until(&serve, &token, true).await);
+    assert!(until(&serve, &outside_token, false).await);
+    serve.stop();
+    let logs = serve.logs();
+    for why in ["symbolic link", "FIFO", "65536 bytes", "broken.yaml"] {
+        assert!(logs.contains(why), "{why}: {logs}");
+    }
+    assert!(!logs.contains(LEAK), "{logs}");
+}
+
+/// Only exactly `true` disables (the contract); `True` or `yes` leave the key enabled, and say so.
+#[test]
+fn a_disabled_value_other_than_true_is_reported_by_keys_list() {
+    let env = Env::new();
+    let (id, _) = env.create(&[]);
+    let path = env
+        .keys_dir()
+        .join(format!("keygate-{}.yaml", id.to_lowercase()));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replacen("stringData:\n", "stringData:\n  disabled: \"True\"\n", 1);
+    assert_ne!(text, edited, "{text}");
+    std::fs::write(&path, edited).unwrap();
+    let out = env.run(&["keys", "list", "-o", "json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(key(&list, &id)["disabled"], false, "{list}");
+    assert!(err.contains("stays ENABLED") && err.contains(&id), "{err}");
+}

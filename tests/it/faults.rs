@@ -480,3 +480,45 @@ async fn sigterm_under_load_completes_in_flight_requests_without_errors() {
     assert!(logs.contains("shutting down"), "{logs}");
     assert!(logs.contains("keygate stopped"), "{logs}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// (e) The store stops while serving: the process must not keep answering from a frozen index.
+
+/// The key directory moved away (its files with it): the watcher can no longer see a revocation.
+/// keygate must notice, say why, and exit with a failure so that it is restarted; before the fix
+/// it kept serving (and accepting the moved key) with /readyz at 200.
+#[tokio::test]
+async fn a_key_directory_moved_away_stops_serve_with_an_error_exit() {
+    let env = Env::new();
+    let (_, token) = env.create(&[]);
+    let mut serve = Serve::start(&env, &[]);
+    let ca = std::fs::read_to_string(&serve.ca).unwrap();
+    let client = ClientConfig::trusting(&ca);
+    assert!(eventually(SOON, || authenticates(&client, serve.addr, &token)).await);
+
+    let moved = env.tmp.path().join("keys.old");
+    std::fs::rename(env.keys_dir(), &moved).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = serve.child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let logs = serve.logs();
+    let status = status.unwrap_or_else(|| panic!("serve kept running:\n{logs}"));
+    assert!(!status.success(), "{status}:\n{logs}");
+    let dir = env.keys_dir();
+    assert!(logs.contains("key store stopped"), "{logs}");
+    assert!(
+        logs.contains(&format!(
+            "error: the dir store stopped: the key directory {} was removed or moved away",
+            dir.display()
+        )),
+        "{logs}"
+    );
+    assert!(!authenticates(&client, serve.addr, &token).await);
+}

@@ -128,3 +128,74 @@ fn full_scan_of_many_files_on_several_threads_finds_every_key_and_duplicate() {
             .all(|id| matches!(index.get(&id.key()), Some(Entry::Key(_))))
     );
 }
+
+/// Events for the store's loop, as the watcher would send them.
+fn events() -> (
+    mpsc::UnboundedSender<notify::Result<notify::Event>>,
+    mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+) {
+    mpsc::unbounded_channel()
+}
+
+#[test]
+fn the_loop_ends_with_an_error_when_the_watcher_goes_away() {
+    let (_tmp, s, index) = store();
+    let (tx, rx) = events();
+    drop(tx);
+    let why = s.run_blocking(rx);
+    assert!(matches!(why, DirError::WatchEnded { .. }), "{why}");
+    assert!(index.is_ready(), "the first scan still ran");
+}
+
+#[test]
+fn the_loop_ends_when_the_directory_itself_is_removed_or_renamed() {
+    use notify::event::{ModifyKind, RemoveKind, RenameMode};
+    for kind in [
+        notify::EventKind::Remove(RemoveKind::Folder),
+        notify::EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+    ] {
+        let (tmp, s, _index) = store();
+        let (tx, rx) = events();
+        // A chmod of the directory is not its end.
+        let chmod = notify::EventKind::Modify(ModifyKind::Metadata(
+            notify::event::MetadataKind::Permissions,
+        ));
+        tx.send(Ok(notify::Event::new(chmod).add_path(tmp.path().to_owned())))
+            .unwrap();
+        tx.send(Ok(notify::Event::new(kind).add_path(tmp.path().to_owned())))
+            .unwrap();
+        let why = s.run_blocking(rx);
+        assert!(matches!(why, DirError::Gone { .. }), "{why}");
+        assert!(why.to_string().contains(&tmp.path().display().to_string()));
+        drop(tx);
+    }
+}
+
+/// The real thing: inotify reports the directory's removal and the thread says so.
+#[test]
+fn a_removed_directory_is_reported_by_the_running_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("keys");
+    let index = Index::new(IdentityPolicy::default());
+    let mut feed = spawn(dir.clone(), index.clone()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !index.is_ready() {
+        assert!(std::time::Instant::now() < deadline, "store not ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(feed.stopped.try_recv().is_err(), "running");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let why = loop {
+        match feed.stopped.try_recv() {
+            Ok(why) => break why,
+            Err(_) => {
+                assert!(std::time::Instant::now() < deadline, "no report");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    };
+    assert!(
+        matches!(why, StoreStopped::Dir(DirError::Gone { .. })),
+        "{why}"
+    );
+}

@@ -74,7 +74,7 @@ pub struct TestServer {
     pub index: Index,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
-    _watcher: Option<notify::RecommendedWatcher>,
+    _store: Option<keygate::index::dir::DirFeed>,
 }
 
 impl TestServer {
@@ -97,7 +97,7 @@ impl TestServer {
         };
         let shared = Arc::new(ArcSwap::new(files.load().unwrap()));
         let index = Index::new(IdentityPolicy::default());
-        let watcher = (!opts.no_store)
+        let store = (!opts.no_store)
             .then(|| keygate::index::dir::spawn(keys_dir.clone(), index.clone()).unwrap());
         let metrics = Metrics::new();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -142,7 +142,7 @@ impl TestServer {
             index,
             stop,
             task,
-            _watcher: watcher,
+            _store: store,
         }
     }
 
