@@ -21,7 +21,7 @@ pub enum FileError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error(
-        "{path} is a symbolic link, which is not followed: put the record itself in the key directory"
+        "{path} is a symbolic link to a file outside the key directory, which is not followed: put the record itself in the key directory"
     )]
     Symlink { path: PathBuf },
     #[error("{path} is a {kind}, not a regular file: only regular files are read as records")]
@@ -63,24 +63,26 @@ pub fn is_record_file(name: &OsStr) -> bool {
 /// a name in the key directory could otherwise point the dir store at a file elsewhere
 /// (a symlink: its content would surface in parse errors), stall it (a FIFO blocks the open
 /// until a writer comes) or exhaust it (/dev/zero, a huge file).
+///
+/// A symlink whose target lies inside the key directory itself is followed: that is how a
+/// Kubernetes Secret or ConfigMap volume lays out its files (`k.yaml -> ..data/k.yaml`), and it
+/// reaches nothing the directory does not already hold. The target is then opened with the
+/// same checks.
 fn read_regular(path: &Path) -> Result<Vec<u8>, FileError> {
     let read_err = |source| FileError::Read {
         path: path.to_owned(),
         source,
     };
-    // O_NOFOLLOW: a symlink fails with ELOOP instead of being followed. O_NONBLOCK: opening a
-    // FIFO returns at once (and it is refused below); it changes nothing for regular files.
-    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(n) if n == rustix::io::Errno::LOOP.raw_os_error() => FileError::Symlink {
+    let file = match open_no_follow(path) {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            let target = inside_parent(path).ok_or_else(|| FileError::Symlink {
                 path: path.to_owned(),
-            },
-            _ => read_err(e),
-        })?;
+            })?;
+            open_no_follow(&target)
+        }
+        other => other,
+    }
+    .map_err(read_err)?;
     // Checked on the open file, so the answer is about what is read, not a name since swapped.
     let meta = file.metadata().map_err(read_err)?;
     let ft = meta.file_type();
@@ -113,6 +115,24 @@ fn read_regular(path: &Path) -> Result<Vec<u8>, FileError> {
         return Err(too_large());
     }
     Ok(bytes)
+}
+
+/// Opens `path` for reading. O_NOFOLLOW: a symlink fails with ELOOP instead of being followed.
+/// O_NONBLOCK: opening a FIFO returns at once (it is refused after the open); it changes
+/// nothing for regular files.
+fn open_no_follow(path: &Path) -> io::Result<std::fs::File> {
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+}
+
+/// Where the symlink `path` leads, if that is inside the directory holding it.
+fn inside_parent(path: &Path) -> Option<PathBuf> {
+    let dir = std::fs::canonicalize(path.parent()?).ok()?;
+    let target = std::fs::canonicalize(path).ok()?;
+    (target.starts_with(&dir) && target != dir).then_some(target)
 }
 
 /// Why a YAML document is not a Secret, from the error's kind and location only. Both the
@@ -160,7 +180,7 @@ fn json_reason(e: &serde_json::Error) -> String {
 }
 
 /// Reads one record file as a Secret (JSON or YAML by extension). Only a regular file of at most
-/// [`MAX_FILE_BYTES`], not reached through a symlink, is read.
+/// [`MAX_FILE_BYTES`], not reached through a symlink that leaves the directory, is read.
 pub fn read(path: &Path) -> Result<Secret, FileError> {
     let bytes = read_regular(path)?;
     let parsed = if is_json(path) {
@@ -232,6 +252,32 @@ mod tests {
         let secret = rec.to_secret("keygate-system");
         std::fs::write(&path, encode(&path, &secret).unwrap()).unwrap();
         path
+    }
+
+    /// The layout of a Kubernetes Secret volume: `k.yaml -> ..data/k.yaml`, `..data -> ..2026_x`.
+    #[test]
+    fn a_symlink_within_the_directory_is_followed_as_in_a_secret_volume() {
+        let dir = tempfile::tempdir().unwrap();
+        let version = dir.path().join("..2026_12_01");
+        std::fs::create_dir(&version).unwrap();
+        valid_record(&version);
+        std::os::unix::fs::symlink("..2026_12_01", dir.path().join("..data")).unwrap();
+        let link = dir.path().join("k.yaml");
+        std::os::unix::fs::symlink("..data/valid.yaml", &link).unwrap();
+        assert!(read(&link).is_ok());
+        // Still no FIFO through an inner link.
+        let fifo = version.join("fifo.yaml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("..data/fifo.yaml", dir.path().join("f.yaml")).unwrap();
+        let e = read(&dir.path().join("f.yaml")).unwrap_err();
+        assert!(matches!(e, FileError::NotRegular { .. }), "{e}");
     }
 
     #[test]
