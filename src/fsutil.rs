@@ -6,16 +6,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {path}: {source}{hint}")]
+#[error("cannot write {path}: {error}{hint}")]
 pub struct WriteError {
     pub path: PathBuf,
-    pub source: std::io::Error,
+    pub error: std::io::Error,
     hint: &'static str,
 }
 
 impl WriteError {
-    fn new(path: &Path, source: std::io::Error) -> Self {
-        let hint = match source.kind() {
+    fn new(path: &Path, error: std::io::Error) -> Self {
+        let hint = match error.kind() {
             std::io::ErrorKind::PermissionDenied => {
                 " (check the directory's permissions, or choose another with --data-dir or --store dir:PATH)"
             }
@@ -23,7 +23,7 @@ impl WriteError {
         };
         WriteError {
             path: path.to_owned(),
-            source,
+            error,
             hint,
         }
     }

@@ -21,7 +21,7 @@ use crate::keystore::{DirKeys, StoreSpec, in_cluster};
 use crate::kubeclient::{ClientSettings, KubeClientError};
 use crate::kubeconfig::{self, KubeconfigError};
 use crate::metrics::Metrics;
-use crate::pki::{self, PkiError, names};
+use crate::pki::{self, Bundle, PkiError, names};
 use crate::tls::{SharedConfig, TlsError, TlsFiles};
 use crate::usage::{self, UsageSink, UsageWriter};
 use crate::{fsutil, tls};
@@ -68,18 +68,18 @@ pub enum ServeError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Client(#[from] KubeClientError),
-    #[error("cannot listen on {addr} ({flag}): {source}")]
+    #[error("cannot listen on {addr} ({flag}): {error}")]
     Listen {
         addr: SocketAddr,
         flag: &'static str,
-        source: io::Error,
+        error: io::Error,
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("cannot generate certificates under --data-dir: {0}")]
-    Pki(#[from] PkiError),
-    #[error("cannot read {path} (generated under --data-dir): {source}")]
-    Generated { path: PathBuf, source: io::Error },
+    Pki(PkiError),
+    #[error("cannot read {path} (generated under --data-dir): {error}")]
+    Generated { path: PathBuf, error: io::Error },
     #[error(transparent)]
     Kubeconfig(#[from] KubeconfigError),
     #[error(transparent)]
@@ -108,21 +108,47 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 async fn listen(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Listen { addr, flag, source })
+        .map_err(|error| ServeError::Listen { addr, flag, error })
 }
 
 fn read_generated(path: &Path) -> Result<Vec<u8>, ServeError> {
-    std::fs::read(path).map_err(|source| ServeError::Generated {
+    std::fs::read(path).map_err(|error| ServeError::Generated {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
-/// The TLS files to serve, and the webhook kubeconfig written for the embedded mode.
-fn tls_files(
-    settings: &ServeSettings,
-    listen: SocketAddr,
-) -> Result<(TlsFiles, Option<PathBuf>), ServeError> {
+/// The TLS configuration to serve, built and checked before anything is written.
+struct PreparedTls {
+    files: TlsFiles,
+    config: Arc<rustls::ServerConfig>,
+    /// The embedded mode's files, written once every check has passed.
+    generated: Option<Generated>,
+}
+
+/// What the embedded mode writes under `--data-dir`.
+struct Generated {
+    /// The certificate directory and a fresh bundle for it (none if it already held one).
+    bundle: Option<(PathBuf, Bundle)>,
+    /// The webhook kubeconfig for kube-apiserver (absolute: it is printed for its flags).
+    kubeconfig: PathBuf,
+    kubeconfig_yaml: String,
+}
+
+impl Generated {
+    fn write(&self) -> Result<(), ServeError> {
+        if let Some((dir, bundle)) = &self.bundle {
+            bundle.write(dir).map_err(ServeError::Pki)?;
+            tracing::info!(dir = %dir.display(), "generated a self-signed CA and server certificate (ECDSA P-256)");
+        }
+        fsutil::write_atomic(&self.kubeconfig, self.kubeconfig_yaml.as_bytes(), true)?;
+        Ok(())
+    }
+}
+
+/// The TLS configuration for the listener at `listen`; for the embedded mode also the files
+/// to write (certificates, when missing, and the webhook kubeconfig). Writes nothing.
+fn prepare_tls(settings: &ServeSettings, listen: SocketAddr) -> Result<PreparedTls, ServeError> {
     let client_ca = settings.client_ca.clone();
     if let TlsSource::Files { cert, key } = &settings.tls {
         let files = TlsFiles {
@@ -130,11 +156,26 @@ fn tls_files(
             key: key.clone(),
             client_ca,
         };
-        return Ok((files, None));
+        let config = files.load()?;
+        return Ok(PreparedTls {
+            files,
+            config,
+            generated: None,
+        });
     }
     let dir = settings.data_dir.join("certs");
     let (cert, key) = (dir.join(names::SERVER_CERT), dir.join(names::SERVER_KEY));
-    if !cert.exists() || !key.exists() {
+    let files = TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca,
+    };
+    let (config, ca, client_cert, client_key, bundle) = if cert.exists() && key.exists() {
+        let ca = read_generated(&dir.join(names::CA_CERT))?;
+        let client_cert = read_generated(&dir.join(names::CLIENT_CERT))?;
+        let client_key = read_generated(&dir.join(names::CLIENT_KEY))?;
+        (files.load()?, ca, client_cert, client_key, None)
+    } else {
         let mut sans = vec![
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),
@@ -144,27 +185,31 @@ fn tls_files(
         if !ip.is_unspecified() && !ip.is_loopback() {
             sans.push(ip.to_string());
         }
-        pki::generate_bundle(&sans, "kube-apiserver", 365)?.write(&dir)?;
-        tracing::info!(dir = %dir.display(), "generated a self-signed CA and server certificate (ECDSA P-256)");
-    }
-    let ca = read_generated(&dir.join(names::CA_CERT))?;
-    let client_cert = read_generated(&dir.join(names::CLIENT_CERT))?;
-    let client_key = read_generated(&dir.join(names::CLIENT_KEY))?;
+        let b = pki::generate_bundle(&sans, "kube-apiserver", 365).map_err(ServeError::Pki)?;
+        let config = files.load_pem(b.server.cert.as_bytes(), b.server.key.as_bytes(), None)?;
+        let (ca, client_cert, client_key) = (
+            b.ca.cert.clone().into_bytes(),
+            b.client.cert.clone().into_bytes(),
+            b.client.key.clone().into_bytes(),
+        );
+        (config, ca, client_cert, client_key, Some((dir, b)))
+    };
     let url = format!("https://{}/authenticate", reachable(listen));
     let kc = kubeconfig::webhook(&url, &ca, Some((&client_cert, &client_key)));
-    // Absolute, since it is printed for use in kube-apiserver's flags.
     let path = settings.data_dir.join("webhook.kubeconfig");
-    let path = std::path::absolute(&path).map_err(|source| ServeError::Generated {
+    let kubeconfig = std::path::absolute(&path).map_err(|error| ServeError::Generated {
         path: path.clone(),
-        source,
+        error,
     })?;
-    fsutil::write_atomic(&path, kubeconfig::to_yaml(&kc)?.as_bytes(), true)?;
-    let files = TlsFiles {
-        cert,
-        key,
-        client_ca,
-    };
-    Ok((files, Some(path)))
+    Ok(PreparedTls {
+        files,
+        config,
+        generated: Some(Generated {
+            bundle,
+            kubeconfig,
+            kubeconfig_yaml: kubeconfig::to_yaml(&kc)?,
+        }),
+    })
 }
 
 /// Where the index is fed from once serving starts.
@@ -203,13 +248,12 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
     let addr = settings.listen.unwrap_or_else(default_listen);
     let listener = listen(addr, "--listen").await?;
     let admin = listen(settings.admin_listen, "--admin-listen").await?;
-    let local = listener.local_addr().map_err(|source| ServeError::Listen {
+    let local = listener.local_addr().map_err(|error| ServeError::Listen {
         addr,
         flag: "--listen",
-        source,
+        error,
     })?;
-    let (tls, webhook_kubeconfig) = tls_files(&settings, local)?;
-    let tls_config = Arc::new(ArcSwap::new(tls.load()?));
+    let prepared = prepare_tls(&settings, local)?;
 
     // The webhook answers 503 until the store's first full load.
     let index = Index::new(policy);
@@ -226,6 +270,12 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
             (Feed::Kube(client), UsageWriter::Kube(Box::new(api)))
         }
     };
+    // Everything that can fail has passed: only now are generated files written.
+    if let Some(g) = &prepared.generated {
+        g.write()?;
+    }
+    let webhook_kubeconfig = prepared.generated.map(|g| g.kubeconfig);
+    let (tls, tls_config) = (prepared.files, Arc::new(ArcSwap::new(prepared.config)));
     Ok(Bound {
         settings,
         listener,

@@ -22,13 +22,10 @@ use crate::token::IdKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirError {
-    #[error("cannot use {path} as the key directory (--store dir:PATH): {source}")]
-    Dir { path: PathBuf, source: io::Error },
-    #[error("cannot watch {path} for changes: {source}")]
-    Watch {
-        path: PathBuf,
-        source: notify::Error,
-    },
+    #[error("cannot use {path} as the key directory (--store dir:PATH): {error}")]
+    Dir { path: PathBuf, error: io::Error },
+    #[error("cannot watch {path} for changes: {error}")]
+    Watch { path: PathBuf, error: notify::Error },
 }
 
 /// Reads a record file into the key it defines: `(key ID, record)`.
@@ -92,9 +89,9 @@ pub struct DirStore {
 impl DirStore {
     /// Creates the directory if needed (so `keygate serve` runs on a fresh machine).
     pub fn new(dir: PathBuf, index: Index) -> Result<Self, DirError> {
-        std::fs::create_dir_all(&dir).map_err(|source| DirError::Dir {
+        std::fs::create_dir_all(&dir).map_err(|error| DirError::Dir {
             path: dir.clone(),
-            source,
+            error,
         })?;
         Ok(DirStore {
             dir,
@@ -106,9 +103,9 @@ impl DirStore {
     /// Loads every record file and replaces the index with them. Files are read and parsed
     /// on every core: at a million files this is most of the time to ready.
     pub fn full_scan(&mut self) -> Result<(), DirError> {
-        let dir_err = |source| DirError::Dir {
+        let dir_err = |error| DirError::Dir {
             path: self.dir.clone(),
-            source,
+            error,
         };
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(dir_err)? {
@@ -296,9 +293,9 @@ impl DirStore {
 pub fn spawn(dir: PathBuf, index: Index) -> Result<notify::RecommendedWatcher, DirError> {
     let store = DirStore::new(dir.clone(), index)?;
     // Canonical path: inotify reports paths under the directory as it was given to it.
-    let dir = std::fs::canonicalize(&dir).map_err(|source| DirError::Dir {
+    let dir = std::fs::canonicalize(&dir).map_err(|error| DirError::Dir {
         path: dir.clone(),
-        source,
+        error,
     })?;
     let store = DirStore {
         dir: dir.clone(),
@@ -316,21 +313,21 @@ pub fn spawn(dir: PathBuf, index: Index) -> Result<notify::RecommendedWatcher, D
         }
         let _ = tx.send(ev);
     })
-    .map_err(|source| DirError::Watch {
+    .map_err(|error| DirError::Watch {
         path: dir.clone(),
-        source,
+        error,
     })?;
     // Watch before the first scan so nothing written in between is missed.
     watcher
         .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|source| DirError::Watch {
+        .map_err(|error| DirError::Watch {
             path: dir.clone(),
-            source,
+            error,
         })?;
     std::thread::Builder::new()
         .name("keygate-dir-store".into())
         .spawn(move || store.run_blocking(rx))
-        .map_err(|source| DirError::Dir { path: dir, source })?;
+        .map_err(|error| DirError::Dir { path: dir, error })?;
     Ok(watcher)
 }
 

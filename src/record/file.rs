@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    #[error("cannot read {path}: {error}")]
+    Read { path: PathBuf, error: io::Error },
     #[error("{path} is not a Secret document: {reason}")]
     Parse { path: PathBuf, reason: String },
     #[error("cannot serialise the record for {path}: {reason}")]
@@ -21,7 +21,7 @@ pub enum FileError {
 impl FileError {
     /// The file is not there (any more): usually a race with a delete, not a fault.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, FileError::Read { source, .. } if source.kind() == io::ErrorKind::NotFound)
+        matches!(self, FileError::Read { error, .. } if error.kind() == io::ErrorKind::NotFound)
     }
 }
 
@@ -41,9 +41,9 @@ pub fn is_record_file(name: &OsStr) -> bool {
 
 /// Reads one record file as a Secret (JSON or YAML by extension).
 pub fn read(path: &Path) -> Result<Secret, FileError> {
-    let bytes = std::fs::read(path).map_err(|source| FileError::Read {
+    let bytes = std::fs::read(path).map_err(|error| FileError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let parsed = if is_json(path) {
         serde_json::from_slice::<Secret>(&bytes).map_err(|e| e.to_string())
