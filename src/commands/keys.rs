@@ -101,6 +101,8 @@ impl Ctx {
 }
 
 pub async fn run(global: &Global, args: KeysArgs) -> anyhow::Result<()> {
+    // The same rule as `serve --user-prefix`: RoleBindings must never name a system: user.
+    identity::check_user_prefix(&args.user_prefix)?;
     let mut ctx = Ctx::open(global, &args.user_prefix).await?;
     let result = execute(&mut ctx, args.command, Some(global)).await;
     print!("{}", ctx.out);

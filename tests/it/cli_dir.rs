@@ -535,3 +535,35 @@ fn kubeconfig_exec_can_read_a_secret() {
     ]);
     assert!(err.contains("NAMESPACE/NAME"), "{err}");
 }
+
+/// `keys --user-prefix` follows the rule of `serve --user-prefix`: a `system:` prefix (whose
+/// RoleBindings would name a system: user) or an empty one is refused before anything is made.
+#[test]
+fn keys_refuse_the_user_prefixes_serve_refuses() {
+    let env = Env::new();
+    for prefix in ["system:admin-", ""] {
+        let err = env.fails(&[
+            "keys",
+            "--user-prefix",
+            prefix,
+            "create",
+            "--name",
+            "x",
+            "--role",
+            "view",
+            "--namespace-scope",
+            "apps",
+        ]);
+        assert!(err.contains("--user-prefix"), "{err}");
+        assert!(err.contains("system:"), "{err}");
+    }
+    let err = env.fails(&["keys", "list", "--user-prefix", "system:x"]);
+    assert!(err.contains("--user-prefix"), "{err}");
+    assert!(
+        !env.keys_dir().exists() || std::fs::read_dir(env.keys_dir()).unwrap().next().is_none(),
+        "no key was made"
+    );
+    // The default and an ordinary prefix still work.
+    env.create(&[]);
+    env.ok(&["keys", "list", "--user-prefix", "team-"]);
+}
