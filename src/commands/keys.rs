@@ -232,6 +232,19 @@ async fn create(ctx: &mut Ctx, a: CreateArgs, global: Option<&Global>) -> anyhow
         }
         other => ctx.emit(&view, other)?,
     }
+    if let Some(c) = &consumer {
+        let reach = match (record.role, record.namespaces.is_empty()) {
+            (Some(role), true) => format!("with role {role} cluster-wide"),
+            (Some(role), false) => format!("with role {role} in {}", namespaces.join(", ")),
+            (None, _) => "with whatever RBAC grants its user and groups".to_owned(),
+        };
+        ctx.note(format!(
+            "warning: secret/{} -n {} holds this key's token in plain text: anyone who can read \
+             Secrets in namespace {} can use the key, {reach}. Keep Secret readers there few, and \
+             give each consumer a dedicated key with the smallest role it needs.",
+            c.name, c.namespace, c.namespace
+        ));
+    }
     ctx.note("warning: the token is shown only this once and cannot be read back; store it now.");
     Ok(())
 }

@@ -227,6 +227,19 @@ async fn create_scoped_key_with_consumer_secret() {
     assert_eq!(cs.body["metadata"]["labels"]["keygate.dev/key-id"], lower);
     assert_eq!(cs.body["stringData"]["token"], token);
     assert_eq!(cs.body["stringData"]["server"], "https://10.0.0.1:6443");
+
+    // The creator is told what the Secret exposes, and to whom.
+    let warning = ctx
+        .notes
+        .iter()
+        .find(|n| n.contains("secret/ci-key -n ci"))
+        .unwrap_or_else(|| panic!("no warning about the consumer Secret: {:?}", ctx.notes));
+    assert!(
+        warning.contains("plain text")
+            && warning.contains("namespace ci")
+            && warning.contains("role view in apps"),
+        "{warning}"
+    );
 }
 
 #[tokio::test]
