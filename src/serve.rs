@@ -216,8 +216,8 @@ fn prepare_tls(settings: &ServeSettings, listen: SocketAddr) -> Result<PreparedT
 enum Feed {
     /// The dir store's watcher, already running on its own thread; kept alive while serving.
     Dir(notify::RecommendedWatcher),
-    /// The kube store, started by [`Bound::spawn`].
-    Kube(kube::Client),
+    /// The kube store, started by [`Bound::spawn`]; with the API server's URL, for its logs.
+    Kube(kube::Client, String),
 }
 
 /// A server that has passed every check and holds its listeners, ready to [`Bound::spawn`].
@@ -242,7 +242,7 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
     )?;
     // The cluster client before anything is written: without a cluster nothing is left behind.
     let client = match &settings.store {
-        StoreSpec::Kube => Some(settings.client.client().await?),
+        StoreSpec::Kube => Some(settings.client.client_and_server().await?),
         StoreSpec::Dir(_) => None,
     };
     let addr = settings.listen.unwrap_or_else(default_listen);
@@ -265,9 +265,9 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
         ),
         (StoreSpec::Kube, client) => {
             // Made above for this store.
-            let client = client.expect("a client is made for the kube store");
+            let (client, server) = client.expect("a client is made for the kube store");
             let api = kube::Api::namespaced(client.clone(), &namespace);
-            (Feed::Kube(client), UsageWriter::Kube(Box::new(api)))
+            (Feed::Kube(client, server), UsageWriter::Kube(Box::new(api)))
         }
     };
     // Everything that can fail has passed: only now are generated files written.
@@ -331,11 +331,12 @@ impl Bound {
         } = self;
         let dir_watcher = match feed {
             Feed::Dir(watcher) => Some(watcher),
-            Feed::Kube(client) => {
+            Feed::Kube(client, server) => {
                 let (index, metrics, ns) =
                     (index.clone(), metrics.clone(), settings.namespace.clone());
                 tokio::spawn(async move {
-                    index::kube::run(client, ns, index, move || metrics.store_error()).await;
+                    let errors = move || metrics.store_error();
+                    index::kube::run(client, ns, server, index, errors).await;
                 });
                 None
             }

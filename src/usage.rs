@@ -37,7 +37,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
-    #[error("cannot patch the key Secret: {0}")]
+    #[error("cannot patch the key Secret: {}", crate::causes::Chain(.0))]
     Kube(kube::Error),
     #[error("no record file for the key")]
     NoFile,

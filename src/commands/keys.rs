@@ -54,8 +54,13 @@ impl Ctx {
             StoreSpec::Kube => {
                 let config = global.client().config().await?;
                 let server = config.cluster_url.to_string();
-                let client = kube::Client::try_from(config)
-                    .context("cannot create a Kubernetes client from the kubeconfig")?;
+                let client = kube::Client::try_from(config).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create a Kubernetes client from the kubeconfig: {} ({})",
+                        crate::causes::Chain(&e),
+                        crate::causes::kube_fix(&e)
+                    )
+                })?;
                 let keys = KubeKeys::new(client, global.namespace.clone());
                 let mut ctx = Ctx::new(KeyStore::Kube(keys), user_prefix, "");
                 ctx.server = Some(server.trim_end_matches('/').to_owned());

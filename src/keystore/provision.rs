@@ -226,7 +226,7 @@ async fn create_consumer(
                     resource: "secrets",
                     namespace: c.namespace.clone(),
                     error: Box::new(e),
-                    hint: "",
+                    hint: String::new(),
                 }
             } else {
                 explain(op, &c.namespace, e)
@@ -318,7 +318,7 @@ pub async fn create_key(
     let mut left = Vec::new();
     for m in made.iter().rev() {
         if let Err(e) = undo(keys, &id, m).await {
-            tracing::warn!(object = describe(m, keys, &id), error = %e, "rollback failed");
+            tracing::warn!(object = describe(m, keys, &id), error = %crate::causes::Chain(&e), "rollback failed");
             left.push(describe(m, keys, &id));
         }
     }
