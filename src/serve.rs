@@ -43,8 +43,12 @@ pub struct ServeSettings {
     pub listen: Option<SocketAddr>,
     pub admin_listen: SocketAddr,
     pub tls: TlsSource,
-    /// Require client certificates signed by this CA.
+    /// Require client certificates signed by this CA. Without it, the embedded mode requires
+    /// the client certificate it generated.
     pub client_ca: Option<PathBuf>,
+    /// Serve clients without a certificate: on a non-loopback listener without `client_ca`
+    /// (refused otherwise), and in the embedded mode.
+    pub allow_unauthenticated_clients: bool,
     pub tls_reload_interval: Duration,
     pub user_prefix: String,
     pub allowed_groups: Vec<GroupPattern>,
@@ -66,6 +70,13 @@ pub struct ServeSettings {
 pub enum ServeError {
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(
+        "refusing to serve {addr} (--listen) without --client-ca: anyone who can reach it could \
+         test tokens. Pass --client-ca with the CA of kube-apiserver's client certificate, \
+         listen on loopback only (--listen 127.0.0.1:8443), or accept the risk with \
+         --allow-unauthenticated-clients"
+    )]
+    Unauthenticated { addr: SocketAddr },
     #[error(transparent)]
     Client(#[from] KubeClientError),
     #[error("cannot listen on {addr} ({flag}): {error}")]
@@ -165,6 +176,10 @@ fn prepare_tls(settings: &ServeSettings, listen: SocketAddr) -> Result<PreparedT
     }
     let dir = settings.data_dir.join("certs");
     let (cert, key) = (dir.join(names::SERVER_CERT), dir.join(names::SERVER_KEY));
+    // Only the client certificate of the webhook kubeconfig written below (or one from
+    // --client-ca) gets an answer.
+    let generated_ca = client_ca.is_none() && !settings.allow_unauthenticated_clients;
+    let client_ca = client_ca.or_else(|| generated_ca.then(|| dir.join(names::CA_CERT)));
     let files = TlsFiles {
         cert: cert.clone(),
         key: key.clone(),
@@ -186,7 +201,8 @@ fn prepare_tls(settings: &ServeSettings, listen: SocketAddr) -> Result<PreparedT
             sans.push(ip.to_string());
         }
         let b = pki::generate_bundle(&sans, "kube-apiserver", 365).map_err(ServeError::Pki)?;
-        let config = files.load_pem(b.server.cert.as_bytes(), b.server.key.as_bytes(), None)?;
+        let ca = generated_ca.then_some(b.ca.cert.as_bytes());
+        let config = files.load_pem(b.server.cert.as_bytes(), b.server.key.as_bytes(), ca)?;
         let (ca, client_cert, client_key) = (
             b.ca.cert.clone().into_bytes(),
             b.client.cert.clone().into_bytes(),
@@ -240,12 +256,20 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
         settings.user_prefix.clone(),
         settings.allowed_groups.clone(),
     )?;
+    let addr = settings.listen.unwrap_or_else(default_listen);
+    let given_files = matches!(settings.tls, TlsSource::Files { .. });
+    if given_files
+        && settings.client_ca.is_none()
+        && !addr.ip().is_loopback()
+        && !settings.allow_unauthenticated_clients
+    {
+        return Err(ServeError::Unauthenticated { addr });
+    }
     // The cluster client before anything is written: without a cluster nothing is left behind.
     let client = match &settings.store {
         StoreSpec::Kube => Some(settings.client.client_and_server().await?),
         StoreSpec::Dir(_) => None,
     };
-    let addr = settings.listen.unwrap_or_else(default_listen);
     let listener = listen(addr, "--listen").await?;
     let admin = listen(settings.admin_listen, "--admin-listen").await?;
     let local = listener.local_addr().map_err(|error| ServeError::Listen {

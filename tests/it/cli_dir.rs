@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
+use crate::common::Proto;
 use crate::common::cli::*;
-use crate::common::{ClientConfig, Proto};
 
 /// Reviews `token` against `serve` until `authenticated` is `want` (5 s at most).
 async fn until(serve: &Serve, token: &str, want: bool) -> bool {
-    let ca = std::fs::read_to_string(&serve.ca).unwrap();
-    let mut c = ClientConfig::trusting(&ca)
+    let mut c = serve
+        .client()
         .connect(serve.addr, Proto::Http1)
         .await
         .unwrap();

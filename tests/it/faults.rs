@@ -324,8 +324,7 @@ async fn sigterm_under_load_completes_in_flight_requests_without_errors() {
     let env = Env::new();
     let (_, token) = env.create(&[]);
     let mut serve = Serve::start(&env, &["--shutdown-grace", "20s"]);
-    let ca = std::fs::read_to_string(&serve.ca).unwrap();
-    let client = ClientConfig::trusting(&ca);
+    let client = serve.client();
     assert!(eventually(SOON, || authenticates(&client, serve.addr, &token)).await);
 
     let signalled = Arc::new(AtomicBool::new(false));
