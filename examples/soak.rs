@@ -398,11 +398,17 @@ async fn main() -> std::process::ExitCode {
         .expect("start keygate serve");
     let pid = child.id();
     let keygate = Keygate { child, addr };
-    let ca_path = work.join("data/certs/ca.crt");
+    let certs = work.join("data/certs");
+    let read = |f: &str| std::fs::read_to_string(certs.join(f));
     let deadline = Instant::now() + Duration::from_secs(30);
     let client = loop {
-        if let Ok(ca) = std::fs::read_to_string(&ca_path) {
-            let client = ClientConfig::trusting(&ca);
+        // Each file is written whole (renamed into place); client.key is the last one.
+        if let (Ok(ca), Ok(cert), Ok(key)) =
+            (read("ca.crt"), read("client.crt"), read("client.key"))
+        {
+            // The embedded mode answers only the client certificate it generated.
+            let client =
+                ClientConfig::trusting(&ca).with_identity(&keygate::pki::Pem { cert, key });
             if let Ok(mut c) = client.connect(keygate.addr, Proto::Http2).await
                 && c.review("probe").await.status == 200
             {

@@ -12,16 +12,16 @@ use std::path::{Path, PathBuf};
 use rand::distr::{Alphanumeric, SampleString};
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {path}: {source}{hint}")]
+#[error("cannot write {path}: {error}{hint}")]
 pub struct WriteError {
     pub path: PathBuf,
-    pub source: std::io::Error,
+    pub error: std::io::Error,
     hint: &'static str,
 }
 
 impl WriteError {
-    fn new(path: &Path, source: std::io::Error) -> Self {
-        let hint = match source.kind() {
+    fn new(path: &Path, error: std::io::Error) -> Self {
+        let hint = match error.kind() {
             std::io::ErrorKind::PermissionDenied => {
                 " (check the directory's permissions, or choose another with --data-dir or --store dir:PATH)"
             }
@@ -29,7 +29,7 @@ impl WriteError {
         };
         WriteError {
             path: path.to_owned(),
-            source,
+            error,
             hint,
         }
     }
@@ -65,11 +65,11 @@ pub enum TrustError {
         flag: &'static str,
         who: &'static str,
     },
-    #[error("cannot use {path} ({flag}): {source}")]
+    #[error("cannot use {path} ({flag}): {error}")]
     Io {
         path: PathBuf,
         flag: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Create(#[from] WriteError),
@@ -80,13 +80,22 @@ pub enum TrustError {
 /// keygate reads keys or certificates from can mint identities, so such a directory is refused
 /// rather than used. `flag` names the option that chose the directory.
 pub fn private_dir(dir: &Path, flag: &'static str) -> Result<(), TrustError> {
-    let io = |source| TrustError::Io {
+    if !check_private_dir(dir, flag)? {
+        create_dir_all(dir)?;
+    }
+    Ok(())
+}
+
+/// The checks of [`private_dir`] without creating anything: `Ok(false)` when `dir` is missing
+/// (a command checks everything before it writes; the directory is made when it is written).
+pub fn check_private_dir(dir: &Path, flag: &'static str) -> Result<bool, TrustError> {
+    let io = |error| TrustError::Io {
         path: dir.to_owned(),
         flag,
-        source,
+        error,
     };
     let meta = match fs::metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(create_dir_all(dir)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         other => other.map_err(io)?,
     };
     if !meta.is_dir() {
@@ -102,7 +111,7 @@ pub fn private_dir(dir: &Path, flag: &'static str) -> Result<(), TrustError> {
         });
     }
     let who = match meta.mode() & 0o022 {
-        0 => return Ok(()),
+        0 => return Ok(true),
         0o020 => "its group",
         0o002 => "others",
         _ => "its group and others",

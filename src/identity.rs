@@ -20,6 +20,15 @@ pub const DEFAULT_USER_PREFIX: &str = "service-account-";
 /// The prefix of the uid (`keygate:<id lowercased>`).
 const UID_PREFIX: &str = "keygate:";
 
+/// The one rule for `--user-prefix`, of `serve` and of `keys` alike: not empty, and not in
+/// `system:` (a username there would be one of Kubernetes' own).
+pub fn check_user_prefix(user_prefix: &str) -> Result<(), IdentityError> {
+    if user_prefix.is_empty() || user_prefix.starts_with("system:") {
+        return Err(IdentityError::BadPrefix(user_prefix.to_owned()));
+    }
+    Ok(())
+}
+
 /// The username of a key: the prefix, then the ID lowercased.
 pub fn username(user_prefix: &str, id: &IdKey) -> String {
     format!("{user_prefix}{id}")
@@ -93,9 +102,7 @@ impl IdentityPolicy {
         user_prefix: String,
         allowed_groups: Vec<GroupPattern>,
     ) -> Result<Self, IdentityError> {
-        if user_prefix.is_empty() || user_prefix.starts_with("system:") {
-            return Err(IdentityError::BadPrefix(user_prefix));
-        }
+        check_user_prefix(&user_prefix)?;
         Ok(IdentityPolicy {
             user_prefix,
             allowed_groups,

@@ -30,7 +30,7 @@ pub enum KubeClientError {
          or use the local store with --store dir:PATH"
     )]
     Infer(kube::config::InferConfigError),
-    #[error("cannot create a Kubernetes client: {0}")]
+    #[error("cannot create a Kubernetes client: {}", crate::causes::Chain(.0))]
     Client(kube::Error),
 }
 
@@ -40,7 +40,15 @@ impl ClientSettings {
     }
 
     pub async fn client(&self) -> Result<Client, KubeClientError> {
-        Client::try_from(config(self).await?).map_err(KubeClientError::Client)
+        Ok(self.client_and_server().await?.0)
+    }
+
+    /// A client, and the API server URL it talks to (for messages about that server).
+    pub async fn client_and_server(&self) -> Result<(Client, String), KubeClientError> {
+        let config = config(self).await?;
+        let server = config.cluster_url.to_string();
+        let client = Client::try_from(config).map_err(KubeClientError::Client)?;
+        Ok((client, server))
     }
 
     /// The user name of the kubeconfig's context, without contacting the cluster.

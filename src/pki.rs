@@ -13,9 +13,16 @@ use crate::fsutil;
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("cannot generate certificate: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
     #[error(transparent)]
     Write(#[from] fsutil::WriteError),
+}
+
+// By hand, not `#[from]`: the message holds the cause, so it must not be a `source` too.
+impl From<rcgen::Error> for PkiError {
+    fn from(e: rcgen::Error) -> Self {
+        PkiError::Generate(e)
+    }
 }
 
 /// A generated certificate and its private key, PEM encoded.

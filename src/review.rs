@@ -133,8 +133,9 @@ pub fn decide<'t>(index: &Index, token: &'t str, now: Timestamp) -> Decision<'t>
 /// Why a request body is not a TokenReview we can answer (HTTP 400).
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
+    /// The parser's message is the reason (not a `source`), so it is printed once.
     #[error("request body is not a TokenReview: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     #[error("kind is {0:?}, expected \"TokenReview\"")]
     WrongKind(String),
     #[error(
@@ -143,6 +144,12 @@ pub enum ReviewError {
     WrongApiVersion(String),
     #[error("spec.token is missing or empty")]
     MissingToken,
+}
+
+impl From<serde_json::Error> for ReviewError {
+    fn from(e: serde_json::Error) -> Self {
+        ReviewError::Json(e)
+    }
 }
 
 /// The TokenReview versions keygate answers. v1beta1 has the same schema as v1.

@@ -21,7 +21,7 @@ use crate::keystore::{DirKeys, StoreSpec, in_cluster};
 use crate::kubeclient::{ClientSettings, KubeClientError};
 use crate::kubeconfig::{self, KubeconfigError};
 use crate::metrics::Metrics;
-use crate::pki::{self, PkiError, names};
+use crate::pki::{self, Bundle, PkiError, names};
 use crate::tls::{SharedConfig, TlsError, TlsFiles};
 use crate::usage::{self, UsageSink, UsageWriter};
 use crate::{fsutil, tls};
@@ -43,8 +43,12 @@ pub struct ServeSettings {
     pub listen: Option<SocketAddr>,
     pub admin_listen: SocketAddr,
     pub tls: TlsSource,
-    /// Require client certificates signed by this CA.
+    /// Require client certificates signed by this CA. Without it, the embedded mode requires
+    /// the client certificate it generated.
     pub client_ca: Option<PathBuf>,
+    /// Serve clients without a certificate: on a non-loopback listener without `client_ca`
+    /// (refused otherwise), and in the embedded mode.
+    pub allow_unauthenticated_clients: bool,
     pub tls_reload_interval: Duration,
     pub user_prefix: String,
     pub allowed_groups: Vec<GroupPattern>,
@@ -66,20 +70,27 @@ pub struct ServeSettings {
 pub enum ServeError {
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(
+        "refusing to serve {addr} (--listen) without --client-ca: anyone who can reach it could \
+         test tokens. Pass --client-ca with the CA of kube-apiserver's client certificate, \
+         listen on loopback only (--listen 127.0.0.1:8443), or accept the risk with \
+         --allow-unauthenticated-clients"
+    )]
+    Unauthenticated { addr: SocketAddr },
     #[error(transparent)]
     Client(#[from] KubeClientError),
-    #[error("cannot listen on {addr} ({flag}): {source}")]
+    #[error("cannot listen on {addr} ({flag}): {error}")]
     Listen {
         addr: SocketAddr,
         flag: &'static str,
-        source: io::Error,
+        error: io::Error,
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("cannot generate certificates under --data-dir: {0}")]
-    Pki(#[from] PkiError),
-    #[error("cannot read {path} (generated under --data-dir): {source}")]
-    Generated { path: PathBuf, source: io::Error },
+    Pki(PkiError),
+    #[error("cannot read {path} (generated under --data-dir): {error}")]
+    Generated { path: PathBuf, error: io::Error },
     #[error(transparent)]
     Kubeconfig(#[from] KubeconfigError),
     #[error(transparent)]
@@ -114,21 +125,47 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 async fn listen(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Listen { addr, flag, source })
+        .map_err(|error| ServeError::Listen { addr, flag, error })
 }
 
 fn read_generated(path: &Path) -> Result<Vec<u8>, ServeError> {
-    std::fs::read(path).map_err(|source| ServeError::Generated {
+    std::fs::read(path).map_err(|error| ServeError::Generated {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
-/// The TLS files to serve, and the webhook kubeconfig written for the embedded mode.
-fn tls_files(
-    settings: &ServeSettings,
-    listen: SocketAddr,
-) -> Result<(TlsFiles, Option<PathBuf>), ServeError> {
+/// The TLS configuration to serve, built and checked before anything is written.
+struct PreparedTls {
+    files: TlsFiles,
+    config: Arc<rustls::ServerConfig>,
+    /// The embedded mode's files, written once every check has passed.
+    generated: Option<Generated>,
+}
+
+/// What the embedded mode writes under `--data-dir`.
+struct Generated {
+    /// The certificate directory and a fresh bundle for it (none if it already held one).
+    bundle: Option<(PathBuf, Bundle)>,
+    /// The webhook kubeconfig for kube-apiserver (absolute: it is printed for its flags).
+    kubeconfig: PathBuf,
+    kubeconfig_yaml: String,
+}
+
+impl Generated {
+    fn write(&self) -> Result<(), ServeError> {
+        if let Some((dir, bundle)) = &self.bundle {
+            bundle.write(dir).map_err(ServeError::Pki)?;
+            tracing::info!(dir = %dir.display(), "generated a self-signed CA and server certificate (ECDSA P-256)");
+        }
+        fsutil::write_atomic(&self.kubeconfig, self.kubeconfig_yaml.as_bytes(), true)?;
+        Ok(())
+    }
+}
+
+/// The TLS configuration for the listener at `listen`; for the embedded mode also the files
+/// to write (certificates, when missing, and the webhook kubeconfig). Writes nothing.
+fn prepare_tls(settings: &ServeSettings, listen: SocketAddr) -> Result<PreparedTls, ServeError> {
     let client_ca = settings.client_ca.clone();
     if let TlsSource::Files { cert, key } = &settings.tls {
         let files = TlsFiles {
@@ -136,13 +173,32 @@ fn tls_files(
             key: key.clone(),
             client_ca,
         };
-        return Ok((files, None));
+        let config = files.load()?;
+        return Ok(PreparedTls {
+            files,
+            config,
+            generated: None,
+        });
     }
     let dir = settings.data_dir.join("certs");
     // Certificates found here are served and handed to kube-apiserver: only if they are ours.
-    fsutil::private_dir(&dir, "--data-dir")?;
+    fsutil::check_private_dir(&dir, "--data-dir")?;
     let (cert, key) = (dir.join(names::SERVER_CERT), dir.join(names::SERVER_KEY));
-    if !cert.exists() || !key.exists() {
+    // Only the client certificate of the webhook kubeconfig written below (or one from
+    // --client-ca) gets an answer.
+    let generated_ca = client_ca.is_none() && !settings.allow_unauthenticated_clients;
+    let client_ca = client_ca.or_else(|| generated_ca.then(|| dir.join(names::CA_CERT)));
+    let files = TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca,
+    };
+    let (config, ca, client_cert, client_key, bundle) = if cert.exists() && key.exists() {
+        let ca = read_generated(&dir.join(names::CA_CERT))?;
+        let client_cert = read_generated(&dir.join(names::CLIENT_CERT))?;
+        let client_key = read_generated(&dir.join(names::CLIENT_KEY))?;
+        (files.load()?, ca, client_cert, client_key, None)
+    } else {
         let mut sans = vec![
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),
@@ -152,27 +208,32 @@ fn tls_files(
         if !ip.is_unspecified() && !ip.is_loopback() {
             sans.push(ip.to_string());
         }
-        pki::generate_bundle(&sans, "kube-apiserver", 365)?.write(&dir)?;
-        tracing::info!(dir = %dir.display(), "generated a self-signed CA and server certificate (ECDSA P-256)");
-    }
-    let ca = read_generated(&dir.join(names::CA_CERT))?;
-    let client_cert = read_generated(&dir.join(names::CLIENT_CERT))?;
-    let client_key = read_generated(&dir.join(names::CLIENT_KEY))?;
+        let b = pki::generate_bundle(&sans, "kube-apiserver", 365).map_err(ServeError::Pki)?;
+        let ca = generated_ca.then_some(b.ca.cert.as_bytes());
+        let config = files.load_pem(b.server.cert.as_bytes(), b.server.key.as_bytes(), ca)?;
+        let (ca, client_cert, client_key) = (
+            b.ca.cert.clone().into_bytes(),
+            b.client.cert.clone().into_bytes(),
+            b.client.key.clone().into_bytes(),
+        );
+        (config, ca, client_cert, client_key, Some((dir, b)))
+    };
     let url = format!("https://{}/authenticate", reachable(listen));
     let kc = kubeconfig::webhook(&url, &ca, Some((&client_cert, &client_key)));
-    // Absolute, since it is printed for use in kube-apiserver's flags.
     let path = settings.data_dir.join("webhook.kubeconfig");
-    let path = std::path::absolute(&path).map_err(|source| ServeError::Generated {
+    let kubeconfig = std::path::absolute(&path).map_err(|error| ServeError::Generated {
         path: path.clone(),
-        source,
+        error,
     })?;
-    fsutil::write_atomic(&path, kubeconfig::to_yaml(&kc)?.as_bytes(), true)?;
-    let files = TlsFiles {
-        cert,
-        key,
-        client_ca,
-    };
-    Ok((files, Some(path)))
+    Ok(PreparedTls {
+        files,
+        config,
+        generated: Some(Generated {
+            bundle,
+            kubeconfig,
+            kubeconfig_yaml: kubeconfig::to_yaml(&kc)?,
+        }),
+    })
 }
 
 /// Where the index is fed from once serving starts.
@@ -180,8 +241,8 @@ enum Feed {
     /// The dir store, already running on its own thread; its watcher is kept alive while
     /// serving.
     Dir(index::dir::DirFeed),
-    /// The kube store, started by [`Bound::spawn`].
-    Kube(kube::Client),
+    /// The kube store, started by [`Bound::spawn`]; with the API server's URL, for its logs.
+    Kube(kube::Client, String),
 }
 
 /// A server that has passed every check and holds its listeners, ready to [`Bound::spawn`].
@@ -204,28 +265,35 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
         settings.user_prefix.clone(),
         settings.allowed_groups.clone(),
     )?;
+    let addr = settings.listen.unwrap_or_else(default_listen);
+    let given_files = matches!(settings.tls, TlsSource::Files { .. });
+    if given_files
+        && settings.client_ca.is_none()
+        && !addr.ip().is_loopback()
+        && !settings.allow_unauthenticated_clients
+    {
+        return Err(ServeError::Unauthenticated { addr });
+    }
     // The cluster client before anything is written: without a cluster nothing is left behind.
     let client = match &settings.store {
-        StoreSpec::Kube => Some(settings.client.client().await?),
+        StoreSpec::Kube => Some(settings.client.client_and_server().await?),
         StoreSpec::Dir(_) => None,
     };
-    let addr = settings.listen.unwrap_or_else(default_listen);
     let listener = listen(addr, "--listen").await?;
     let admin = listen(settings.admin_listen, "--admin-listen").await?;
-    let local = listener.local_addr().map_err(|source| ServeError::Listen {
+    let local = listener.local_addr().map_err(|error| ServeError::Listen {
         addr,
         flag: "--listen",
-        source,
+        error,
     })?;
     // The data directory holds the generated CA key and, by default, the keys: it must be
     // ours alone, or whoever else controls it controls who gets in.
     let keys_inside =
         matches!(&settings.store, StoreSpec::Dir(p) if p.starts_with(&settings.data_dir));
     if keys_inside || matches!(settings.tls, TlsSource::Generated) {
-        fsutil::private_dir(&settings.data_dir, "--data-dir")?;
+        fsutil::check_private_dir(&settings.data_dir, "--data-dir")?;
     }
-    let (tls, webhook_kubeconfig) = tls_files(&settings, local)?;
-    let tls_config = Arc::new(ArcSwap::new(tls.load()?));
+    let prepared = prepare_tls(&settings, local)?;
 
     // The webhook answers 503 until the store's first full load.
     let index = Index::new(policy);
@@ -237,11 +305,17 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
         ),
         (StoreSpec::Kube, client) => {
             // Made above for this store.
-            let client = client.expect("a client is made for the kube store");
+            let (client, server) = client.expect("a client is made for the kube store");
             let api = kube::Api::namespaced(client.clone(), &namespace);
-            (Feed::Kube(client), UsageWriter::Kube(Box::new(api)))
+            (Feed::Kube(client, server), UsageWriter::Kube(Box::new(api)))
         }
     };
+    // Everything that can fail has passed: only now are generated files written.
+    if let Some(g) = &prepared.generated {
+        g.write()?;
+    }
+    let webhook_kubeconfig = prepared.generated.map(|g| g.kubeconfig);
+    let (tls, tls_config) = (prepared.files, Arc::new(ArcSwap::new(prepared.config)));
     Ok(Bound {
         settings,
         listener,
@@ -332,11 +406,12 @@ impl Bound {
                     });
                 (Some(feed.watcher), stopped)
             }
-            Feed::Kube(client) => {
+            Feed::Kube(client, server) => {
                 let (index, metrics, ns) =
                     (index.clone(), metrics.clone(), settings.namespace.clone());
                 let task = tokio::spawn(async move {
-                    index::kube::run(client, ns, index, move || metrics.store_error()).await;
+                    let errors = move || metrics.store_error();
+                    index::kube::run(client, ns, server, index, errors).await;
                 });
                 let stopped: futures::future::BoxFuture<'static, StoreStopped> =
                     Box::pin(index::kube::ended(task));

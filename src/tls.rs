@@ -17,11 +17,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {what} {path}: {source}")]
+    #[error("cannot read {what} {path}: {error}")]
     Read {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{what} {path} holds no PEM {expected}; check the file or pass another with {flag}")]
     NoPem {
@@ -30,10 +30,10 @@ pub enum TlsError {
         expected: &'static str,
         flag: &'static str,
     },
-    #[error("invalid TLS setup ({flags}): {source}")]
+    #[error("invalid TLS setup ({flags}): {error}")]
     Tls {
         flags: &'static str,
-        source: rustls::Error,
+        error: rustls::Error,
     },
     #[error("invalid client CA (--client-ca): {0}")]
     ClientCa(String),
@@ -48,10 +48,10 @@ pub struct TlsFiles {
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         what,
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -82,6 +82,22 @@ impl TlsFiles {
         self.build(&self.snapshot()?)
     }
 
+    /// Like [`TlsFiles::load`], but with the certificate, key and (when given) client CA from
+    /// memory, for material that is checked before it is written.
+    pub fn load_pem(
+        &self,
+        cert: &[u8],
+        key: &[u8],
+        client_ca: Option<&[u8]>,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let client_ca = match (client_ca, &self.client_ca) {
+            (Some(ca), _) => Some(ca.to_vec()),
+            (None, Some(path)) => Some(read("client CA (--client-ca)", path)?),
+            (None, None) => None,
+        };
+        self.build(&Snapshot(cert.to_vec(), key.to_vec(), client_ca))
+    }
+
     fn build(&self, snap: &Snapshot) -> Result<Arc<ServerConfig>, TlsError> {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&snap.0)
             .collect::<Result<_, _>>()
@@ -101,9 +117,9 @@ impl TlsFiles {
             flag: "--tls-key",
         })?;
         let provider = provider();
-        let tls = |source| TlsError::Tls {
+        let tls = |error| TlsError::Tls {
             flags: "--tls-cert, --tls-key",
-            source,
+            error,
         };
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

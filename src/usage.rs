@@ -37,14 +37,21 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
-    #[error("cannot patch the key Secret: {0}")]
-    Kube(#[from] kube::Error),
+    #[error("cannot patch the key Secret: {}", crate::causes::Chain(.0))]
+    Kube(kube::Error),
     #[error("no record file for the key")]
     NoFile,
     #[error("{0}")]
     Dir(String),
     #[error("write took longer than {WRITE_TIMEOUT:?}")]
     Timeout,
+}
+
+// By hand, not `#[from]`: the message holds the cause, so it must not be a `source` too.
+impl From<kube::Error> for UsageError {
+    fn from(e: kube::Error) -> Self {
+        UsageError::Kube(e)
+    }
 }
 
 /// Where last-use times are written.

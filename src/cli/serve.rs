@@ -44,8 +44,16 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
 
     /// Require client certificates signed by this CA (PEM), so only kube-apiserver may ask.
+    /// Needed on a non-loopback --listen with --tls-cert. Absent in the embedded mode: the
+    /// generated client certificate (in <data-dir>/webhook.kubeconfig) is required.
     #[arg(long, env = "KEYGATE_CLIENT_CA", value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
+
+    /// Answer clients that present no certificate: allows a non-loopback --listen without
+    /// --client-ca, and turns off the embedded mode's client certificate. Anyone who reaches
+    /// the port can then test tokens.
+    #[arg(long, env = "KEYGATE_ALLOW_UNAUTHENTICATED_CLIENTS")]
+    pub allow_unauthenticated_clients: bool,
 
     /// How often to check the certificate files for changes.
     #[arg(
@@ -139,6 +147,7 @@ impl ServeArgs {
             admin_listen: self.admin_listen,
             tls,
             client_ca: self.client_ca,
+            allow_unauthenticated_clients: self.allow_unauthenticated_clients,
             tls_reload_interval: self.tls_reload_interval.0,
             user_prefix: self.user_prefix,
             allowed_groups: self.allowed_groups,

@@ -34,7 +34,11 @@ pub async fn token_from_secret(client: kube::Client, spec: &str) -> anyhow::Resu
              kubeconfig (--kubeconfig, --context) need `get` on secrets there",
             s.message
         ),
-        _ => anyhow::anyhow!("cannot read Secret {ns}/{name}: {e}"),
+        _ => anyhow::anyhow!(
+            "cannot read Secret {ns}/{name}: {} ({})",
+            crate::causes::Chain(&e),
+            crate::causes::kube_fix(&e)
+        ),
     })?;
     let bytes = secret
         .data

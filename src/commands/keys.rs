@@ -54,8 +54,13 @@ impl Ctx {
             StoreSpec::Kube => {
                 let config = global.client().config().await?;
                 let server = config.cluster_url.to_string();
-                let client = kube::Client::try_from(config)
-                    .context("cannot create a Kubernetes client from the kubeconfig")?;
+                let client = kube::Client::try_from(config).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create a Kubernetes client from the kubeconfig: {} ({})",
+                        crate::causes::Chain(&e),
+                        crate::causes::kube_fix(&e)
+                    )
+                })?;
                 let keys = KubeKeys::new(client, global.namespace.clone());
                 let mut ctx = Ctx::new(KeyStore::Kube(keys), user_prefix, "");
                 ctx.server = Some(server.trim_end_matches('/').to_owned());
@@ -101,6 +106,8 @@ impl Ctx {
 }
 
 pub async fn run(global: &Global, args: KeysArgs) -> anyhow::Result<()> {
+    // The same rule as `serve --user-prefix`: RoleBindings must never name a system: user.
+    identity::check_user_prefix(&args.user_prefix)?;
     let mut ctx = Ctx::open(global, &args.user_prefix).await?;
     let result = execute(&mut ctx, args.command, Some(global)).await;
     print!("{}", ctx.out);
@@ -229,6 +236,19 @@ async fn create(ctx: &mut Ctx, a: CreateArgs, global: Option<&Global>) -> anyhow
             writeln!(ctx.out, "Token:     {}", token.expose())?;
         }
         other => ctx.emit(&view, other)?,
+    }
+    if let Some(c) = &consumer {
+        let reach = match (record.role, record.namespaces.is_empty()) {
+            (Some(role), true) => format!("with role {role} cluster-wide"),
+            (Some(role), false) => format!("with role {role} in {}", namespaces.join(", ")),
+            (None, _) => "with whatever RBAC grants its user and groups".to_owned(),
+        };
+        ctx.note(format!(
+            "warning: secret/{} -n {} holds this key's token in plain text: anyone who can read \
+             Secrets in namespace {} can use the key, {reach}. Keep Secret readers there few, and \
+             give each consumer a dedicated key with the smallest role it needs.",
+            c.name, c.namespace, c.namespace
+        ));
     }
     ctx.note("warning: the token is shown only this once and cannot be read back; store it now.");
     Ok(())

@@ -22,13 +22,10 @@ use crate::token::IdKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirError {
-    #[error("cannot use {path} as the key directory (--store dir:PATH): {source}")]
-    Dir { path: PathBuf, source: io::Error },
-    #[error("cannot watch {path} for changes: {source}")]
-    Watch {
-        path: PathBuf,
-        source: notify::Error,
-    },
+    #[error("cannot use {path} as the key directory (--store dir:PATH): {error}")]
+    Dir { path: PathBuf, error: io::Error },
+    #[error("cannot watch {path} for changes: {error}")]
+    Watch { path: PathBuf, error: notify::Error },
     #[error(
         "the key directory {path} was removed or moved away; restart keygate once it is back (it is created empty if missing)"
     )]
@@ -112,9 +109,9 @@ impl DirStore {
     /// Loads every record file and replaces the index with them. Files are read and parsed
     /// on every core: at a million files this is most of the time to ready.
     pub fn full_scan(&mut self) -> Result<(), DirError> {
-        let dir_err = |source| DirError::Dir {
+        let dir_err = |error| DirError::Dir {
             path: self.dir.clone(),
-            source,
+            error,
         };
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(dir_err)? {
@@ -325,9 +322,9 @@ pub struct DirFeed {
 pub fn spawn(dir: PathBuf, index: Index) -> Result<DirFeed, DirError> {
     let store = DirStore::new(dir.clone(), index)?;
     // Canonical path: inotify reports paths under the directory as it was given to it.
-    let dir = std::fs::canonicalize(&dir).map_err(|source| DirError::Dir {
+    let dir = std::fs::canonicalize(&dir).map_err(|error| DirError::Dir {
         path: dir.clone(),
-        source,
+        error,
     })?;
     let store = DirStore {
         dir: dir.clone(),
@@ -345,16 +342,16 @@ pub fn spawn(dir: PathBuf, index: Index) -> Result<DirFeed, DirError> {
         }
         let _ = tx.send(ev);
     })
-    .map_err(|source| DirError::Watch {
+    .map_err(|error| DirError::Watch {
         path: dir.clone(),
-        source,
+        error,
     })?;
     // Watch before the first scan so nothing written in between is missed.
     watcher
         .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|source| DirError::Watch {
+        .map_err(|error| DirError::Watch {
             path: dir.clone(),
-            source,
+            error,
         })?;
     let (report, stopped) = oneshot::channel();
     std::thread::Builder::new()
@@ -371,7 +368,7 @@ pub fn spawn(dir: PathBuf, index: Index) -> Result<DirFeed, DirError> {
             // Nobody listens once serving has shut down.
             let _ = report.send(why);
         })
-        .map_err(|source| DirError::Dir { path: dir, source })?;
+        .map_err(|error| DirError::Dir { path: dir, error })?;
     Ok(DirFeed { watcher, stopped })
 }
 

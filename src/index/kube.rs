@@ -7,6 +7,7 @@
 //! The webhook needs only `list` and `watch` on Secrets in that namespace.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
@@ -15,6 +16,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 
 use super::{Entry, Index, Parsed, StoreStopped};
+use crate::causes::{self, Repeats};
 use crate::record::{KeyRecord, SECRET_TYPE};
 use crate::token::IdKey;
 
@@ -89,12 +91,35 @@ pub fn watch(
 
 /// How often a healthy watch confirms the cache is in sync (advancing
 /// `keygate_store_last_sync_timestamp_seconds` even when no key changes).
-pub const SYNC_CONFIRM: std::time::Duration = std::time::Duration::from_secs(15);
+pub const SYNC_CONFIRM: Duration = Duration::from_secs(15);
+
+/// A watch failure is logged at once, the same failure again after this, then at doubling
+/// intervals up to [`REPEAT_MAX`]; kube's backoff retries meanwhile (0.8 s doubling to 30 s).
+pub const REPEAT_FIRST: Duration = Duration::from_secs(10);
+pub const REPEAT_MAX: Duration = Duration::from_secs(300);
 
 /// Follows the key Secrets until the stream ends (it does not, short of a panic; see [`ended`]).
-pub async fn run(client: Client, namespace: String, index: Index, errors: impl Fn()) {
+/// `server` is the API server's URL, for the logs.
+pub async fn run(
+    client: Client,
+    namespace: String,
+    server: String,
+    index: Index,
+    errors: impl Fn(),
+) {
     let stream = watch(client, &namespace);
-    follow(stream, &namespace, index, errors, SYNC_CONFIRM).await;
+    let at = Source {
+        namespace: &namespace,
+        server: &server,
+    };
+    follow(stream, at, index, errors, SYNC_CONFIRM).await;
+}
+
+/// Where the key Secrets are watched, for the logs.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub namespace: &'a str,
+    pub server: &'a str,
 }
 
 /// Waits for the task running [`run`] (or [`follow`]) and says why it ended. The watch retries
@@ -111,13 +136,18 @@ pub async fn ended(task: tokio::task::JoinHandle<()>) -> StoreStopped {
 /// an error) the index is marked in sync every `confirm`, so the last-sync time only falls
 /// behind, and staleness only grows, while the API server cannot be reached. After an outage
 /// the watcher re-lists and the re-list (which drops keys deleted meanwhile) makes it healthy.
+///
+/// Each failure carries its whole cause chain and what to fix; identical failures in a row are
+/// logged at growing intervals ([`REPEAT_FIRST`], doubling) with their count, not at each retry.
 pub async fn follow(
     stream: impl Stream<Item = Result<Event<Secret>, watcher::Error>>,
-    namespace: &str,
+    at: Source<'_>,
     index: Index,
     errors: impl Fn(),
-    confirm: std::time::Duration,
+    confirm: Duration,
 ) {
+    let Source { namespace, server } = at;
+    let mut repeats = Repeats::new(REPEAT_FIRST, REPEAT_MAX);
     let mut applier = Applier::new(index.clone());
     futures::pin_mut!(stream);
     let mut healthy = false;
@@ -127,14 +157,32 @@ pub async fn follow(
         tokio::select! {
             ev = stream.next() => match ev {
                 None => break,
+                // `Init` starts each (re-)list attempt, before the API server has answered: it
+                // says nothing about health (and resets kube's backoff, so a server that keeps
+                // failing is retried about every second).
+                Some(Ok(Event::Init)) => applier.apply(Event::Init),
                 Some(Ok(ev)) => {
                     healthy = true;
+                    if let Some(failures) = repeats.success() {
+                        tracing::info!(namespace, server, failures, "watching key Secrets again");
+                    }
                     applier.apply(ev);
                 }
                 Some(Err(e)) => {
                     healthy = false;
                     errors();
-                    tracing::warn!(namespace, error = %e, "watching key Secrets failed; serving cached keys and retrying");
+                    let error = causes::chain(&e);
+                    if let Some(failures) = repeats.failure(&error, Instant::now()) {
+                        tracing::warn!(
+                            namespace,
+                            server,
+                            error,
+                            fix = causes::kube_fix(&e),
+                            failures,
+                            "watching key Secrets failed; serving cached keys and retrying \
+                             (the same failure is logged again at growing intervals)"
+                        );
+                    }
                 }
             },
             _ = ticker.tick() => {
@@ -158,9 +206,13 @@ mod tests {
     async fn the_end_of_the_watch_stream_or_a_panic_is_reported() {
         let index = Index::new(IdentityPolicy::default());
         let stream = futures::stream::iter([Ok(Event::Init), Ok(Event::InitDone)]);
+        let at = Source {
+            namespace: "ns",
+            server: "https://127.0.0.1:6443/",
+        };
         let task = tokio::spawn(follow(
             stream,
-            "ns",
+            at,
             index.clone(),
             || {},
             std::time::Duration::from_secs(15),
@@ -253,9 +305,13 @@ mod tests {
             );
         let errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let e2 = errors.clone();
+        let at = Source {
+            namespace: "ns",
+            server: "https://127.0.0.1:6443/",
+        };
         let task = tokio::spawn(follow(
             stream,
-            "ns",
+            at,
             index.clone(),
             move || {
                 e2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

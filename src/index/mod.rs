@@ -50,7 +50,7 @@ pub type Parsed = Result<KeyRecord, RecordError>;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreStopped {
     #[error("the dir store stopped: {0}")]
-    Dir(#[source] dir::DirError),
+    Dir(dir::DirError),
     #[error("the kube store's watch of key Secrets ended")]
     KubeEnded,
     #[error("the {store} store panicked: {message}")]

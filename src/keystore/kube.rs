@@ -25,13 +25,16 @@ pub enum KubeKeysError {
         "namespace {0} not found; create it (kubectl create namespace {0}) or pick another with --namespace"
     )]
     NoNamespace(String),
-    #[error("cannot {verb} {resource} in namespace {namespace}: {error}{hint}")]
+    #[error(
+        "cannot {verb} {resource} in namespace {namespace}: {}{hint}",
+        crate::causes::Chain(&**.error)
+    )]
     Api {
         verb: &'static str,
         resource: &'static str,
         namespace: String,
         error: Box<kube::Error>,
-        hint: &'static str,
+        hint: String,
     },
 }
 
@@ -90,10 +93,8 @@ pub fn explain(op: Op, namespace: &str, e: kube::Error) -> KubeKeysError {
             resource: op.resource,
             namespace: namespace.to_owned(),
             hint: match &e {
-                kube::Error::Api(_) => "",
-                _ => {
-                    " (is the API server reachable? check the kubeconfig's server, --context and KUBECONFIG)"
-                }
+                kube::Error::Api(_) => String::new(),
+                _ => format!(" ({})", crate::causes::kube_fix(&e)),
             },
             error: Box::new(e),
         },

@@ -24,7 +24,7 @@ pub use self::spec::{StoreSpec, StoreSpecError, in_cluster};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStoreError {
     #[error("{0}; see `keygate keys list`")]
-    BadId(#[from] TokenError),
+    BadId(TokenError),
     #[error("key {0} not found; see `keygate keys list` for the keys in this store")]
     NotFound(String),
     #[error(
@@ -39,6 +39,14 @@ pub enum KeyStoreError {
     Dir(#[from] dir::DirKeysError),
     #[error(transparent)]
     Kube(#[from] kube::KubeKeysError),
+}
+
+// By hand, not `#[from]`: the message already holds the cause, which must not be a `source`
+// too (a cause chain would print it twice).
+impl From<TokenError> for KeyStoreError {
+    fn from(e: TokenError) -> Self {
+        KeyStoreError::BadId(e)
+    }
 }
 
 /// Records that could not be used, as (file or Secret name, reason).

@@ -177,8 +177,74 @@ async fn undo(keys: &KubeKeys, id: &IdKey, made: &Made) -> Result<(), kube::Erro
     }
 }
 
+/// A step that failed: what was being done, and why.
+type StepError = (String, KeyStoreError);
+
+async fn create_binding(
+    keys: &KubeKeys,
+    pp: &PostParams,
+    id: &IdKey,
+    username: &str,
+    role: Role,
+    ns: &str,
+) -> Result<(), StepError> {
+    let rb = role_binding(id, username, role, ns);
+    Api::<RoleBinding>::namespaced(keys.client.clone(), ns)
+        .create(pp, &rb)
+        .await
+        .map_err(|e| {
+            let op = Op {
+                verb: "create",
+                resource: "rolebindings",
+            };
+            (
+                format!("creating RoleBinding {} in namespace {ns}", rb.name_any()),
+                explain(op, ns, e).into(),
+            )
+        })?;
+    Ok(())
+}
+
+async fn create_consumer(
+    keys: &KubeKeys,
+    pp: &PostParams,
+    id: &IdKey,
+    c: &Consumer,
+    token: &str,
+) -> Result<(), StepError> {
+    Api::<Secret>::namespaced(keys.client.clone(), &c.namespace)
+        .create(pp, &consumer_secret(id, c, token))
+        .await
+        .map_err(|e| {
+            let op = Op {
+                verb: "create",
+                resource: "secrets",
+            };
+            let err = if status(&e) == Some(409) {
+                KubeKeysError::Api {
+                    verb: "create",
+                    resource: "secrets",
+                    namespace: c.namespace.clone(),
+                    error: Box::new(e),
+                    hint: String::new(),
+                }
+            } else {
+                explain(op, &c.namespace, e)
+            };
+            (
+                format!(
+                    "creating consumer Secret {} in namespace {} (pick a name not in use)",
+                    c.name, c.namespace
+                ),
+                err.into(),
+            )
+        })?;
+    Ok(())
+}
+
 /// Creates the record, one RoleBinding per namespace of `record.namespaces` (binding the
-/// ClusterRole of its role to `username`), and the consumer Secret. All or nothing.
+/// ClusterRole of its role to `username`), and the consumer Secret. All or nothing: each is
+/// dry-run before the record is written, and what was made is deleted if a step still fails.
 pub async fn create_key(
     keys: &KubeKeys,
     record: &KeyRecord,
@@ -195,77 +261,56 @@ pub async fn create_key(
             format!("{}/{}", c.namespace, c.name),
         );
     }
-    let result: Result<Stored, (String, KeyStoreError)> =
-        async {
-            if let (Some(role), true) = (record.role, record.namespaces.is_empty()) {
-                check_creator_may_grant(keys, &id, username, role)
-                    .await
-                    .map_err(|e| {
-                        (
-                            format!(
-                                "checking that you may grant role {role} ({}) cluster-wide",
-                                cluster_wide_role(role)
-                            ),
-                            e,
-                        )
-                    })?;
-            }
-            let stored = keys.create_with(record, annotations).await.map_err(|e| {
-                (
-                    format!("creating the key Secret in namespace {}", keys.namespace),
-                    e,
-                )
-            })?;
-            made.push(Made::Record);
-            if let Some(role) = record.role {
-                for ns in &record.namespaces {
-                    let rb = role_binding(&id, username, role, ns);
-                    Api::<RoleBinding>::namespaced(keys.client.clone(), ns)
-                        .create(&PostParams::default(), &rb)
-                        .await
-                        .map_err(|e| {
-                            let op = Op {
-                                verb: "create",
-                                resource: "rolebindings",
-                            };
-                            (
-                                format!("creating RoleBinding {} in namespace {ns}", rb.name_any()),
-                                explain(op, ns, e).into(),
-                            )
-                        })?;
-                    made.push(Made::Binding(ns.clone()));
-                }
-            }
-            if let Some(c) = consumer {
-                Api::<Secret>::namespaced(keys.client.clone(), &c.namespace)
-                .create(&PostParams::default(), &consumer_secret(&id, c, token))
+    let result: Result<Stored, StepError> = async {
+        if let (Some(role), true) = (record.role, record.namespaces.is_empty()) {
+            check_creator_may_grant(keys, &id, username, role)
                 .await
                 .map_err(|e| {
-                    let op = Op { verb: "create", resource: "secrets" };
-                    let err = if status(&e) == Some(409) {
-                        KubeKeysError::Api {
-                            verb: "create",
-                            resource: "secrets",
-                            namespace: c.namespace.clone(),
-                            error: Box::new(e),
-                            hint: "",
-                        }
-                    } else {
-                        explain(op, &c.namespace, e)
-                    };
                     (
                         format!(
-                            "creating consumer Secret {} in namespace {} (pick a name not in use)",
-                            c.name, c.namespace
+                            "checking that you may grant role {role} ({}) cluster-wide",
+                            cluster_wide_role(role)
                         ),
-                        err.into(),
+                        e,
                     )
                 })?;
-                made.push(Made::Consumer(c.namespace.clone(), c.name.clone()));
-            }
-            Ok(stored)
         }
-        .await;
+        // Dry runs first: a missing namespace, a name in use or RBAC refusing a RoleBinding
+        // or the consumer Secret stop the command before anything is written. The dry run
+        // of the consumer Secret carries no token.
+        let dry = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        if let Some(role) = record.role {
+            for ns in &record.namespaces {
+                create_binding(keys, &dry, &id, username, role, ns).await?;
+            }
+        }
+        if let Some(c) = consumer {
+            create_consumer(keys, &dry, &id, c, "").await?;
+        }
+        let stored = keys.create_with(record, annotations).await.map_err(|e| {
+            (
+                format!("creating the key Secret in namespace {}", keys.namespace),
+                e,
+            )
+        })?;
+        made.push(Made::Record);
+        let pp = PostParams::default();
+        if let Some(role) = record.role {
+            for ns in &record.namespaces {
+                create_binding(keys, &pp, &id, username, role, ns).await?;
+                made.push(Made::Binding(ns.clone()));
+            }
+        }
+        if let Some(c) = consumer {
+            create_consumer(keys, &pp, &id, c, token).await?;
+            made.push(Made::Consumer(c.namespace.clone(), c.name.clone()));
+        }
+        Ok(stored)
+    }
+    .await;
     let (failed, cause) = match result {
         Ok(s) => return Ok(s),
         Err(e) => e,
@@ -273,7 +318,7 @@ pub async fn create_key(
     let mut left = Vec::new();
     for m in made.iter().rev() {
         if let Err(e) = undo(keys, &id, m).await {
-            tracing::warn!(object = describe(m, keys, &id), error = %e, "rollback failed");
+            tracing::warn!(object = describe(m, keys, &id), error = %crate::causes::Chain(&e), "rollback failed");
             left.push(describe(m, keys, &id));
         }
     }

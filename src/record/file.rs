@@ -18,8 +18,8 @@ pub const MAX_FILE_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    #[error("cannot read {path}: {error}")]
+    Read { path: PathBuf, error: io::Error },
     #[error(
         "{path} is a symbolic link to a file outside the key directory, which is not followed: put the record itself in the key directory"
     )]
@@ -41,7 +41,7 @@ pub enum FileError {
 impl FileError {
     /// The file is not there (any more): usually a race with a delete, not a fault.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, FileError::Read { source, .. } if source.kind() == io::ErrorKind::NotFound)
+        matches!(self, FileError::Read { error, .. } if error.kind() == io::ErrorKind::NotFound)
     }
 }
 
@@ -69,9 +69,9 @@ pub fn is_record_file(name: &OsStr) -> bool {
 /// reaches nothing the directory does not already hold. The target is then opened with the
 /// same checks.
 fn read_regular(path: &Path) -> Result<Vec<u8>, FileError> {
-    let read_err = |source| FileError::Read {
+    let read_err = |error| FileError::Read {
         path: path.to_owned(),
-        source,
+        error,
     };
     let file = match open_no_follow(path) {
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {

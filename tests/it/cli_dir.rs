@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
+use crate::common::Proto;
 use crate::common::cli::*;
-use crate::common::{ClientConfig, Proto};
 
 /// Reviews `token` against `serve` until `authenticated` is `want` (5 s at most).
 async fn until(serve: &Serve, token: &str, want: bool) -> bool {
-    let ca = std::fs::read_to_string(&serve.ca).unwrap();
-    let mut c = ClientConfig::trusting(&ca)
+    let mut c = serve
+        .client()
         .connect(serve.addr, Proto::Http1)
         .await
         .unwrap();
@@ -711,4 +711,36 @@ fn a_disabled_value_other_than_true_is_reported_by_keys_list() {
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(key(&list, &id)["disabled"], false, "{list}");
     assert!(err.contains("stays ENABLED") && err.contains(&id), "{err}");
+}
+
+/// `keys --user-prefix` follows the rule of `serve --user-prefix`: a `system:` prefix (whose
+/// RoleBindings would name a system: user) or an empty one is refused before anything is made.
+#[test]
+fn keys_refuse_the_user_prefixes_serve_refuses() {
+    let env = Env::new();
+    for prefix in ["system:admin-", ""] {
+        let err = env.fails(&[
+            "keys",
+            "--user-prefix",
+            prefix,
+            "create",
+            "--name",
+            "x",
+            "--role",
+            "view",
+            "--namespace-scope",
+            "apps",
+        ]);
+        assert!(err.contains("--user-prefix"), "{err}");
+        assert!(err.contains("system:"), "{err}");
+    }
+    let err = env.fails(&["keys", "list", "--user-prefix", "system:x"]);
+    assert!(err.contains("--user-prefix"), "{err}");
+    assert!(
+        !env.keys_dir().exists() || std::fs::read_dir(env.keys_dir()).unwrap().next().is_none(),
+        "no key was made"
+    );
+    // The default and an ordinary prefix still work.
+    env.create(&[]);
+    env.ok(&["keys", "list", "--user-prefix", "team-"]);
 }

@@ -98,7 +98,17 @@ async fn create_scoped_key_with_consumer_secret() {
     let lower = id.to_lowercase();
     let token = out["token"].as_str().unwrap().to_owned();
     let log = log.lock().unwrap().clone();
-    let posts: Vec<&Seen> = log.iter().filter(|s| s.method == "POST").collect();
+    // The RoleBinding and the consumer Secret are dry-run first (the latter without the token).
+    let dry: Vec<&Seen> = log.iter().filter(|s| s.query.contains("dryRun")).collect();
+    assert_eq!(dry.len(), 2, "{log:#?}");
+    assert!(
+        dry.iter()
+            .all(|s| !s.body.to_string().contains(&token[26..]))
+    );
+    let posts: Vec<&Seen> = log
+        .iter()
+        .filter(|s| s.method == "POST" && !s.query.contains("dryRun"))
+        .collect();
     assert_eq!(posts.len(), 4, "{log:#?}");
 
     // The record: hash only, labels, the consumer's location.
@@ -150,17 +160,33 @@ async fn create_scoped_key_with_consumer_secret() {
     assert_eq!(cs.body["metadata"]["labels"]["keygate.dev/key-id"], lower);
     assert_eq!(cs.body["stringData"]["token"], token);
     assert_eq!(cs.body["stringData"]["server"], "https://10.0.0.1:6443");
+
+    // The creator is told what the Secret exposes, and to whom.
+    let warning = ctx
+        .notes
+        .iter()
+        .find(|n| n.contains("secret/ci-key -n ci"))
+        .unwrap_or_else(|| panic!("no warning about the consumer Secret: {:?}", ctx.notes));
+    assert!(
+        warning.contains("plain text")
+            && warning.contains("namespace ci")
+            && warning.contains("role view in apps"),
+        "{warning}"
+    );
 }
 
 #[tokio::test]
 async fn a_refused_rolebinding_rolls_back_the_secret_and_earlier_bindings() {
     let (client, log) = fake(|s| match s.method.as_str() {
         "POST" if s.path.ends_with("selfsubjectreviews") => status(404, "NotFound", "nope"),
-        "POST" if s.path.contains("/namespaces/b/rolebindings") => status(
-            403,
-            "Forbidden",
-            "rolebindings.rbac.authorization.k8s.io is forbidden: user \"bob\" is attempting to grant RBAC permissions not currently held",
-        ),
+        // Allowed in the dry run, refused for real (RBAC changed in between).
+        "POST" if s.path.contains("/namespaces/b/rolebindings") && !s.query.contains("dryRun") => {
+            status(
+                403,
+                "Forbidden",
+                "rolebindings.rbac.authorization.k8s.io is forbidden: user \"bob\" is attempting to grant RBAC permissions not currently held",
+            )
+        }
         "POST" => created(s),
         "DELETE" => (200, json!({"kind": "Status", "status": "Success"})),
         _ => status(500, "InternalError", "unexpected"),
@@ -196,6 +222,46 @@ async fn a_refused_rolebinding_rolls_back_the_secret_and_earlier_bindings() {
             .starts_with("/apis/rbac.authorization.k8s.io/v1/namespaces/a/rolebindings/keygate-")
     );
     assert!(deletes[1].starts_with(&format!("{SECRETS}/keygate-")));
+}
+
+/// A consumer namespace that does not exist, or a RoleBinding RBAC refuses, is found by the
+/// dry runs: nothing is written, so nothing needs rolling back.
+#[tokio::test]
+async fn a_missing_consumer_namespace_or_a_refused_binding_writes_nothing() {
+    for (args, refuse) in [
+        (
+            &[
+                "--consumer-secret",
+                "ci-key",
+                "--consumer-namespace",
+                "nope",
+            ][..],
+            "/api/v1/namespaces/nope/secrets",
+        ),
+        (
+            &["--role", "edit", "--namespace-scope", "b"][..],
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/b/rolebindings",
+        ),
+    ] {
+        let (client, log) = fake(move |s| match s.method.as_str() {
+            "POST" if s.path.ends_with("selfsubjectreviews") => status(404, "NotFound", "nope"),
+            "POST" if s.path == refuse => status(404, "NotFound", "namespaces \"x\" not found"),
+            "POST" => created(s),
+            _ => status(500, "InternalError", "unexpected"),
+        });
+        let mut argv = vec!["create", "--name", "x"];
+        argv.extend_from_slice(args);
+        let err = format!("{:#}", run(client, &argv).await.0.unwrap_err());
+        assert!(err.contains("Nothing was created"), "{err}");
+        let log = log.lock().unwrap().clone();
+        let written: Vec<&Seen> = log
+            .iter()
+            .filter(|s| {
+                s.method != "GET" && !s.query.contains("dryRun") && !s.path.ends_with("reviews")
+            })
+            .collect();
+        assert!(written.is_empty(), "{written:#?}");
+    }
 }
 
 #[tokio::test]

@@ -156,8 +156,7 @@ async fn embedded_default_serves_a_hand_written_key_and_logs_no_secret() {
     rec.role = Some(keygate::record::Role::View);
     write_record(&data.join("keys"), &rec);
 
-    let ca = std::fs::read_to_string(data.join("certs/ca.crt")).unwrap();
-    let client = ClientConfig::trusting(&ca);
+    let client = embedded_client(&data);
     let secret = token.expose();
     let mut ok = false;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -219,8 +218,7 @@ async fn json_log_format_emits_one_structured_event_per_decision() {
     let work = tempfile::tempdir().unwrap();
     let mut serve = Serve::start(work.path(), &["--log-format", "json"]);
     serve.wait_ready().await;
-    let ca = std::fs::read_to_string(work.path().join("keygate-data/certs/ca.crt")).unwrap();
-    let mut c = ClientConfig::trusting(&ca)
+    let mut c = embedded_client(&work.path().join("keygate-data"))
         .connect(serve.addr, Proto::Http1)
         .await
         .unwrap();
@@ -251,8 +249,7 @@ async fn shutdown_delay_fails_readiness_but_keeps_answering_until_it_ends() {
     let work = tempfile::tempdir().unwrap();
     let mut serve = Serve::start(work.path(), &["--shutdown-delay", "3s"]);
     serve.wait_ready().await;
-    let ca = std::fs::read_to_string(work.path().join("keygate-data/certs/ca.crt")).unwrap();
-    let client = ClientConfig::trusting(&ca);
+    let client = embedded_client(&work.path().join("keygate-data"));
     serve.sigterm();
     // Readiness goes first...
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -272,4 +269,107 @@ async fn shutdown_delay_fails_readiness_but_keeps_answering_until_it_ends() {
     let (status, logs) = serve.terminate().await;
     assert!(status.success(), "{logs}");
     assert!(logs.contains("/readyz fails"), "{logs}");
+}
+
+/// The embedded mode requires the client certificate it generated (the one in its webhook
+/// kubeconfig); `--allow-unauthenticated-clients` turns that off.
+#[tokio::test]
+async fn embedded_mode_answers_only_its_generated_client_certificate() {
+    let work = tempfile::tempdir().unwrap();
+    let mut serve = Serve::start(work.path(), &[]);
+    serve.wait_ready().await;
+    let data = work.path().join("keygate-data");
+    let ca = std::fs::read_to_string(data.join("certs/ca.crt")).unwrap();
+    let token = "kg_AAAAAAAAAAAAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+    let mut c = embedded_client(&data)
+        .connect(serve.addr, Proto::Http2)
+        .await
+        .unwrap();
+    assert_eq!(c.review(token).await.status, 200);
+    assert_no_answer(&ClientConfig::trusting(&ca), serve.addr, token).await;
+    let other = keygate::pki::generate_bundle(&["localhost".into()], "intruder", 30).unwrap();
+    assert_no_answer(
+        &ClientConfig::trusting(&ca).with_identity(&other.client),
+        serve.addr,
+        token,
+    )
+    .await;
+    let (status, logs) = serve.terminate().await;
+    assert!(status.success(), "{logs}");
+    assert!(
+        logs.contains("client_ca="),
+        "the CA in use is logged: {logs}"
+    );
+
+    let mut serve = Serve::start(work.path(), &["--allow-unauthenticated-clients"]);
+    serve.wait_ready().await;
+    let mut c = ClientConfig::trusting(&ca)
+        .connect(serve.addr, Proto::Http1)
+        .await
+        .unwrap();
+    assert_eq!(c.review(token).await.status, 200);
+    drop(c);
+    serve.terminate().await;
+}
+
+/// With --tls-cert, a listener that is not on loopback needs --client-ca, or the explicit
+/// --allow-unauthenticated-clients; in a cluster the default listener (0.0.0.0) is such a one.
+#[test]
+fn a_non_loopback_listener_without_client_ca_is_refused_unless_allowed() {
+    let work = tempfile::tempdir().unwrap();
+    let certs = work.path().join("certs");
+    keygate::pki::generate_bundle(&["localhost".into()], "kube-apiserver", 30)
+        .unwrap()
+        .write(&certs)
+        .unwrap();
+    let (cert, key) = (certs.join("server.crt"), certs.join("server.key"));
+    // `--store kube` without a cluster fails at the next step, before anything listens.
+    let run = |listen: Option<&str>, extra: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_keygate"));
+        c.current_dir(work.path())
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KEYGATE_ALLOW_UNAUTHENTICATED_CLIENTS")
+            .env("KUBECONFIG", work.path().join("none"))
+            .env("HOME", work.path())
+            .args(["serve", "--store", "kube", "--tls-cert"])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .args(listen.map(|l| ["--listen", l]).into_iter().flatten())
+            .args(extra)
+            .envs(env.iter().copied());
+        let out = c.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for (listen, env) in [
+        (Some("0.0.0.0:8443"), &[][..]),
+        (Some("[::]:8443"), &[][..]),
+        (Some("10.1.2.3:8443"), &[][..]),
+        (None, &[("KUBERNETES_SERVICE_HOST", "10.96.0.1")][..]),
+    ] {
+        let err = run(listen, &[], env);
+        assert!(
+            err.contains("--client-ca") && err.contains("--allow-unauthenticated-clients"),
+            "{listen:?}: {err}"
+        );
+    }
+    for (extra, env) in [
+        (&["--allow-unauthenticated-clients"][..], &[][..]),
+        (
+            &[][..],
+            &[("KEYGATE_ALLOW_UNAUTHENTICATED_CLIENTS", "true")][..],
+        ),
+        (&["--client-ca", "ca.pem"][..], &[][..]),
+    ] {
+        let err = run(Some("0.0.0.0:8443"), extra, env);
+        assert!(
+            !err.contains("refusing to serve"),
+            "{extra:?} {env:?}: {err}"
+        );
+        assert!(err.contains("--kubeconfig"), "{err}");
+    }
+    // Loopback needs neither.
+    let err = run(Some("127.0.0.1:8443"), &[], &[]);
+    assert!(!err.contains("refusing to serve"), "{err}");
 }

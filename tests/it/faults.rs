@@ -324,8 +324,7 @@ async fn sigterm_under_load_completes_in_flight_requests_without_errors() {
     let env = Env::new();
     let (_, token) = env.create(&[]);
     let mut serve = Serve::start(&env, &["--shutdown-grace", "20s"]);
-    let ca = std::fs::read_to_string(&serve.ca).unwrap();
-    let client = ClientConfig::trusting(&ca);
+    let client = serve.client();
     assert!(eventually(SOON, || authenticates(&client, serve.addr, &token)).await);
 
     let signalled = Arc::new(AtomicBool::new(false));
@@ -492,8 +491,7 @@ async fn a_key_directory_moved_away_stops_serve_with_an_error_exit() {
     let env = Env::new();
     let (_, token) = env.create(&[]);
     let mut serve = Serve::start(&env, &[]);
-    let ca = std::fs::read_to_string(&serve.ca).unwrap();
-    let client = ClientConfig::trusting(&ca);
+    let client = serve.client();
     assert!(eventually(SOON, || authenticates(&client, serve.addr, &token)).await);
 
     let moved = env.tmp.path().join("keys.old");

@@ -5,6 +5,7 @@
 mod common;
 
 mod cli_dir;
+mod cli_errors;
 mod cli_kube;
 mod cli_usage;
 mod embedded;

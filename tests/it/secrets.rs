@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::common::cli::{BIN, Env, Serve};
-use crate::common::{ClientConfig, FIXTURE_V1, FIXTURE_V1BETA1, Proto, eventually, review_body};
+use crate::common::{FIXTURE_V1, FIXTURE_V1BETA1, Proto, eventually, review_body};
 
 /// Everything that would betray a token: the whole token, the secret, and every 12-character
 /// window of the secret (a logged prefix or fragment).
@@ -96,8 +96,7 @@ async fn no_secret_in_any_output_at_trace_level() {
 
     // The server at TRACE, with every request path.
     let mut serve = Serve::start(&env, &["--log", "trace", "--last-used-interval", "1s"]);
-    let ca = std::fs::read_to_string(&serve.ca).unwrap();
-    let client = ClientConfig::trusting(&ca);
+    let client = serve.client();
     assert!(
         eventually(Duration::from_secs(5), || async {
             let Ok(mut c) = client.connect(serve.addr, Proto::Http2).await else {
@@ -309,6 +308,11 @@ fn openssl_handshake(
             "-verify_return_error",
             "-brief",
         ])
+        // The embedded mode requires its generated client certificate.
+        .arg("-cert")
+        .arg(ca.with_file_name("client.crt"))
+        .arg("-key")
+        .arg(ca.with_file_name("client.key"))
         .args(flags)
         .stdin(std::process::Stdio::null())
         .output()

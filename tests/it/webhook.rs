@@ -282,20 +282,6 @@ async fn certificate_reload_without_restart_or_dropped_connections() {
 
 /// The handshake fails, or (with TLS 1.3, where the server checks the client certificate after
 /// the client thinks it is done) the first request does: either way, no answer.
-async fn assert_no_answer(client: &ClientConfig, addr: std::net::SocketAddr, token: &str) {
-    if let Ok(mut c) = client.connect(addr, Proto::Http1).await {
-        let req = http::Request::post("https://localhost/authenticate")
-            .body(http_body_util::Full::new(bytes::Bytes::from(review_body(
-                FIXTURE_V1, token,
-            ))))
-            .unwrap();
-        assert!(
-            c.send(req).await.is_err(),
-            "answered a client the client CA did not sign"
-        );
-    }
-}
-
 #[tokio::test]
 async fn client_certificates_are_required_when_a_client_ca_is_set() {
     let srv = TestServer::start(ServerOptions {

@@ -121,6 +121,8 @@ pub struct Serve {
     pub admin: SocketAddr,
     pub log: PathBuf,
     pub ca: PathBuf,
+    /// The data directory: generated certificates in `certs/`.
+    pub data: PathBuf,
 }
 
 impl Serve {
@@ -155,7 +157,13 @@ impl Serve {
             admin,
             log,
             ca: data.join("certs").join("ca.crt"),
+            data,
         }
+    }
+
+    /// A client that trusts the generated CA and presents the generated client certificate.
+    pub fn client(&self) -> super::ClientConfig {
+        super::embedded_client(&self.data)
     }
 
     pub fn logs(&self) -> String {

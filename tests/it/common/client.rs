@@ -47,6 +47,16 @@ impl ClientConfig {
         }
     }
 
+    /// Presents this client certificate (the embedded mode, or a server with --client-ca).
+    pub fn with_identity(mut self, pem: &keygate::pki::Pem) -> Self {
+        let chain = CertificateDer::pem_slice_iter(pem.cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
+        self.identity = Some((chain, Arc::new(key)));
+        self
+    }
+
     fn rustls(&self, proto: Proto) -> rustls::ClientConfig {
         let b = rustls::ClientConfig::builder_with_provider(keygate::tls::provider())
             .with_safe_default_protocol_versions()

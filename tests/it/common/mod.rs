@@ -27,8 +27,6 @@ use keygate::pki::{self, Bundle, names};
 use keygate::record::KeyRecord;
 use keygate::tls::TlsFiles;
 use keygate::token::{KeyId, Token};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -208,15 +206,30 @@ pub fn write_record(dir: &Path, rec: &KeyRecord) {
     keygate::fsutil::write_atomic(&record_path(dir, &rec.id), text.as_bytes(), false).unwrap();
 }
 
-impl ClientConfig {
-    pub fn with_identity(mut self, pem: &pki::Pem) -> Self {
-        let chain = CertificateDer::pem_slice_iter(pem.cert.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
+/// Asserts that `client` gets no answer to a review from the server at `addr` (the TLS
+/// handshake, or the first request, fails).
+pub async fn assert_no_answer(client: &ClientConfig, addr: std::net::SocketAddr, token: &str) {
+    if let Ok(mut c) = client.connect(addr, Proto::Http1).await {
+        let req = http::Request::post("https://localhost/authenticate")
+            .body(http_body_util::Full::new(bytes::Bytes::from(review_body(
+                FIXTURE_V1, token,
+            ))))
             .unwrap();
-        let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
-        self.identity = Some((chain, Arc::new(key)));
-        self
+        assert!(
+            c.send(req).await.is_err(),
+            "answered a client the client CA did not sign"
+        );
     }
+}
+
+/// A client for `keygate serve` in the embedded mode with `data_dir`: it trusts the generated
+/// CA and presents the generated client certificate, which that mode requires.
+pub fn embedded_client(data_dir: &Path) -> ClientConfig {
+    let read = |f: &str| std::fs::read_to_string(data_dir.join("certs").join(f)).unwrap();
+    ClientConfig::trusting(&read(names::CA_CERT)).with_identity(&pki::Pem {
+        cert: read(names::CLIENT_CERT),
+        key: read(names::CLIENT_KEY),
+    })
 }
 
 impl Reply {
