@@ -56,6 +56,23 @@ impl Collector for UsageCollector {
     }
 }
 
+/// Reads the log writer's dropped-line count at scrape time (the writer is process-wide).
+#[derive(Debug)]
+struct LogCollector;
+
+impl Collector for LogCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counter = ConstCounter::new(crate::telemetry::lines_dropped());
+        let metric = encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines dropped because the log output (stderr) did not keep up",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
     result: &'static str,
@@ -189,6 +206,7 @@ impl Metrics {
         );
         let usage = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(UsageCollector(usage.clone())));
+        registry.register_collector(Box::new(LogCollector));
         Arc::new(Metrics {
             usage,
             registry,
@@ -292,6 +310,7 @@ mod tests {
         assert!(text.contains("keygate_store_ready 0"));
         assert!(text.contains("keygate_store_stale_seconds 0"), "{text}");
         assert!(text.contains("keygate_keys_loaded 0"));
+        assert!(text.contains("keygate_log_lines_dropped_total 0"), "{text}");
         assert!(text.ends_with("# EOF\n"));
         assert!(
             !text.contains("last_used"),

@@ -10,6 +10,7 @@ mod cli_usage;
 mod embedded;
 mod faults;
 mod hostile;
+mod overload;
 mod properties;
 mod secrets;
 mod webhook;
