@@ -104,6 +104,8 @@ pub struct Metrics {
     stale: Gauge,
     connections: Gauge,
     connections_refused: Counter,
+    handshakes_cut: Counter,
+    idle_closed: Counter,
     usage: Arc<OnceLock<Arc<UsageStats>>>,
 }
 
@@ -204,6 +206,22 @@ impl Metrics {
             "Connections closed at once because --max-connections was reached",
             connections_refused.clone(),
         );
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let handshakes_cut = counter(
+            &mut registry,
+            "handshakes_cut",
+            "TLS handshakes cut because --max-handshakes were in progress (the oldest of the \
+             busiest source goes)",
+        );
+        let idle_closed = counter(
+            &mut registry,
+            "idle_connections_closed",
+            "HTTP/2 connections shut down after --http2-idle-timeout without an open stream",
+        );
         let usage = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(UsageCollector(usage.clone())));
         registry.register_collector(Box::new(LogCollector));
@@ -223,7 +241,17 @@ impl Metrics {
             stale,
             connections,
             connections_refused,
+            handshakes_cut,
+            idle_closed,
         })
+    }
+
+    pub fn handshake_cut(&self) {
+        self.handshakes_cut.inc();
+    }
+
+    pub fn idle_connection_closed(&self) {
+        self.idle_closed.inc();
     }
 
     /// Exposes the last-use writer's counters (set once, by `serve`).

@@ -48,8 +48,10 @@ pub struct ServeSettings {
     pub tls_reload_interval: Duration,
     pub user_prefix: String,
     pub allowed_groups: Vec<GroupPattern>,
-    /// Connection limits; `limits.handshake_timeout` also bounds sending a request body.
+    /// Connection limits.
     pub limits: Limits,
+    /// Time allowed for sending a request body.
+    pub request_timeout: Duration,
     pub shutdown_delay: Duration,
     /// Zero turns last-use recording off.
     pub last_used_interval: Duration,
@@ -312,7 +314,7 @@ impl Bound {
         let webhook = Arc::new(Webhook {
             index: index.clone(),
             metrics: metrics.clone(),
-            body_timeout: settings.limits.handshake_timeout,
+            body_timeout: settings.request_timeout,
             usage: usage.as_ref().map(|(u, _)| u.clone() as Arc<dyn UsageSink>),
         });
         let (draining, stop) = (CancellationToken::new(), CancellationToken::new());

@@ -70,9 +70,24 @@ pub struct ServeArgs {
     )]
     pub allowed_groups: Vec<GroupPattern>,
 
-    /// Maximum open webhook connections; more are closed at once.
+    /// Maximum webhook connections past their TLS handshake (with --client-ca: clients with a
+    /// valid certificate); more are closed at once.
     #[arg(long, env = "KEYGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// Maximum TLS handshakes in progress. Past it, a new connection cuts the oldest handshake
+    /// of the source address with the most handshakes in progress.
+    #[arg(long, env = "KEYGATE_MAX_HANDSHAKES", default_value_t = 256)]
+    pub max_handshakes: usize,
+
+    /// Time allowed for the TLS handshake.
+    #[arg(
+        long,
+        env = "KEYGATE_HANDSHAKE_TIMEOUT",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
+    pub handshake_timeout: HumanDuration,
 
     /// HTTP/1 keep-alive idle timeout, also the time allowed to send request headers.
     #[arg(
@@ -83,7 +98,16 @@ pub struct ServeArgs {
     )]
     pub idle_timeout: HumanDuration,
 
-    /// Time allowed for the TLS handshake and for sending a request body.
+    /// HTTP/2 connections with no open stream for this long are shut down gracefully.
+    #[arg(
+        long,
+        env = "KEYGATE_HTTP2_IDLE_TIMEOUT",
+        default_value = "2m",
+        value_name = "DURATION"
+    )]
+    pub http2_idle_timeout: HumanDuration,
+
+    /// Time allowed for sending a request body.
     #[arg(
         long,
         env = "KEYGATE_REQUEST_TIMEOUT",
@@ -143,12 +167,15 @@ impl ServeArgs {
             user_prefix: self.user_prefix,
             allowed_groups: self.allowed_groups,
             limits: Limits {
-                handshake_timeout: self.request_timeout.0,
+                handshake_timeout: self.handshake_timeout.0,
+                max_handshakes: self.max_handshakes,
                 idle_timeout: self.idle_timeout.0,
+                http2_idle_timeout: self.http2_idle_timeout.0,
                 max_connections: self.max_connections,
                 max_concurrent_streams: self.max_concurrent_streams,
                 shutdown_grace: self.shutdown_grace.0,
             },
+            request_timeout: self.request_timeout.0,
             shutdown_delay: self.shutdown_delay.0,
             last_used_interval: self.last_used_interval.0,
             store: global.store(),

@@ -1,4 +1,4 @@
-//! The server under overload: a log output that stops taking data. Every flood is bounded in count and time; bounds asserted here
+//! The server under overload: a log output that stops taking data, connection floods. Every flood is bounded in count and time; bounds asserted here
 //! are correctness bounds under attack (served or not, memory under the stated figure), never
 //! speed. Latency figures are printed for BENCHMARKS.md, not asserted.
 
@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::cli::{Env, Serve};
 use crate::common::*;
+use bytes::Bytes;
+use http_body_util::Full;
 
 /// The server's default `--request-timeout`: kube-apiserver gives up on a review well after it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,4 +112,172 @@ async fn a_stalled_log_output_never_stalls_reviews() {
     eprintln!("reviews with stderr read again: {}", summary(recovered));
     serve.stop();
     reader.join().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection slots.
+
+const SOON: Duration = Duration::from_secs(5);
+
+/// A review on a new connection with `client`; whether it authenticated.
+async fn fresh_review(client: &ClientConfig, addr: std::net::SocketAddr, token: &str) -> bool {
+    let attempt = async {
+        let mut c = client.connect(addr, Proto::Http2).await.ok()?;
+        let r = c.review(token).await;
+        Some(r.status == 200 && r.json()["status"]["authenticated"] == true)
+    };
+    matches!(tokio::time::timeout(SOON, attempt).await, Ok(Some(true)))
+}
+
+/// With `--client-ca`, a flood from another address (silent TCP connections, half a
+/// ClientHello, TLS without a client certificate) fills every handshake slot many times over,
+/// and more connections than `max_connections` are held open; a client with a valid certificate
+/// keeps being served on new connections throughout. (Before handshakes had their own budget,
+/// the silent connections held the connection slots for the whole handshake timeout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_without_certificates_never_locks_out_a_client_with_one() {
+    let limits = keygate::http::Limits {
+        handshake_timeout: Duration::from_secs(5),
+        max_handshakes: 16,
+        max_connections: 32,
+        ..keygate::http::Limits::default()
+    };
+    let srv = TestServer::start(ServerOptions {
+        client_ca: true,
+        limits,
+        ..ServerOptions::default()
+    })
+    .await;
+    let (_, token) = srv.add_key(|_| {});
+    assert!(eventually(SOON, || async { srv.index.len() == 1 }).await);
+    let verified = srv.client().with_identity(&srv.bundle.client);
+    assert!(fresh_review(&verified, srv.addr, &token).await);
+
+    let attacker: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let (addr, anonymous) = (srv.addr, srv.client());
+    // 300 connections, held until the end of the test.
+    let flood = tokio::spawn(async move {
+        let mut held = Vec::new();
+        let mut tls = Vec::new();
+        for i in 0..300 {
+            match i % 3 {
+                0 => held.extend(connect_from(attacker, addr).await.ok()),
+                1 => {
+                    if let Ok(mut s) = connect_from(attacker, addr).await {
+                        use tokio::io::AsyncWriteExt;
+                        let _ = s.write_all(&[0x16, 0x03, 0x01, 0x00, 0x80, 0x01]).await;
+                        held.push(s);
+                    }
+                }
+                _ => {
+                    let c = anonymous.connect_tls_from(attacker, addr, Proto::Http2);
+                    if let Ok(Ok(s)) = tokio::time::timeout(SOON, c).await {
+                        tls.push(s);
+                    }
+                }
+            }
+        }
+        (held, tls)
+    });
+    let mut served = 0;
+    while !flood.is_finished() {
+        assert!(
+            fresh_review(&verified, srv.addr, &token).await,
+            "client with a certificate refused during the flood (after {served})"
+        );
+        served += 1;
+    }
+    let held = flood.await.unwrap();
+    assert!(
+        held.0.len() >= 150,
+        "flood did not connect: {}",
+        held.0.len()
+    );
+    for i in 0..20 {
+        assert!(
+            fresh_review(&verified, srv.addr, &token).await,
+            "client with a certificate refused with the flood held ({i})"
+        );
+    }
+    let cut = metric(srv.admin, "keygate_handshakes_cut_total")
+        .await
+        .unwrap();
+    assert!(cut > 0, "the flood never filled the handshake slots");
+    eprintln!("served {served} reviews during the flood; {cut} handshakes cut");
+    drop(held);
+    srv.shutdown().await;
+}
+
+/// hyper keeps an HTTP/2 connection forever (its pings keep it alive): keygate shuts down one
+/// with no open stream for `http2_idle_timeout`, and never one with a stream still open.
+#[tokio::test]
+async fn idle_http2_connections_are_closed_busy_ones_are_not() {
+    use futures::StreamExt;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let idle = Duration::from_millis(300);
+    let srv = TestServer::start(ServerOptions {
+        limits: keygate::http::Limits {
+            http2_idle_timeout: idle,
+            ..keygate::http::Limits::default()
+        },
+        ..ServerOptions::default()
+    })
+    .await;
+    let (_, token) = srv.add_key(|_| {});
+    assert!(eventually(SOON, || async { srv.index.len() == 1 }).await);
+    let body = Bytes::from(review_body(FIXTURE_V1, &token));
+    let connect = || async {
+        let tls = srv
+            .client()
+            .connect_tls(srv.addr, Proto::Http2)
+            .await
+            .unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        (sender, tokio::spawn(conn))
+    };
+
+    // One review, then nothing: the server closes the connection.
+    let (mut sender, conn) = connect().await;
+    let req = http::Request::post("https://localhost/authenticate")
+        .body(Full::new(body.clone()).map_err(|e| match e {}).boxed())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+    let closed = tokio::time::timeout(SOON, conn).await;
+    assert!(closed.is_ok(), "idle HTTP/2 connection kept open");
+
+    // A stream whose body is still coming keeps its connection for many idle timeouts.
+    let (mut sender, conn) = connect().await;
+    let (more, rest) = futures::channel::mpsc::unbounded::<Bytes>();
+    let stream = futures::stream::iter([body.slice(..10)])
+        .chain(rest)
+        .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
+    let req = http::Request::post("https://localhost/authenticate")
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap();
+    // The client closes a connection once every sender is gone: keep one.
+    let _keep = sender.clone();
+    let pending = tokio::spawn(async move {
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status();
+        resp.into_body().collect().await.unwrap();
+        status
+    });
+    tokio::time::sleep(idle * 5).await;
+    assert!(!conn.is_finished(), "connection closed with a stream open");
+    more.unbounded_send(body.slice(10..)).unwrap();
+    drop(more);
+    assert_eq!(pending.await.unwrap(), 200);
+    let closed = tokio::time::timeout(SOON, conn).await;
+    assert!(closed.is_ok(), "connection kept open once its stream ended");
+    let n = metric(srv.admin, "keygate_idle_connections_closed_total").await;
+    assert_eq!(n, Some(2));
+    srv.shutdown().await;
 }

@@ -207,7 +207,28 @@ pub fn write_record(dir: &Path, rec: &KeyRecord) {
     keygate::fsutil::write_atomic(&record_path(dir, &rec.id), text.as_bytes(), false).unwrap();
 }
 
+/// A TCP connection to `to` from the loopback address `from` (any 127.0.0.0/8 address works on
+/// Linux), so a test can play a second client host.
+pub async fn connect_from(from: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(to).await
+}
+
 impl ClientConfig {
+    /// [`ClientConfig::connect_tls`] from the loopback address `from`.
+    pub async fn connect_tls_from(
+        &self,
+        from: std::net::IpAddr,
+        addr: SocketAddr,
+        proto: Proto,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let tcp = connect_from(from, addr).await?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(self.rustls(proto)));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        connector.connect(name, tcp).await
+    }
+
     pub fn with_identity(mut self, pem: &pki::Pem) -> Self {
         let chain = CertificateDer::pem_slice_iter(pem.cert.as_bytes())
             .collect::<Result<Vec<_>, _>>()
