@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::http::MemoryBudget;
 use crate::index::Index;
 use crate::review::Reason;
 use crate::usage::UsageStats;
@@ -106,6 +107,9 @@ pub struct Metrics {
     connections_refused: Counter,
     handshakes_cut: Counter,
     idle_closed: Counter,
+    memory_refused: Counter,
+    memory_in_use: Gauge,
+    memory: OnceLock<Arc<MemoryBudget>>,
     usage: Arc<OnceLock<Arc<UsageStats>>>,
 }
 
@@ -222,6 +226,16 @@ impl Metrics {
             "idle_connections_closed",
             "HTTP/2 connections shut down after --http2-idle-timeout without an open stream",
         );
+        let memory_refused = counter(
+            &mut registry,
+            "request_memory_refused",
+            "Requests answered 503 because the --max-request-memory budget was spent",
+        );
+        let memory_in_use = gauge(
+            &mut registry,
+            "request_memory_bytes",
+            "Bytes of the --max-request-memory budget held by requests being received",
+        );
         let usage = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(UsageCollector(usage.clone())));
         registry.register_collector(Box::new(LogCollector));
@@ -243,7 +257,15 @@ impl Metrics {
             connections_refused,
             handshakes_cut,
             idle_closed,
+            memory_refused,
+            memory_in_use,
+            memory: OnceLock::new(),
         })
+    }
+
+    /// Exposes the request memory budget's use (set once, by whoever makes the webhook).
+    pub fn track_memory(&self, budget: Arc<MemoryBudget>) {
+        let _ = self.memory.set(budget);
     }
 
     pub fn handshake_cut(&self) {
@@ -252,6 +274,10 @@ impl Metrics {
 
     pub fn idle_connection_closed(&self) {
         self.idle_closed.inc();
+    }
+
+    pub fn request_memory_refused(&self) {
+        self.memory_refused.inc();
     }
 
     /// Exposes the last-use writer's counters (set once, by `serve`).
@@ -306,6 +332,9 @@ impl Metrics {
             t => (jiff::Timestamp::now().as_second() - t).max(0),
         };
         self.stale.set(stale);
+        if let Some(m) = self.memory.get() {
+            self.memory_in_use.set(m.in_use() as i64);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{Global, HumanDuration};
+use super::{ByteSize, Global, HumanDuration};
 use crate::http::Limits;
 use crate::identity::GroupPattern;
 use crate::serve::{ServeSettings, TlsSource};
@@ -72,7 +72,7 @@ pub struct ServeArgs {
 
     /// Maximum webhook connections past their TLS handshake (with --client-ca: clients with a
     /// valid certificate); more are closed at once.
-    #[arg(long, env = "KEYGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    #[arg(long, env = "KEYGATE_MAX_CONNECTIONS", default_value_t = 250)]
     pub max_connections: usize,
 
     /// Maximum TLS handshakes in progress. Past it, a new connection cuts the oldest handshake
@@ -116,9 +116,20 @@ pub struct ServeArgs {
     )]
     pub request_timeout: HumanDuration,
 
-    /// Maximum concurrent HTTP/2 streams per connection.
-    #[arg(long, env = "KEYGATE_MAX_STREAMS", default_value_t = 1000)]
+    /// Maximum concurrent HTTP/2 streams per connection (kube-apiserver's Go client assumes
+    /// 100 until told otherwise and uses more connections past the cap; keep it at least 100).
+    #[arg(long, env = "KEYGATE_MAX_STREAMS", default_value_t = 250)]
     pub max_concurrent_streams: u32,
+
+    /// Memory for requests being received, all connections together (headers, body and a fixed
+    /// 4 KiB each); a request that finds it spent gets 503 with Retry-After: 1.
+    #[arg(
+        long,
+        env = "KEYGATE_MAX_REQUEST_MEMORY",
+        default_value = "32Mi",
+        value_name = "SIZE"
+    )]
+    pub max_request_memory: ByteSize,
 
     /// After SIGTERM, keep accepting reviews this long with /readyz failing, so a Service or
     /// load balancer stops routing here before the listener closes (e.g. 5s in a Deployment).
@@ -176,6 +187,7 @@ impl ServeArgs {
                 shutdown_grace: self.shutdown_grace.0,
             },
             request_timeout: self.request_timeout.0,
+            max_request_memory: self.max_request_memory.0,
             shutdown_delay: self.shutdown_delay.0,
             last_used_interval: self.last_used_interval.0,
             store: global.store(),

@@ -15,6 +15,9 @@
 //! - HTTP/1.1: a header/keep-alive idle timeout. HTTP/2: a cap on concurrent streams, a
 //!   keep-alive ping, and an idle timeout (a connection with no open stream for
 //!   `http2_idle_timeout` is shut down gracefully; hyper has none of its own).
+//! - Small header limits and small HTTP/2 flow-control windows, so what one connection can make
+//!   the server hold is small; request bodies in flight share one memory budget
+//!   ([`super::webhook::MemoryBudget`]).
 //!
 //! On shutdown the listener stops accepting and in-flight requests finish (up to a grace period).
 
@@ -41,6 +44,16 @@ use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::tls::SharedConfig;
 
+/// Largest header section accepted: the HTTP/2 header list (as HPACK counts it) and the HTTP/1.1
+/// read buffer. kube-apiserver's TokenReview requests carry a few hundred bytes of headers.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// HTTP/2 flow-control windows: how much request body a peer may send before the server has
+/// read it, per stream (one body, at most 64 KiB) and per connection.
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONN_WINDOW: u32 = 128 * 1024;
+/// Response bytes HTTP/2 buffers per stream for a peer that does not read (answers are < 2 KiB).
+const H2_SEND_BUFFER: usize = 16 * 1024;
+
 /// Connection limits and timeouts of the webhook listener.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -66,8 +79,8 @@ impl Default for Limits {
             max_handshakes: 256,
             idle_timeout: Duration::from_secs(30),
             http2_idle_timeout: Duration::from_secs(120),
-            max_connections: 10_000,
-            max_concurrent_streams: 1_000,
+            max_connections: 250,
+            max_concurrent_streams: 250,
             shutdown_grace: Duration::from_secs(25),
         }
     }
@@ -391,7 +404,10 @@ async fn serve_tls_connection(
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_concurrent_streams)
-            .max_header_list_size(64 * 1024)
+            .max_header_list_size(MAX_HEADER_BYTES as u32)
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONN_WINDOW)
+            .max_send_buf_size(H2_SEND_BUFFER)
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_timeout(Duration::from_secs(10))
             .serve_connection(io, service);
@@ -405,7 +421,7 @@ async fn serve_tls_connection(
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.idle_timeout)
-            .max_buf_size(64 * 1024)
+            .max_buf_size(MAX_HEADER_BYTES)
             .serve_connection(io, service);
         // HTTP/1.1's idle connections are closed by hyper's header read timeout.
         drive(conn, &shared.closing, std::future::pending()).await

@@ -1,4 +1,5 @@
-//! The server under overload: a log output that stops taking data, connection floods. Every flood is bounded in count and time; bounds asserted here
+//! The server under overload: a log output that stops taking data, connection floods, and
+//! memory under a stream attack. Every flood is bounded in count and time; bounds asserted here
 //! are correctness bounds under attack (served or not, memory under the stated figure), never
 //! speed. Latency figures are printed for BENCHMARKS.md, not asserted.
 
@@ -280,4 +281,129 @@ async fn idle_http2_connections_are_closed_busy_ones_are_not() {
     let n = metric(srv.admin, "keygate_idle_connections_closed_total").await;
     assert_eq!(n, Some(2));
     srv.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory.
+
+/// The resident set of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// SECURITY.md's bound on what an attack adds to the server's memory, for `connections`
+/// connections and no handshake in progress, at the default settings: the request memory
+/// budget (32 MiB), per connection 250 streams × 2 KiB + a 128 KiB window + 32 KiB, and 16 MiB
+/// of log buffers.
+fn attack_bound(connections: u64) -> u64 {
+    (32 << 20) + connections * ((250 * 2 + 128 + 32) << 10) + (16 << 20)
+}
+
+/// 8 connections × 250 streams (the default stream cap), each stream with 12 KiB of headers and
+/// 60 KiB of a declared 64 KiB body, then silence: 144 MB the server would hold until the
+/// request timeout. With the memory budget, the streams that do not fit are answered 503 at
+/// once, and the server's resident memory stays under the bound SECURITY.md states.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_holding_partial_bodies_stay_under_the_memory_bound() {
+    use futures::StreamExt;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    const CONNECTIONS: usize = 8;
+    const STREAMS: usize = 250;
+    let env = Env::new();
+    let (_, token) = env.create(&["--role", "view"]);
+    let serve = Serve::start(&env, &[]);
+    let pid = serve.child.id();
+    let client = ClientConfig::trusting(&std::fs::read_to_string(&serve.ca).unwrap());
+    // Warm up (first connections and reviews allocate for good), then the baseline.
+    let mut c = client.connect(serve.addr, Proto::Http2).await.unwrap();
+    timed_reviews(&mut c, &token, 50, "warm-up").await;
+    let base = rss(pid);
+
+    let pad = "p".repeat(12 * 1024);
+    let chunk = Bytes::from(vec![b' '; 60 * 1024]);
+    let mut attack = tokio::task::JoinSet::new();
+    let mut conns = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let tls = client.connect_tls(serve.addr, Proto::Http2).await.unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        conns.push(tokio::spawn(conn));
+        for _ in 0..STREAMS {
+            let (mut sender, pad, chunk) = (sender.clone(), pad.clone(), chunk.clone());
+            attack.spawn(async move {
+                // One chunk, then nothing, for as long as the test holds it.
+                let frames = futures::stream::iter([chunk])
+                    .chain(futures::stream::pending())
+                    .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
+                let req = http::Request::post("https://localhost/authenticate")
+                    .header("content-length", "65536")
+                    .header("x-pad", pad)
+                    .body(BodyExt::boxed(StreamBody::new(frames)))
+                    .unwrap();
+                sender.ready().await?;
+                let resp = sender.send_request(req).await?;
+                Ok::<_, hyper::Error>(resp.status().as_u16())
+            });
+        }
+    }
+    // Sample while the attack is on (bounded: 5 s), until every stream that is going to be
+    // refused has been.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut peak, mut refused) = (0, 0);
+    while Instant::now() < deadline {
+        peak = peak.max(rss(pid));
+        while let Some(r) = attack.try_join_next() {
+            if let Ok(Ok(503)) = r {
+                refused += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held = metric(serve.admin, "keygate_request_memory_bytes")
+        .await
+        .unwrap();
+    let grown = peak.saturating_sub(base);
+    let bound = attack_bound(CONNECTIONS as u64);
+    eprintln!(
+        "RSS before {} MiB, peak {} MiB (+{} MiB, bound +{} MiB); {refused} streams refused, \
+         {} MiB held by requests",
+        base >> 20,
+        peak >> 20,
+        grown >> 20,
+        bound >> 20,
+        held >> 20
+    );
+    assert!(
+        grown <= bound,
+        "RSS grew by {grown} bytes under attack, bound {bound}"
+    );
+    assert!(
+        refused > 0,
+        "no stream was refused: the attack did not reach the budget"
+    );
+    // Held requests are dropped with their connections; the budget comes back.
+    attack.abort_all();
+    for c in conns {
+        c.abort();
+    }
+    let (admin, freed) = (
+        serve.admin,
+        eventually(SOON, || async {
+            metric(serve.admin, "keygate_request_memory_bytes").await == Some(0)
+        }),
+    );
+    assert!(freed.await, "budget not returned ({admin})");
+    timed_reviews(&mut c, &token, 10, "after the attack").await;
 }

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use keygate::http::Webhook;
 use keygate::http::{Limits, listener};
+use keygate::http::{MemoryBudget, Webhook};
 use keygate::identity::IdentityPolicy;
 use keygate::index::Index;
 use keygate::metrics::Metrics;
@@ -57,6 +57,8 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// How long a client may take to send a request body (default 5 s).
     pub body_timeout: Option<Duration>,
+    /// The request memory budget (default 32 MiB, as `serve`'s).
+    pub max_request_memory: Option<usize>,
     /// Told about each successful authentication (last-used tracking); none by default.
     pub usage: Option<Arc<dyn keygate::usage::UsageSink>>,
 }
@@ -119,7 +121,9 @@ impl TestServer {
             metrics: metrics.clone(),
             body_timeout: opts.body_timeout.unwrap_or(Duration::from_secs(5)),
             usage: opts.usage,
+            memory: MemoryBudget::new(opts.max_request_memory.unwrap_or(32 << 20)),
         });
+        metrics.track_memory(webhook.memory.clone());
         let task = tokio::spawn(listener::serve_webhook(
             listener,
             shared,
