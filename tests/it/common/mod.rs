@@ -57,8 +57,6 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// How long a client may take to send a request body (default 5 s).
     pub body_timeout: Option<Duration>,
-    /// The request memory budget (default 32 MiB, as `serve`'s).
-    pub max_request_memory: Option<usize>,
     /// Told about each successful authentication (last-used tracking); none by default.
     pub usage: Option<Arc<dyn keygate::usage::UsageSink>>,
 }
@@ -121,7 +119,8 @@ impl TestServer {
             metrics: metrics.clone(),
             body_timeout: opts.body_timeout.unwrap_or(Duration::from_secs(5)),
             usage: opts.usage,
-            memory: MemoryBudget::new(opts.max_request_memory.unwrap_or(32 << 20)),
+            // `serve`'s default.
+            memory: MemoryBudget::new(32 << 20),
         });
         metrics.track_memory(webhook.memory.clone());
         let task = tokio::spawn(listener::serve_webhook(
