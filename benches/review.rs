@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::Timestamp;
-use keygate::http::Webhook;
+use keygate::http::{MemoryBudget, Webhook};
 use keygate::identity::IdentityPolicy;
 use keygate::index::Index;
 use keygate::metrics::Metrics;
@@ -74,6 +74,7 @@ fn setup() -> Setup {
         metrics: Metrics::new(),
         body_timeout: Duration::from_secs(5),
         usage: None,
+        memory: MemoryBudget::new(32 << 20),
     };
     Setup {
         valid_id_lower: valid.id.key().to_string(),

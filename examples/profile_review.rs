@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use keygate::http::Webhook;
+use keygate::http::{MemoryBudget, Webhook};
 use keygate::identity::IdentityPolicy;
 use keygate::index::Index;
 use keygate::metrics::Metrics;
@@ -77,6 +77,7 @@ fn main() {
         metrics: Metrics::new(),
         body_timeout: Duration::from_secs(5),
         usage: None,
+        memory: MemoryBudget::new(32 << 20),
     };
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let _guard = log.then(|| {

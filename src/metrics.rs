@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::http::MemoryBudget;
 use crate::index::Index;
 use crate::review::Reason;
 use crate::usage::UsageStats;
@@ -56,6 +57,23 @@ impl Collector for UsageCollector {
     }
 }
 
+/// Reads the log writer's dropped-line count at scrape time (the writer is process-wide).
+#[derive(Debug)]
+struct LogCollector;
+
+impl Collector for LogCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counter = ConstCounter::new(crate::telemetry::lines_dropped());
+        let metric = encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines dropped because the log output (stderr) did not keep up",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
     result: &'static str,
@@ -87,6 +105,11 @@ pub struct Metrics {
     stale: Gauge,
     connections: Gauge,
     connections_refused: Counter,
+    handshakes_cut: Counter,
+    idle_closed: Counter,
+    memory_refused: Counter,
+    memory_in_use: Gauge,
+    memory: OnceLock<Arc<MemoryBudget>>,
     usage: Arc<OnceLock<Arc<UsageStats>>>,
 }
 
@@ -187,8 +210,35 @@ impl Metrics {
             "Connections closed at once because --max-connections was reached",
             connections_refused.clone(),
         );
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let handshakes_cut = counter(
+            &mut registry,
+            "handshakes_cut",
+            "TLS handshakes cut because --max-handshakes were in progress (the oldest of the \
+             busiest source goes)",
+        );
+        let idle_closed = counter(
+            &mut registry,
+            "idle_connections_closed",
+            "HTTP/2 connections shut down after --http2-idle-timeout without an open stream",
+        );
+        let memory_refused = counter(
+            &mut registry,
+            "request_memory_refused",
+            "Requests answered 503 because the --max-request-memory budget was spent",
+        );
+        let memory_in_use = gauge(
+            &mut registry,
+            "request_memory_bytes",
+            "Bytes of the --max-request-memory budget held by requests being received",
+        );
         let usage = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(UsageCollector(usage.clone())));
+        registry.register_collector(Box::new(LogCollector));
         Arc::new(Metrics {
             usage,
             registry,
@@ -205,7 +255,29 @@ impl Metrics {
             stale,
             connections,
             connections_refused,
+            handshakes_cut,
+            idle_closed,
+            memory_refused,
+            memory_in_use,
+            memory: OnceLock::new(),
         })
+    }
+
+    /// Exposes the request memory budget's use (set once, by whoever makes the webhook).
+    pub fn track_memory(&self, budget: Arc<MemoryBudget>) {
+        let _ = self.memory.set(budget);
+    }
+
+    pub fn handshake_cut(&self) {
+        self.handshakes_cut.inc();
+    }
+
+    pub fn idle_connection_closed(&self) {
+        self.idle_closed.inc();
+    }
+
+    pub fn request_memory_refused(&self) {
+        self.memory_refused.inc();
     }
 
     /// Exposes the last-use writer's counters (set once, by `serve`).
@@ -260,6 +332,9 @@ impl Metrics {
             t => (jiff::Timestamp::now().as_second() - t).max(0),
         };
         self.stale.set(stale);
+        if let Some(m) = self.memory.get() {
+            self.memory_in_use.set(m.in_use() as i64);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -292,6 +367,7 @@ mod tests {
         assert!(text.contains("keygate_store_ready 0"));
         assert!(text.contains("keygate_store_stale_seconds 0"), "{text}");
         assert!(text.contains("keygate_keys_loaded 0"));
+        assert!(text.contains("keygate_log_lines_dropped_total 0"), "{text}");
         assert!(text.ends_with("# EOF\n"));
         assert!(
             !text.contains("last_used"),

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{Limits, Webhook, listener};
+use crate::http::{Limits, MemoryBudget, Webhook, listener};
 use crate::identity::{GroupPattern, IdentityError, IdentityPolicy};
 use crate::index::{self, Index, StoreStopped};
 use crate::keystore::{DirKeys, StoreSpec, in_cluster};
@@ -52,8 +52,12 @@ pub struct ServeSettings {
     pub tls_reload_interval: Duration,
     pub user_prefix: String,
     pub allowed_groups: Vec<GroupPattern>,
-    /// Connection limits; `limits.handshake_timeout` also bounds sending a request body.
+    /// Connection limits.
     pub limits: Limits,
+    /// Time allowed for sending a request body.
+    pub request_timeout: Duration,
+    /// Bytes for requests being received, all connections together ([`MemoryBudget`]).
+    pub max_request_memory: usize,
     pub shutdown_delay: Duration,
     /// Zero turns last-use recording off.
     pub last_used_interval: Duration,
@@ -437,11 +441,14 @@ impl Bound {
             settings.tls_reload_interval,
             move |ok| reload_metrics.tls_reload(ok),
         );
+        let memory = MemoryBudget::new(settings.max_request_memory);
+        metrics.track_memory(memory.clone());
         let webhook = Arc::new(Webhook {
             index: index.clone(),
             metrics: metrics.clone(),
-            body_timeout: settings.limits.handshake_timeout,
+            body_timeout: settings.request_timeout,
             usage: usage.as_ref().map(|(u, _)| u.clone() as Arc<dyn UsageSink>),
+            memory,
         });
         let (draining, stop) = (CancellationToken::new(), CancellationToken::new());
         let supervisor = tokio::spawn(supervise(store_stopped, index.clone(), stop.clone()));

@@ -5,12 +5,20 @@
 //! buffer every [`FLUSH_EVERY`], or at once when it passes [`HIGH_WATER`]. A channel to a
 //! writer thread (what tracing-appender does) wakes that thread for each line when requests arrive one
 //! by one, as kube-apiserver sends them: a context switch per review, measured at ~20 µs of
-//! CPU per request here (BENCHMARKS.md, part 4). No line is ever dropped: past [`MAX_PENDING`]
-//! the logging thread waits for the flusher, as a blocking writer would.
+//! CPU per request here (BENCHMARKS.md, part 4).
+//!
+//! Logging never blocks the caller. Events are written from tokio's worker threads, on the
+//! TokenReview path: if the sink stalls (a full pipe, a stuck terminal, a slow log collector)
+//! and a writer waited for room, every review would stall with it, and kube-apiserver would
+//! see its authentication webhook hang. So past [`MAX_PENDING`] buffered bytes a line is
+//! dropped instead and counted (`keygate_log_lines_dropped_total`); once the sink takes data
+//! again, the flusher logs one warning with the number of lines lost. This is the usual choice
+//! for a server on the authentication path: losing log lines under a stalled sink is visible
+//! (the counter, the warning) and recoverable, a stalled review is neither.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -31,14 +39,17 @@ pub enum LogFormat {
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// Buffered bytes that make the flusher write before its interval is up.
 pub const HIGH_WATER: usize = 64 * 1024;
-/// Buffered bytes past which logging threads wait for the flusher (backpressure).
+/// Buffered bytes past which new lines are dropped (and counted) rather than buffered. With the
+/// buffer being written out, at most twice this is held for logs.
 pub const MAX_PENDING: usize = 8 * 1024 * 1024;
 
 struct Shared {
     buf: Mutex<Vec<u8>>,
-    /// Signals the flusher (high water, close) and waiting writers (space freed).
+    /// Signals the flusher (high water, close).
     changed: Condvar,
     closed: AtomicBool,
+    /// Lines dropped since the writer was made.
+    dropped: AtomicU64,
 }
 
 /// The `MakeWriter` handed to the subscriber: appends whole formatted events to the buffer.
@@ -49,13 +60,13 @@ impl Write for &BatchWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let shared = &self.0;
         let mut buf = shared.buf.lock().unwrap_or_else(PoisonError::into_inner);
-        while buf.len() >= MAX_PENDING && !shared.closed.load(Ordering::Relaxed) {
-            buf = shared
-                .changed
-                .wait(buf)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
         let before = buf.len();
+        if before >= MAX_PENDING {
+            // See the module doc: never wait for the sink. Reported as a success, since the
+            // caller could do nothing better with an error.
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(data.len());
+        }
         buf.extend_from_slice(data);
         // Only on crossing the mark: a notify is a syscall, not worth paying per line.
         if before < HIGH_WATER && buf.len() >= HIGH_WATER {
@@ -67,6 +78,21 @@ impl Write for &BatchWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+impl BatchWriter {
+    /// Lines dropped because the sink was too slow, since this writer was made.
+    pub fn lines_dropped(&self) -> u64 {
+        self.0.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The writer [`init`] installed, for the `keygate_log_lines_dropped_total` metric.
+static INSTALLED: OnceLock<BatchWriter> = OnceLock::new();
+
+/// Log lines dropped by the installed writer (0 before [`init`]).
+pub fn lines_dropped() -> u64 {
+    INSTALLED.get().map_or(0, BatchWriter::lines_dropped)
 }
 
 impl<'a> MakeWriter<'a> for BatchWriter {
@@ -98,10 +124,13 @@ pub fn batch_writer<W: Write + Send + 'static>(mut out: W) -> (BatchWriter, LogG
         buf: Mutex::new(Vec::with_capacity(HIGH_WATER)),
         changed: Condvar::new(),
         closed: AtomicBool::new(false),
+        dropped: AtomicU64::new(0),
     });
     let s = shared.clone();
     let flusher = move || {
         let mut spare = Vec::with_capacity(HIGH_WATER);
+        // Dropped lines already reported.
+        let mut reported = 0;
         loop {
             let closed = {
                 let buf = s.buf.lock().unwrap_or_else(PoisonError::into_inner);
@@ -115,11 +144,21 @@ pub fn batch_writer<W: Write + Send + 'static>(mut out: W) -> (BatchWriter, LogG
                 s.closed.load(Ordering::Relaxed)
             };
             if !spare.is_empty() {
-                // Writers may be waiting for room: there is now.
-                s.changed.notify_all();
                 // Nowhere to report a failing stderr; the lines are lost either way.
-                let _ = out.write_all(&spare).and_then(|()| out.flush());
+                let written = out.write_all(&spare).and_then(|()| out.flush()).is_ok();
                 spare.clear();
+                let dropped = s.dropped.load(Ordering::Relaxed);
+                if written && dropped > reported {
+                    // The sink takes data again: say what it missed. This goes through the
+                    // subscriber (so in the configured format) into the buffer, which was just
+                    // emptied, and is written at the next flush.
+                    tracing::warn!(
+                        dropped = dropped - reported,
+                        total = dropped,
+                        "log lines dropped: the log output (stderr) did not keep up"
+                    );
+                    reported = dropped;
+                }
             }
             // `closed` was read under the lock after the swap, so nothing written before the
             // guard dropped is left behind.
@@ -146,6 +185,8 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
         .or_else(|| EnvFilter::try_new(filter).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     let (writer, guard) = batch_writer(std::io::stderr());
+    // Only the first writer is counted; `init` is called once per process.
+    let _ = INSTALLED.set(writer.clone());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
@@ -194,27 +235,70 @@ mod tests {
         assert_eq!(&*sink.0.lock().unwrap(), b"one\ntwo\n");
     }
 
+    /// A sink that takes nothing until it is opened, as a full pipe nobody reads.
+    #[derive(Clone, Default)]
+    struct Stalled {
+        open: Arc<(Mutex<bool>, Condvar)>,
+        sink: Sink,
+    }
+    impl Stalled {
+        fn open(&self) {
+            *self.open.0.lock().unwrap() = true;
+            self.open.1.notify_all();
+        }
+    }
+    impl Write for Stalled {
+        fn write(&mut self, d: &[u8]) -> std::io::Result<usize> {
+            let mut open = self.open.0.lock().unwrap();
+            while !*open {
+                open = self.open.1.wait(open).unwrap();
+            }
+            self.sink.write(d)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
-    fn many_writers_past_the_backpressure_mark_lose_nothing() {
-        let sink = Sink::default();
-        let (w, guard) = batch_writer(sink.clone());
+    fn a_stalled_sink_never_blocks_writers_and_dropped_lines_are_counted() {
+        let stalled = Stalled::default();
+        let (w, guard) = batch_writer(stalled.clone());
         let mut line = vec![b'x'; 1024];
         line[1023] = b'\n';
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    for _ in 0..(MAX_PENDING / 1024) {
-                        (&w).write_all(&line).unwrap();
-                    }
-                });
-            }
-        });
+        let lines_each = 2 * MAX_PENDING / 1024;
+        // Writers on threads: with a waiting writer they would never finish, and the receive
+        // below would fail instead of hanging the test.
+        let (done, finished) = std::sync::mpsc::channel();
+        for _ in 0..4 {
+            let (w, line, done) = (w.clone(), line.clone(), done.clone());
+            std::thread::spawn(move || {
+                for _ in 0..lines_each {
+                    (&w).write_all(&line).unwrap();
+                }
+                done.send(()).unwrap();
+            });
+        }
+        for _ in 0..4 {
+            finished
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a writer waited for a stalled sink");
+        }
+        let total = (4 * lines_each) as u64;
+        let dropped = w.lines_dropped();
+        // At most MAX_PENDING in the buffer plus what the flusher took before it stalled.
+        assert!(
+            dropped >= total - (2 * MAX_PENDING / 1024) as u64 - 2,
+            "{dropped}"
+        );
+        stalled.open();
         drop(guard);
-        let out = sink.0.lock().unwrap();
-        assert_eq!(out.len(), 4 * MAX_PENDING);
+        let out = stalled.sink.0.lock().unwrap();
+        assert_eq!(out.len() as u64, (total - dropped) * 1024);
         assert!(
             out.chunks(1024)
-                .all(|c| c.len() == 1024 && c[1023] == b'\n')
+                .all(|c| c.len() == 1024 && c[1023] == b'\n'),
+            "a line was cut"
         );
     }
 }

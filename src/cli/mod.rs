@@ -162,6 +162,34 @@ impl std::str::FromStr for HumanDuration {
     }
 }
 
+/// A size in bytes: a number with an optional Kubernetes-style binary suffix (`Ki`, `Mi`, `Gi`),
+/// as in a Deployment's memory limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+            Some(i) => s.split_at(i),
+            None => (s, ""),
+        };
+        let shift = match unit {
+            "" => 0,
+            "Ki" => 10,
+            "Mi" => 20,
+            "Gi" => 30,
+            _ => return Err(format!("{s:?} is not a size; use e.g. 32Mi, 512Ki, 1Gi")),
+        };
+        digits
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_mul(1 << shift))
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is not a size; use e.g. 32Mi, 512Ki, 1Gi"))
+    }
+}
+
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     keygate completions bash > /etc/bash_completion.d/keygate\n  \
@@ -195,5 +223,15 @@ mod tests {
         );
         assert!("soon".parse::<HumanDuration>().is_err());
         assert!("-5m".parse::<HumanDuration>().is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!("32Mi".parse::<ByteSize>().unwrap().0, 32 << 20);
+        assert_eq!("4096".parse::<ByteSize>().unwrap().0, 4096);
+        assert_eq!("1Gi".parse::<ByteSize>().unwrap().0, 1 << 30);
+        for bad in ["", "Mi", "32MB", "-1", "1.5Mi"] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{Global, HumanDuration};
+use super::{ByteSize, Global, HumanDuration};
 use crate::http::Limits;
 use crate::identity::GroupPattern;
 use crate::serve::{ServeSettings, TlsSource};
@@ -78,9 +78,24 @@ pub struct ServeArgs {
     )]
     pub allowed_groups: Vec<GroupPattern>,
 
-    /// Maximum open webhook connections; more are closed at once.
-    #[arg(long, env = "KEYGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    /// Maximum webhook connections past their TLS handshake (with --client-ca: clients with a
+    /// valid certificate); more are closed at once.
+    #[arg(long, env = "KEYGATE_MAX_CONNECTIONS", default_value_t = 250)]
     pub max_connections: usize,
+
+    /// Maximum TLS handshakes in progress. Past it, a new connection cuts the oldest handshake
+    /// of the source address with the most handshakes in progress.
+    #[arg(long, env = "KEYGATE_MAX_HANDSHAKES", default_value_t = 256)]
+    pub max_handshakes: usize,
+
+    /// Time allowed for the TLS handshake.
+    #[arg(
+        long,
+        env = "KEYGATE_HANDSHAKE_TIMEOUT",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
+    pub handshake_timeout: HumanDuration,
 
     /// HTTP/1 keep-alive idle timeout, also the time allowed to send request headers.
     #[arg(
@@ -91,7 +106,16 @@ pub struct ServeArgs {
     )]
     pub idle_timeout: HumanDuration,
 
-    /// Time allowed for the TLS handshake and for sending a request body.
+    /// HTTP/2 connections with no open stream for this long are shut down gracefully.
+    #[arg(
+        long,
+        env = "KEYGATE_HTTP2_IDLE_TIMEOUT",
+        default_value = "2m",
+        value_name = "DURATION"
+    )]
+    pub http2_idle_timeout: HumanDuration,
+
+    /// Time allowed for sending a request body.
     #[arg(
         long,
         env = "KEYGATE_REQUEST_TIMEOUT",
@@ -100,9 +124,20 @@ pub struct ServeArgs {
     )]
     pub request_timeout: HumanDuration,
 
-    /// Maximum concurrent HTTP/2 streams per connection.
-    #[arg(long, env = "KEYGATE_MAX_STREAMS", default_value_t = 1000)]
+    /// Maximum concurrent HTTP/2 streams per connection (kube-apiserver's Go client assumes
+    /// 100 until told otherwise and uses more connections past the cap; keep it at least 100).
+    #[arg(long, env = "KEYGATE_MAX_STREAMS", default_value_t = 250)]
     pub max_concurrent_streams: u32,
+
+    /// Memory for requests being received, all connections together (headers, body and a fixed
+    /// 4 KiB each); a request that finds it spent gets 503 with Retry-After: 1.
+    #[arg(
+        long,
+        env = "KEYGATE_MAX_REQUEST_MEMORY",
+        default_value = "32Mi",
+        value_name = "SIZE"
+    )]
+    pub max_request_memory: ByteSize,
 
     /// After SIGTERM, keep accepting reviews this long with /readyz failing, so a Service or
     /// load balancer stops routing here before the listener closes (e.g. 5s in a Deployment).
@@ -152,12 +187,16 @@ impl ServeArgs {
             user_prefix: self.user_prefix,
             allowed_groups: self.allowed_groups,
             limits: Limits {
-                handshake_timeout: self.request_timeout.0,
+                handshake_timeout: self.handshake_timeout.0,
+                max_handshakes: self.max_handshakes,
                 idle_timeout: self.idle_timeout.0,
+                http2_idle_timeout: self.http2_idle_timeout.0,
                 max_connections: self.max_connections,
                 max_concurrent_streams: self.max_concurrent_streams,
                 shutdown_grace: self.shutdown_grace.0,
             },
+            request_timeout: self.request_timeout.0,
+            max_request_memory: self.max_request_memory.0,
             shutdown_delay: self.shutdown_delay.0,
             last_used_interval: self.last_used_interval.0,
             store: global.store(),

@@ -1,22 +1,41 @@
 //! Listeners: the TLS webhook (HTTP/2 or HTTP/1.1 by ALPN) and the plain-HTTP admin endpoint.
 //!
 //! Each connection runs in its own task and span. Bounds keep a bad peer from hurting others:
-//! a TLS handshake timeout, a header/idle timeout, a body timeout, a body size limit, a cap on
-//! open connections, and a cap on concurrent HTTP/2 streams. On shutdown the listener stops
-//! accepting and in-flight requests finish (up to a grace period).
+//!
+//! - **Handshakes have their own budget.** A TLS handshake in progress holds a handshake slot
+//!   (`max_handshakes`), never a connection slot, and is cut after `handshake_timeout`. When
+//!   every handshake slot is taken, a new connection cuts the oldest handshake of the source
+//!   address with the most handshakes in progress (see [`Handshakes`]). An honest handshake
+//!   takes milliseconds, so a flood of silent or slow handshakes cannot lock a client out, and a
+//!   flood from one address cannot push out handshakes from another.
+//! - **Connection slots are for finished handshakes.** A connection takes one of the
+//!   `max_connections` slots only once its handshake has completed; with `--client-ca` that
+//!   means only clients with a valid certificate ever hold one. When every slot is taken, new
+//!   connections are closed at once, before TLS.
+//! - HTTP/1.1: a header/keep-alive idle timeout. HTTP/2: a cap on concurrent streams, a
+//!   keep-alive ping, and an idle timeout (a connection with no open stream for
+//!   `http2_idle_timeout` is shut down gracefully; hyper has none of its own).
+//! - Small header limits and small HTTP/2 flow-control windows, so what one connection can make
+//!   the server hold is small; request bodies in flight share one memory budget
+//!   ([`super::webhook::MemoryBudget`]).
+//!
+//! On shutdown the listener stops accepting and in-flight requests finish (up to a grace period).
 
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -25,12 +44,28 @@ use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::tls::SharedConfig;
 
+/// Largest header section accepted: the HTTP/2 header list (as HPACK counts it) and the HTTP/1.1
+/// read buffer. kube-apiserver's TokenReview requests carry a few hundred bytes of headers.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// HTTP/2 flow-control windows: how much request body a peer may send before the server has
+/// read it, per stream (one body, at most 64 KiB) and per connection.
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONN_WINDOW: u32 = 128 * 1024;
+/// Response bytes HTTP/2 buffers per stream for a peer that does not read (answers are < 2 KiB).
+const H2_SEND_BUFFER: usize = 16 * 1024;
+
 /// Connection limits and timeouts of the webhook listener.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
+    /// TLS handshakes in progress at once; more push out the oldest (see [`Handshakes`]).
+    pub max_handshakes: usize,
     /// HTTP/1: time allowed to send request headers, also the keep-alive idle timeout.
     pub idle_timeout: Duration,
+    /// HTTP/2: a connection with no open stream for this long is shut down gracefully.
+    pub http2_idle_timeout: Duration,
+    /// Connections past their handshake; more are closed at once.
     pub max_connections: usize,
     pub max_concurrent_streams: u32,
     /// How long in-flight requests may take to finish after shutdown begins.
@@ -40,12 +75,192 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
+            max_handshakes: 256,
             idle_timeout: Duration::from_secs(30),
-            max_connections: 10_000,
-            max_concurrent_streams: 1_000,
+            http2_idle_timeout: Duration::from_secs(120),
+            max_connections: 250,
+            max_concurrent_streams: 250,
             shutdown_grace: Duration::from_secs(25),
         }
+    }
+}
+
+/// TLS handshakes in progress, at most `max` at once.
+///
+/// When all slots are taken, a new handshake cuts one in progress rather than being refused:
+/// otherwise `max` silent connections would lock everyone out for a whole handshake timeout.
+/// The one cut is the oldest of the source with the most handshakes in progress (ties: the
+/// oldest of those), so a flood from one address only cuts its own handshakes, and an honest
+/// client, whose handshake lasts milliseconds, is cut only if `max` connections arrive during
+/// it from sources with at least as many handshakes in progress. Sources are IPv4 addresses and
+/// IPv6 /64 prefixes. There is no per-source cap: kube-apiserver may share its address
+/// (loopback in the sidecar layout) with other clients.
+pub struct Handshakes {
+    max: usize,
+    state: Mutex<HandshakeState>,
+}
+
+#[derive(Default)]
+struct HandshakeState {
+    next: u64,
+    count: usize,
+    by_source: HashMap<IpAddr, VecDeque<(u64, CancellationToken)>>,
+}
+
+/// A handshake slot; `cut` is cancelled when a newer handshake takes the slot.
+pub struct HandshakeSlot {
+    pool: Arc<Handshakes>,
+    source: IpAddr,
+    id: u64,
+    pub cut: CancellationToken,
+}
+
+/// The source an address counts for: IPv6 hosts usually own a whole /64.
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+        v4 => v4,
+    }
+}
+
+impl Handshakes {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Handshakes {
+            max: max.max(1),
+            state: Mutex::new(HandshakeState::default()),
+        })
+    }
+
+    /// Takes a slot for a handshake from `peer`; also says whether another handshake was cut
+    /// to make room.
+    pub fn enter(self: &Arc<Self>, peer: IpAddr) -> (HandshakeSlot, bool) {
+        let source = source_of(peer);
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cut_one = false;
+        if st.count >= self.max {
+            let victim = st
+                .by_source
+                .iter()
+                .filter_map(|(src, q)| Some((q.len(), std::cmp::Reverse(q.front()?.0), *src)))
+                .max()
+                .map(|(_, _, src)| src);
+            if let Some(src) = victim
+                && let Some(q) = st.by_source.get_mut(&src)
+                && let Some((_, token)) = q.pop_front()
+            {
+                token.cancel();
+                if q.is_empty() {
+                    st.by_source.remove(&src);
+                }
+                st.count -= 1;
+                cut_one = true;
+            }
+        }
+        let id = st.next;
+        st.next += 1;
+        let cut = CancellationToken::new();
+        st.by_source
+            .entry(source)
+            .or_default()
+            .push_back((id, cut.clone()));
+        st.count += 1;
+        let slot = HandshakeSlot {
+            pool: self.clone(),
+            source,
+            id,
+            cut,
+        };
+        (slot, cut_one)
+    }
+
+    /// Handshakes in progress.
+    pub fn in_progress(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .count
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut st = self
+            .pool
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(q) = st.by_source.get_mut(&self.source) else {
+            return;
+        };
+        // Absent when it was cut (already removed then).
+        if let Some(pos) = q.iter().position(|(id, _)| *id == self.id) {
+            q.remove(pos);
+            let empty = q.is_empty();
+            if empty {
+                st.by_source.remove(&self.source);
+            }
+            st.count -= 1;
+        }
+    }
+}
+
+/// Open streams of one connection and when one last started or ended, for the HTTP/2 idle
+/// timeout.
+struct Streams {
+    epoch: Instant,
+    open: AtomicUsize,
+    /// Milliseconds from `epoch` to the last start or end of a stream.
+    last: AtomicU64,
+}
+
+/// One open stream; dropped when its handler finishes or is cancelled (stream reset).
+struct StreamGuard(Arc<Streams>);
+
+impl Streams {
+    fn new() -> Arc<Self> {
+        Arc::new(Streams {
+            epoch: Instant::now(),
+            open: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    fn start(self: &Arc<Self>) -> StreamGuard {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        StreamGuard(self.clone())
+    }
+
+    /// Resolves once no stream has been open for `timeout`.
+    async fn idle(&self, timeout: Duration) {
+        loop {
+            let last = self.last.load(Ordering::Relaxed);
+            let at = if self.open.load(Ordering::Relaxed) > 0 {
+                Instant::now() + timeout
+            } else {
+                self.epoch + Duration::from_millis(last) + timeout
+            };
+            tokio::time::sleep_until(at).await;
+            if self.open.load(Ordering::Relaxed) == 0 && self.last.load(Ordering::Relaxed) == last {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -62,6 +277,15 @@ async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     }
 }
 
+/// What every connection task shares.
+struct Shared {
+    webhook: Arc<Webhook>,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    /// Cancelled when shutdown begins: handshakes stop, connections shut down gracefully.
+    closing: CancellationToken,
+}
+
 /// Serves the webhook over TLS on `listener` until `shutdown` resolves, then drains.
 pub async fn serve_webhook(
     listener: TcpListener,
@@ -70,8 +294,15 @@ pub async fn serve_webhook(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let handshakes = Handshakes::new(limits.max_handshakes);
+    let shared = Arc::new(Shared {
+        webhook,
+        slots: Arc::new(Semaphore::new(limits.max_connections)),
+        limits,
+        closing: CancellationToken::new(),
+    });
+    // Every connection task holds a sender; the receiver sees the end once all are gone.
+    let (alive, mut all_gone) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -81,32 +312,36 @@ pub async fn serve_webhook(
                 None => continue,
             },
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            webhook.metrics.connection_refused();
-            tracing::warn!(peer = %peer, max = limits.max_connections, "connection refused: --max-connections reached");
+        let metrics = &shared.webhook.metrics;
+        // Checked again after the handshake; refusing here spares the handshake's CPU.
+        if shared.slots.available_permits() == 0 {
+            metrics.connection_refused();
+            tracing::warn!(peer = %peer, max = shared.limits.max_connections, "connection refused: --max-connections reached");
             drop(stream);
             continue;
-        };
+        }
+        let (slot, cut_one) = handshakes.enter(peer.ip());
+        if cut_one {
+            metrics.handshake_cut();
+            tracing::debug!(peer = %peer, max = shared.limits.max_handshakes, "--max-handshakes reached: cut the oldest handshake of the busiest source");
+        }
         let _ = stream.set_nodelay(true);
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
-        let webhook = webhook.clone();
-        let limits = limits.clone();
-        let watcher = graceful.watcher();
+        let (shared, alive) = (shared.clone(), alive.clone());
         let span = tracing::info_span!("conn", peer = %peer);
         tokio::spawn(
             async move {
-                webhook.metrics.connection_opened();
-                serve_tls_connection(stream, peer, acceptor, webhook.clone(), &limits, watcher)
-                    .await;
-                webhook.metrics.connection_closed();
-                drop(permit);
+                serve_tls_connection(stream, peer, acceptor, slot, &shared).await;
+                drop(alive);
             }
             .instrument(span),
         );
     }
     drop(listener);
+    drop(alive);
+    shared.closing.cancel();
     tracing::info!("webhook listener closed; waiting for in-flight requests");
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    if tokio::time::timeout(shared.limits.shutdown_grace, all_gone.recv())
         .await
         .is_err()
     {
@@ -118,46 +353,109 @@ async fn serve_tls_connection(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
-    webhook: Arc<Webhook>,
-    limits: &Limits,
-    watcher: hyper_util::server::graceful::Watcher,
+    slot: HandshakeSlot,
+    shared: &Shared,
 ) {
-    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "TLS handshake failed");
+    let (webhook, limits) = (&shared.webhook, &shared.limits);
+    let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream));
+    let tls = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake timed out");
+                return;
+            }
+        },
+        _ = slot.cut.cancelled() => {
+            tracing::debug!("TLS handshake cut: newer handshakes needed the slot");
             return;
         }
-        Err(_) => {
-            tracing::debug!("TLS handshake timed out");
-            return;
-        }
+        _ = shared.closing.cancelled() => return,
     };
+    drop(slot);
+    let Ok(_permit) = shared.slots.clone().try_acquire_owned() else {
+        webhook.metrics.connection_refused();
+        tracing::warn!(
+            max = limits.max_connections,
+            "connection refused after its handshake: --max-connections reached"
+        );
+        return;
+    };
+    webhook.metrics.connection_opened();
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let service = service_fn(move |req| {
-        let webhook = webhook.clone();
-        async move { Ok::<_, Infallible>(webhook.handle(req, peer).await) }
-    });
+    let streams = Streams::new();
+    let service = {
+        let (webhook, streams) = (webhook.clone(), streams.clone());
+        service_fn(move |req| {
+            let (webhook, stream) = (webhook.clone(), streams.start());
+            async move {
+                let resp = webhook.handle(req, peer).await;
+                drop(stream);
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    };
     let io = TokioIo::new(tls);
     let result = if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_concurrent_streams)
-            .max_header_list_size(64 * 1024)
+            .max_header_list_size(MAX_HEADER_BYTES as u32)
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONN_WINDOW)
+            .max_send_buf_size(H2_SEND_BUFFER)
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_timeout(Duration::from_secs(10))
             .serve_connection(io, service);
-        watcher.watch(conn).await
+        let idle = async {
+            streams.idle(limits.http2_idle_timeout).await;
+            tracing::debug!(idle = ?limits.http2_idle_timeout, "closing an idle HTTP/2 connection");
+            webhook.metrics.idle_connection_closed();
+        };
+        drive(conn, &shared.closing, idle).await
     } else {
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.idle_timeout)
-            .max_buf_size(64 * 1024)
+            .max_buf_size(MAX_HEADER_BYTES)
             .serve_connection(io, service);
-        watcher.watch(conn).await
+        // HTTP/1.1's idle connections are closed by hyper's header read timeout.
+        drive(conn, &shared.closing, std::future::pending()).await
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+    webhook.metrics.connection_closed();
+}
+
+/// Runs `conn` to its end, shutting it down gracefully (in-flight requests finish, nothing new
+/// is taken) once `closing` is cancelled or `idle` resolves.
+async fn drive<C>(
+    conn: C,
+    closing: &CancellationToken,
+    idle: impl Future<Output = ()>,
+) -> Result<(), C::Error>
+where
+    C: GracefulConnection,
+{
+    tokio::pin!(conn, idle);
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            _ = closing.cancelled(), if !shutting_down => {
+                conn.as_mut().graceful_shutdown();
+                shutting_down = true;
+            }
+            _ = idle.as_mut(), if !shutting_down => {
+                conn.as_mut().graceful_shutdown();
+                shutting_down = true;
+            }
+        }
     }
 }
 
@@ -191,5 +489,63 @@ pub async fn serve_admin(
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_full_handshake_budget_cuts_the_oldest_of_the_busiest_source() {
+        let pool = Handshakes::new(4);
+        let (honest, _) = pool.enter(ip("10.0.0.1"));
+        let flood: Vec<_> = (0..3).map(|_| pool.enter(ip("10.0.0.2")).0).collect();
+        assert_eq!(pool.in_progress(), 4);
+        // Full: each newcomer cuts the flood's oldest, never the honest handshake.
+        let mut newer = Vec::new();
+        for old in &flood {
+            let (slot, cut_one) = pool.enter(ip("10.0.0.2"));
+            assert!(cut_one);
+            assert!(old.cut.is_cancelled());
+            assert!(!honest.cut.is_cancelled());
+            newer.push(slot);
+        }
+        assert_eq!(pool.in_progress(), 4);
+        // A second honest source while the flood leads: the flood still pays.
+        let (other, cut_one) = pool.enter(ip("10.0.0.3"));
+        assert!(cut_one && !honest.cut.is_cancelled() && !other.cut.is_cancelled());
+        drop((honest, other, flood, newer));
+        assert_eq!(pool.in_progress(), 0);
+    }
+
+    #[test]
+    fn one_source_alone_loses_its_oldest_handshake_first() {
+        // kube-apiserver and a flood may share 127.0.0.1 (the sidecar layout): the newest
+        // handshake, the one that has not had its few milliseconds yet, is kept.
+        let pool = Handshakes::new(2);
+        let (a, _) = pool.enter(ip("127.0.0.1"));
+        let (b, _) = pool.enter(ip("127.0.0.1"));
+        let (c, cut_one) = pool.enter(ip("127.0.0.1"));
+        assert!(cut_one && a.cut.is_cancelled());
+        assert!(!b.cut.is_cancelled() && !c.cut.is_cancelled());
+        assert_eq!(pool.in_progress(), 2);
+    }
+
+    #[test]
+    fn ipv6_sources_are_whole_64_prefixes() {
+        assert_eq!(
+            source_of(ip("2001:db8::1")),
+            source_of(ip("2001:db8::ffff:1"))
+        );
+        assert_ne!(
+            source_of(ip("2001:db8::1")),
+            source_of(ip("2001:db8:0:1::1"))
+        );
+        assert_eq!(source_of(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
     }
 }

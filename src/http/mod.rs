@@ -12,7 +12,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 pub use listener::Limits;
-pub use webhook::Webhook;
+pub use webhook::{MemoryBudget, Webhook};
 
 pub type HttpResponse = Response<Full<Bytes>>;
 

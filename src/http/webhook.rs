@@ -22,6 +22,43 @@ use crate::usage::UsageSink;
 /// Request bodies larger than this are refused with 413 (a TokenReview is well under 1 KiB).
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// What a request is charged against the [`MemoryBudget`] besides its headers and body: an
+/// allowance for the stream's state in hyper and h2, its task and the handler's future.
+pub const REQUEST_OVERHEAD: usize = 4 * 1024;
+
+/// One budget, in bytes, for every request whose body is being received, on all connections
+/// together: its headers, its body buffer and [`REQUEST_OVERHEAD`]. A request that cannot get
+/// its share is answered `503` with `Retry-After: 1` at once (see [`Webhook::handle`]), so what
+/// slow or stalled uploads can make the server hold is this budget, whatever the number of
+/// connections and streams.
+pub struct MemoryBudget {
+    bytes: tokio::sync::Semaphore,
+    total: usize,
+}
+
+impl MemoryBudget {
+    pub fn new(total: usize) -> Arc<Self> {
+        let total = total.min(tokio::sync::Semaphore::MAX_PERMITS);
+        Arc::new(MemoryBudget {
+            bytes: tokio::sync::Semaphore::new(total),
+            total,
+        })
+    }
+
+    /// Bytes held by requests right now.
+    pub fn in_use(&self) -> usize {
+        self.total - self.bytes.available_permits()
+    }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    fn take(&self, bytes: usize) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.bytes.try_acquire_many(u32::try_from(bytes).ok()?).ok()
+    }
+}
+
 /// The webhook request handler.
 pub struct Webhook {
     pub index: Index,
@@ -29,6 +66,8 @@ pub struct Webhook {
     /// How long a client may take to send the request body.
     pub body_timeout: Duration,
     pub usage: Option<Arc<dyn UsageSink>>,
+    /// Shared by all connections: see [`MemoryBudget`].
+    pub memory: Arc<MemoryBudget>,
 }
 
 impl Webhook {
@@ -90,9 +129,18 @@ impl Webhook {
         if declared.is_some_and(|n| n > MAX_BODY as u64 && (!drain || n > DRAIN_MAX as u64)) {
             return too_large();
         }
-        let body = match tokio::time::timeout(self.body_timeout, read_body(req.into_body(), drain))
-            .await
-        {
+        // Headers as HPACK counts them (32 bytes of overhead each).
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum();
+        let Some(held) = self.memory.take(REQUEST_OVERHEAD + header_bytes) else {
+            return self.busy();
+        };
+        let first = declared.map_or(1024, |n| n.min(MAX_BODY as u64) as usize);
+        let read = read_body(req.into_body(), drain, first, &self.memory, held);
+        let body = match tokio::time::timeout(self.body_timeout, read).await {
             Err(_) => {
                 return text(
                     StatusCode::REQUEST_TIMEOUT,
@@ -100,6 +148,7 @@ impl Webhook {
                 );
             }
             Ok(Err(BodyError::TooLarge)) => return too_large(),
+            Ok(Err(BodyError::NoMemory)) => return self.busy(),
             Ok(Err(BodyError::Read(e))) => {
                 return text(
                     StatusCode::BAD_REQUEST,
@@ -109,6 +158,20 @@ impl Webhook {
             Ok(Ok(b)) => b,
         };
         self.review(&body, peer)
+    }
+
+    /// The answer when the [`MemoryBudget`] is spent: kube-apiserver retries a 503 (its webhook
+    /// client backs off and retries server errors) and does not cache it. 503 rather than 429:
+    /// the server as a whole is out of room, not this client over a quota of its own.
+    fn busy(&self) -> HttpResponse {
+        self.metrics.request_memory_refused();
+        let mut r = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in flight: memory budget reached (--max-request-memory); retry",
+        );
+        r.headers_mut()
+            .insert(RETRY_AFTER, http::HeaderValue::from_static("1"));
+        r
     }
 
     /// Decides one TokenReview body and logs the decision.
@@ -172,12 +235,21 @@ const DRAIN_MAX: usize = 2 * 1024 * 1024;
 
 enum BodyError {
     TooLarge,
+    NoMemory,
     Read(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Reads a body of at most [`MAX_BODY`] bytes; with `drain`, keeps reading (and discarding) an
-/// oversized one up to [`DRAIN_MAX`] so the 413 can be delivered.
-async fn read_body<B>(body: B, drain: bool) -> Result<Bytes, BodyError>
+/// oversized one up to [`DRAIN_MAX`] so the 413 can be delivered. The buffer starts at `first`
+/// bytes and every byte of its capacity is charged to `memory` (added to `held`) before it is
+/// allocated.
+async fn read_body<B>(
+    body: B,
+    drain: bool,
+    first: usize,
+    memory: &MemoryBudget,
+    mut held: tokio::sync::SemaphorePermit<'_>,
+) -> Result<Bytes, BodyError>
 where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -197,11 +269,22 @@ where
             }
             continue;
         }
+        if seen > buf.capacity() {
+            // Grow by doubling (from `first`), never past MAX_BODY, charging the growth first.
+            let cap = seen.max(first).max(buf.capacity() * 2).min(MAX_BODY);
+            let more = memory
+                .take(cap - buf.capacity())
+                .ok_or(BodyError::NoMemory)?;
+            held.merge(more);
+            buf.reserve_exact(cap - buf.len());
+        }
         buf.put(data);
     }
     if seen > MAX_BODY {
         return Err(BodyError::TooLarge);
     }
+    // `held` is released here: the review that follows is synchronous and short.
+    drop(held);
     Ok(Bytes::from(buf))
 }
 

@@ -26,6 +26,7 @@ fn short_limits() -> Limits {
         max_connections: 64,
         max_concurrent_streams: 100,
         shutdown_grace: Duration::from_secs(5),
+        ..Limits::default()
     }
 }
 

@@ -11,6 +11,7 @@ mod cli_usage;
 mod embedded;
 mod faults;
 mod hostile;
+mod overload;
 mod properties;
 mod secrets;
 mod webhook;

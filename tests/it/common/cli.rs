@@ -127,6 +127,19 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(env: &Env, extra: &[&str]) -> Serve {
+        let log = env.tmp.path().join("serve.log");
+        let stderr = std::fs::File::create(&log).unwrap();
+        Serve::start_with(env, extra, &[], stderr.into())
+    }
+
+    /// Like [`Serve::start`], with extra environment variables and standard error going to a
+    /// pipe that nobody reads until the test takes it from `child.stderr` (then
+    /// [`Serve::logs`] is empty).
+    pub fn start_piped(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Serve {
+        Serve::start_with(env, extra, vars, Stdio::piped())
+    }
+
+    fn start_with(env: &Env, extra: &[&str], vars: &[(&str, &str)], stderr: Stdio) -> Serve {
         let data = env.tmp.path().join("data");
         let log = env.tmp.path().join("serve.log");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -141,8 +154,9 @@ impl Serve {
             &admin.to_string(),
         ]);
         c.args(extra)
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .stderr(stderr);
         let mut child = c.spawn().unwrap();
         let ready = wait_for(Duration::from_secs(20), || {
             if let Ok(Some(status)) = child.try_wait() {

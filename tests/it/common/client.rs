@@ -57,7 +57,7 @@ impl ClientConfig {
         self
     }
 
-    fn rustls(&self, proto: Proto) -> rustls::ClientConfig {
+    pub(crate) fn rustls(&self, proto: Proto) -> rustls::ClientConfig {
         let b = rustls::ClientConfig::builder_with_provider(keygate::tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()

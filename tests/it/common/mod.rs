@@ -18,8 +18,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use keygate::http::Webhook;
 use keygate::http::{Limits, listener};
+use keygate::http::{MemoryBudget, Webhook};
 use keygate::identity::IdentityPolicy;
 use keygate::index::Index;
 use keygate::metrics::Metrics;
@@ -118,7 +118,10 @@ impl TestServer {
             metrics: metrics.clone(),
             body_timeout: opts.body_timeout.unwrap_or(Duration::from_secs(5)),
             usage: opts.usage,
+            // `serve`'s default.
+            memory: MemoryBudget::new(32 << 20),
         });
+        metrics.track_memory(webhook.memory.clone());
         let task = tokio::spawn(listener::serve_webhook(
             listener,
             shared,
@@ -219,6 +222,29 @@ pub async fn assert_no_answer(client: &ClientConfig, addr: std::net::SocketAddr,
             c.send(req).await.is_err(),
             "answered a client the client CA did not sign"
         );
+    }
+}
+
+/// A TCP connection to `to` from the loopback address `from` (any 127.0.0.0/8 address works on
+/// Linux), so a test can play a second client host.
+pub async fn connect_from(from: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(to).await
+}
+
+impl ClientConfig {
+    /// [`ClientConfig::connect_tls`] from the loopback address `from`.
+    pub async fn connect_tls_from(
+        &self,
+        from: std::net::IpAddr,
+        addr: SocketAddr,
+        proto: Proto,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let tcp = connect_from(from, addr).await?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(self.rustls(proto)));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        connector.connect(name, tcp).await
     }
 }
 
