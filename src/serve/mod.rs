@@ -2,10 +2,12 @@
 //! cluster client, listeners, TLS material, the store's first steps) and writes nothing until
 //! the checks before it have passed; [`Bound::spawn`] then starts serving and cannot fail.
 
+mod certs;
+
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +21,9 @@ use crate::identity::{GroupPattern, IdentityError, IdentityPolicy};
 use crate::index::{self, Index, StoreStopped};
 use crate::keystore::{DirKeys, StoreSpec, in_cluster};
 use crate::kubeclient::{ClientSettings, KubeClientError};
-use crate::kubeconfig::{self, KubeconfigError};
+use crate::kubeconfig::KubeconfigError;
 use crate::metrics::Metrics;
-use crate::pki::{self, Bundle, PkiError, names};
+use crate::pki::PkiError;
 use crate::tls::{SharedConfig, TlsError, TlsFiles};
 use crate::usage::{self, UsageSink, UsageWriter};
 use crate::{fsutil, tls};
@@ -118,126 +120,10 @@ fn default_listen() -> SocketAddr {
     SocketAddr::new(ip, 8443)
 }
 
-/// The address kube-apiserver should use to reach a listener bound to `addr`.
-fn reachable(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        ip if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()),
-        _ => addr,
-    }
-}
-
 async fn listen(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
         .map_err(|error| ServeError::Listen { addr, flag, error })
-}
-
-fn read_generated(path: &Path) -> Result<Vec<u8>, ServeError> {
-    std::fs::read(path).map_err(|error| ServeError::Generated {
-        path: path.to_owned(),
-        error,
-    })
-}
-
-/// The TLS configuration to serve, built and checked before anything is written.
-struct PreparedTls {
-    files: TlsFiles,
-    config: Arc<rustls::ServerConfig>,
-    /// The embedded mode's files, written once every check has passed.
-    generated: Option<Generated>,
-}
-
-/// What the embedded mode writes under `--data-dir`.
-struct Generated {
-    /// The certificate directory and a fresh bundle for it (none if it already held one).
-    bundle: Option<(PathBuf, Bundle)>,
-    /// The webhook kubeconfig for kube-apiserver (absolute: it is printed for its flags).
-    kubeconfig: PathBuf,
-    kubeconfig_yaml: String,
-}
-
-impl Generated {
-    fn write(&self) -> Result<(), ServeError> {
-        if let Some((dir, bundle)) = &self.bundle {
-            bundle.write(dir).map_err(ServeError::Pki)?;
-            tracing::info!(dir = %dir.display(), "generated a self-signed CA and server certificate (ECDSA P-256)");
-        }
-        fsutil::write_atomic(&self.kubeconfig, self.kubeconfig_yaml.as_bytes(), true)?;
-        Ok(())
-    }
-}
-
-/// The TLS configuration for the listener at `listen`; for the embedded mode also the files
-/// to write (certificates, when missing, and the webhook kubeconfig). Writes nothing.
-fn prepare_tls(settings: &ServeSettings, listen: SocketAddr) -> Result<PreparedTls, ServeError> {
-    let client_ca = settings.client_ca.clone();
-    if let TlsSource::Files { cert, key } = &settings.tls {
-        let files = TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-            client_ca,
-        };
-        let config = files.load()?;
-        return Ok(PreparedTls {
-            files,
-            config,
-            generated: None,
-        });
-    }
-    let dir = settings.data_dir.join("certs");
-    // Certificates found here are served and handed to kube-apiserver: only if they are ours.
-    fsutil::check_private_dir(&dir, "--data-dir")?;
-    let (cert, key) = (dir.join(names::SERVER_CERT), dir.join(names::SERVER_KEY));
-    // Only the client certificate of the webhook kubeconfig written below (or one from
-    // --client-ca) gets an answer.
-    let generated_ca = client_ca.is_none() && !settings.allow_unauthenticated_clients;
-    let client_ca = client_ca.or_else(|| generated_ca.then(|| dir.join(names::CA_CERT)));
-    let files = TlsFiles {
-        cert: cert.clone(),
-        key: key.clone(),
-        client_ca,
-    };
-    let (config, ca, client_cert, client_key, bundle) = if cert.exists() && key.exists() {
-        let ca = read_generated(&dir.join(names::CA_CERT))?;
-        let client_cert = read_generated(&dir.join(names::CLIENT_CERT))?;
-        let client_key = read_generated(&dir.join(names::CLIENT_KEY))?;
-        (files.load()?, ca, client_cert, client_key, None)
-    } else {
-        let mut sans = vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "::1".to_owned(),
-        ];
-        let ip = listen.ip();
-        if !ip.is_unspecified() && !ip.is_loopback() {
-            sans.push(ip.to_string());
-        }
-        let b = pki::generate_bundle(&sans, "kube-apiserver", 365).map_err(ServeError::Pki)?;
-        let ca = generated_ca.then_some(b.ca.cert.as_bytes());
-        let config = files.load_pem(b.server.cert.as_bytes(), b.server.key.as_bytes(), ca)?;
-        let (ca, client_cert, client_key) = (
-            b.ca.cert.clone().into_bytes(),
-            b.client.cert.clone().into_bytes(),
-            b.client.key.clone().into_bytes(),
-        );
-        (config, ca, client_cert, client_key, Some((dir, b)))
-    };
-    let url = format!("https://{}/authenticate", reachable(listen));
-    let kc = kubeconfig::webhook(&url, &ca, Some((&client_cert, &client_key)));
-    let path = settings.data_dir.join("webhook.kubeconfig");
-    let kubeconfig = std::path::absolute(&path).map_err(|error| ServeError::Generated {
-        path: path.clone(),
-        error,
-    })?;
-    Ok(PreparedTls {
-        files,
-        config,
-        generated: Some(Generated {
-            bundle,
-            kubeconfig,
-            kubeconfig_yaml: kubeconfig::to_yaml(&kc)?,
-        }),
-    })
 }
 
 /// Where the index is fed from once serving starts.
@@ -297,7 +183,7 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
     if keys_inside || matches!(settings.tls, TlsSource::Generated) {
         fsutil::check_private_dir(&settings.data_dir, "--data-dir")?;
     }
-    let prepared = prepare_tls(&settings, local)?;
+    let prepared = certs::prepare_tls(&settings, local)?;
 
     // The webhook answers 503 until the store's first full load.
     let index = Index::new(policy);
