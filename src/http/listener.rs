@@ -339,6 +339,11 @@ where
 
 /// Serves `/healthz`, `/readyz` and `/metrics` over plain HTTP/1.1 until `shutdown` resolves;
 /// `/readyz` fails once `draining` is cancelled.
+/// Admin connections open at once; more are closed at once. The kubelet's probes and a
+/// Prometheus scrape need a handful, and each connection is cut after 10 s without a request,
+/// so the cap only bounds what one client with access to the admin port can make keygate hold.
+pub const ADMIN_MAX_CONNECTIONS: usize = 256;
+
 pub async fn serve_admin(
     listener: TcpListener,
     index: Index,
@@ -347,16 +352,22 @@ pub async fn serve_admin(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => return,
             accepted = accept(&listener) => match accepted {
                 Some(a) => a,
                 None => continue,
             },
         };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = ADMIN_MAX_CONNECTIONS, "admin connection refused: too many open");
+            continue;
+        };
         let (index, metrics, draining) = (index.clone(), metrics.clone(), draining.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req| {
                 let resp = admin::handle(&req, &index, &metrics, draining.is_cancelled());
                 async move { Ok::<_, Infallible>(resp) }
@@ -364,6 +375,7 @@ pub async fn serve_admin(
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
+                .max_buf_size(MAX_HEADER_BYTES)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

@@ -1179,3 +1179,44 @@ async fn a_client_that_never_reads_does_not_affect_others() {
     drop(tls);
     srv.shutdown().await;
 }
+
+/// The admin listener holds at most `ADMIN_MAX_CONNECTIONS` connections: one more is closed at
+/// once, and once some close, probes are answered again.
+#[tokio::test]
+async fn the_admin_listener_caps_its_connections() {
+    use keygate::http::listener::ADMIN_MAX_CONNECTIONS;
+    let (srv, token) = setup().await;
+    let mut idle = Vec::new();
+    for _ in 0..ADMIN_MAX_CONNECTIONS {
+        idle.push(TcpStream::connect(srv.admin).await.unwrap());
+    }
+    // Served in order: once the first request on the last idle connection is answered, every
+    // idle connection holds a slot.
+    let last = idle.last_mut().unwrap();
+    last.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    last.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    let mut extra = TcpStream::connect(srv.admin).await.unwrap();
+    let (_, closed) = read_until_closed(&mut extra, Duration::from_secs(5)).await;
+    assert!(closed, "a connection over the cap was kept open");
+    // Closing some frees their slots (the server notices the close on its own time).
+    idle.truncate(ADMIN_MAX_CONNECTIONS / 2);
+    let probe = || async {
+        let Ok(mut c) = TcpStream::connect(srv.admin).await else {
+            return false;
+        };
+        let _ = c
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await;
+        let (out, _) = read_until_closed(&mut c, Duration::from_secs(2)).await;
+        status_of(&out) == Some(200)
+    };
+    assert!(
+        eventually(Duration::from_secs(5), probe).await,
+        "admin port not answering again"
+    );
+    still_serves(&srv, &token).await;
+}
