@@ -155,6 +155,19 @@ async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     }
 }
 
+/// The next connection, or `None` once `shutdown` has resolved.
+async fn next_connection(
+    listener: &TcpListener,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = shutdown.as_mut() => return None,
+            accepted = accept(listener) => if accepted.is_some() { return accepted },
+        }
+    }
+}
+
 /// What every connection task shares.
 struct Shared {
     webhook: Arc<Webhook>,
@@ -182,14 +195,7 @@ pub async fn serve_webhook(
     // Every connection task holds a sender; the receiver sees the end once all are gone.
     let (alive, mut all_gone) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = accept(&listener) => match accepted {
-                Some(a) => a,
-                None => continue,
-            },
-        };
+    while let Some((stream, peer)) = next_connection(&listener, shutdown.as_mut()).await {
         let metrics = &shared.webhook.metrics;
         // Checked again after the handshake; refusing here spares the handshake's CPU.
         if shared.slots.available_permits() == 0 {
@@ -353,14 +359,7 @@ pub async fn serve_admin(
 ) {
     tokio::pin!(shutdown);
     let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = accept(&listener) => match accepted {
-                Some(a) => a,
-                None => continue,
-            },
-        };
+    while let Some((stream, peer)) = next_connection(&listener, shutdown.as_mut()).await {
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, max = ADMIN_MAX_CONNECTIONS, "admin connection refused: too many open");
             continue;

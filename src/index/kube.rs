@@ -202,17 +202,19 @@ mod tests {
     use crate::index::Entry;
     use crate::token::KeyId;
 
+    const SOURCE: Source<'static> = Source {
+        namespace: "ns",
+        server: "https://127.0.0.1:6443/",
+    };
+
     #[tokio::test]
     async fn the_end_of_the_watch_stream_or_a_panic_is_reported() {
         let index = Index::new(IdentityPolicy::default());
         let stream = futures::stream::iter([Ok(Event::Init), Ok(Event::InitDone)]);
-        let at = Source {
-            namespace: "ns",
-            server: "https://127.0.0.1:6443/",
-        };
+
         let task = tokio::spawn(follow(
             stream,
-            at,
+            SOURCE,
             index.clone(),
             || {},
             std::time::Duration::from_secs(15),
@@ -305,13 +307,10 @@ mod tests {
             );
         let errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let e2 = errors.clone();
-        let at = Source {
-            namespace: "ns",
-            server: "https://127.0.0.1:6443/",
-        };
+
         let task = tokio::spawn(follow(
             stream,
-            at,
+            SOURCE,
             index.clone(),
             move || {
                 e2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -254,6 +254,17 @@ mod tests {
         path
     }
 
+    fn mkfifo(path: &Path) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+    }
+
     /// The layout of a Kubernetes Secret volume: `k.yaml -> ..data/k.yaml`, `..data -> ..2026_x`.
     #[test]
     fn a_symlink_within_the_directory_is_followed_as_in_a_secret_volume() {
@@ -267,14 +278,7 @@ mod tests {
         assert!(read(&link).is_ok());
         // Still no FIFO through an inner link.
         let fifo = version.join("fifo.yaml");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        mkfifo(&fifo);
         std::os::unix::fs::symlink("..data/fifo.yaml", dir.path().join("f.yaml")).unwrap();
         let e = read(&dir.path().join("f.yaml")).unwrap_err();
         assert!(matches!(e, FileError::NotRegular { .. }), "{e}");
@@ -299,14 +303,7 @@ mod tests {
     fn special_files_are_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo.yaml");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        mkfifo(&fifo);
         // Before the fix this open waited for a writer forever.
         let e = read(&fifo).unwrap_err();
         assert!(
