@@ -483,11 +483,7 @@ fn help_reads_well() {
 #[test]
 fn with_no_flags_keys_go_where_serve_reads_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .current_dir(tmp.path())
-        .env_remove("KEYGATE_STORE")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env_remove("KEYGATE_DATA_DIR")
+    let out = bare(tmp.path())
         .args(["keys", "create", "--name", "x", "-o", "json"])
         .output()
         .unwrap();
@@ -541,11 +537,7 @@ fn kubeconfig_exec_can_read_a_secret() {
 fn created_directories_are_0700_and_records_0600() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .current_dir(tmp.path())
-        .env_remove("KEYGATE_STORE")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env_remove("KEYGATE_DATA_DIR")
+    let out = bare(tmp.path())
         .args(["keys", "create", "--name", "x", "-o", "json"])
         .output()
         .unwrap();

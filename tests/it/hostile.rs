@@ -10,7 +10,6 @@ use crate::common::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use keygate::http::Limits;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -516,16 +515,7 @@ type Boxed = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 #[tokio::test]
 async fn oversized_http2_body_without_content_length_is_413() {
     let (srv, token) = setup().await;
-    let tls = srv
-        .client()
-        .connect_tls(srv.addr, Proto::Http2)
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _conn) = srv.client().h2_sender(srv.addr).await;
     // 1 GiB offered in 16 KiB frames.
     let req = http::Request::post("https://localhost/authenticate")
         .body(streamed_body(65_536, 16 * 1024))
@@ -1088,16 +1078,7 @@ async fn http2_stream_floods_are_bounded() {
     // (the client queues), none fails.
     let mut c = srv.client().connect(srv.addr, Proto::Http2).await.unwrap();
     let body = Bytes::from(review_body(FIXTURE_V1, &token));
-    let tls = srv
-        .client()
-        .connect_tls(srv.addr, Proto::Http2)
-        .await
-        .unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let (sender, _conn) = srv.client().h2_sender(srv.addr).await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..1000 {
         let mut s = sender.clone();

@@ -216,7 +216,6 @@ async fn idle_http2_connections_are_closed_busy_ones_are_not() {
     use futures::StreamExt;
     use http_body_util::{BodyExt, StreamBody};
     use hyper::body::Frame;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
 
     let idle = Duration::from_millis(300);
     let srv = TestServer::start(ServerOptions {
@@ -230,18 +229,8 @@ async fn idle_http2_connections_are_closed_busy_ones_are_not() {
     let (_, token) = srv.add_key(|_| {});
     assert!(eventually(SOON, || async { srv.index.len() == 1 }).await);
     let body = Bytes::from(review_body(FIXTURE_V1, &token));
-    let connect = || async {
-        let tls = srv
-            .client()
-            .connect_tls(srv.addr, Proto::Http2)
-            .await
-            .unwrap();
-        let (sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .unwrap();
-        (sender, tokio::spawn(conn))
-    };
+    let client = srv.client();
+    let connect = || client.h2_sender(srv.addr);
 
     // One review, then nothing: the server closes the connection.
     let (mut sender, conn) = connect().await;
@@ -315,7 +304,6 @@ async fn streams_holding_partial_bodies_stay_under_the_memory_bound() {
     use futures::StreamExt;
     use http_body_util::{BodyExt, StreamBody};
     use hyper::body::Frame;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
 
     const CONNECTIONS: usize = 8;
     const STREAMS: usize = 250;
@@ -334,12 +322,8 @@ async fn streams_holding_partial_bodies_stay_under_the_memory_bound() {
     let mut attack = tokio::task::JoinSet::new();
     let mut conns = Vec::new();
     for _ in 0..CONNECTIONS {
-        let tls = client.connect_tls(serve.addr, Proto::Http2).await.unwrap();
-        let (sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .unwrap();
-        conns.push(tokio::spawn(conn));
+        let (sender, conn) = client.h2_sender(serve.addr).await;
+        conns.push(conn);
         for _ in 0..STREAMS {
             let (mut sender, pad, chunk) = (sender.clone(), pad.clone(), chunk.clone());
             attack.spawn(async move {

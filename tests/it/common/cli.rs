@@ -9,6 +9,17 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_keygate");
 
+/// `keygate` run in `dir` with none of the variables that would choose a store or data
+/// directory for it, as a new user on a laptop runs it.
+pub fn bare(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir)
+        .env_remove("KEYGATE_STORE")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KEYGATE_DATA_DIR");
+    c
+}
+
 /// A scratch directory with a key store in `keys/`.
 pub struct Env {
     pub tmp: tempfile::TempDir,

@@ -234,6 +234,30 @@ pub async fn connect_from(from: std::net::IpAddr, to: SocketAddr) -> std::io::Re
 }
 
 impl ClientConfig {
+    /// A raw HTTP/2 request sender over a fresh TLS connection, for tests that drive streams
+    /// and bodies themselves; the connection task is returned so it can be kept or awaited.
+    pub async fn h2_sender<B>(
+        &self,
+        addr: SocketAddr,
+    ) -> (
+        hyper::client::conn::http2::SendRequest<B>,
+        tokio::task::JoinHandle<hyper::Result<()>>,
+    )
+    where
+        B: hyper::body::Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let tls = self.connect_tls(addr, Proto::Http2).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        (sender, tokio::spawn(conn))
+    }
+
     /// [`ClientConfig::connect_tls`] from the loopback address `from`.
     pub async fn connect_tls_from(
         &self,
