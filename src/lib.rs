@@ -8,6 +8,7 @@
 //! docs/design.md is the reference for the formats and behaviour.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod causes;
 pub mod cli;
 pub mod commands;

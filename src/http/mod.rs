@@ -18,7 +18,7 @@ pub use webhook::{MemoryBudget, Webhook};
 pub type HttpResponse = Response<Full<Bytes>>;
 
 /// A plain-text answer (a status with a sentence saying why).
-fn text(status: StatusCode, msg: impl Into<String>) -> HttpResponse {
+pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> HttpResponse {
     let mut body = msg.into();
     body.push('\n');
     let mut r = Response::new(Full::new(Bytes::from(body)));

@@ -14,6 +14,7 @@ use std::str::FromStr;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
 
 use crate::token::{IdKey, KeyId, SecretHash, TokenError};
 
@@ -43,6 +44,12 @@ pub enum RecordError {
     BadRole(String),
     #[error("group {0:?} begins with `system:`; keygate never emits system groups")]
     SystemGroup(String),
+    #[error("group {0:?} begins with `keygate:`; those groups are keygate's own (roles, all keys)")]
+    ReservedGroup(String),
+    #[error("group {0:?} contains whitespace; a group is one name")]
+    BadGroup(String),
+    #[error("field {field:?} is not valid: {reason}")]
+    BadField { field: &'static str, reason: String },
     #[error("key {id} is defined by more than one file ({files}); remove all but one")]
     Duplicate { id: String, files: String },
 }
@@ -123,6 +130,68 @@ pub struct PreviousSecret {
     pub expires: Expiry,
 }
 
+/// The authenticated user who created a key through the AccessKey API, as kube-apiserver's
+/// front proxy named them. Kept with the record: an `inheritCreator` key acts as this user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Creator {
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// One rule of a key's scope, in the shape (and JSON) of an RBAC `PolicyRule`: a request is
+/// inside the rule when its verb, API group, resource (and name) or non-resource URL match, `*`
+/// matching anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopeRule {
+    pub verbs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_names: Vec<String>,
+    #[serde(
+        default,
+        rename = "nonResourceURLs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub non_resource_urls: Vec<String>,
+}
+
+/// Who disabled a key: a key disabled by a key admin comes back only through a key admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisabledBy {
+    Owner,
+    KeyAdmin,
+}
+
+impl DisabledBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisabledBy::Owner => "owner",
+            DisabledBy::KeyAdmin => "key-admin",
+        }
+    }
+}
+
+/// Checks one extra group of a record: never `system:` or `keygate:`, never blank or spaced.
+pub fn check_group(g: &str) -> Result<(), RecordError> {
+    if g.starts_with("system:") {
+        return Err(RecordError::SystemGroup(g.to_owned()));
+    }
+    if g.starts_with("keygate:") {
+        return Err(RecordError::ReservedGroup(g.to_owned()));
+    }
+    if g.is_empty() || g.contains(|c: char| c.is_whitespace() || c == ',') {
+        return Err(RecordError::BadGroup(g.to_owned()));
+    }
+    Ok(())
+}
+
 /// One access key, as stored. Holds a hash, never a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
@@ -137,6 +206,19 @@ pub struct KeyRecord {
     pub disabled: bool,
     pub created_by: String,
     pub previous: Option<PreviousSecret>,
+    /// The username at the root of the chain of keys minting keys (Part 1 records: empty, the
+    /// owner is `created_by`). See [`KeyRecord::owner`].
+    pub owner: String,
+    /// The key that minted this one, if a key did: this key works only while that one does.
+    pub parent: Option<KeyId>,
+    /// The authenticated creator (AccessKey API only).
+    pub creator: Option<Creator>,
+    /// Acts with its creator's live rights, reduced by the scope (keygate's authorizer).
+    pub inherit_creator: bool,
+    /// The scope's rules (RBAC PolicyRule shape), `inheritCreator` keys only.
+    pub rules: Vec<ScopeRule>,
+    /// Set while disabled, when known.
+    pub disabled_by: Option<DisabledBy>,
     /// Read-only metadata, kept for listing.
     pub created: Option<Timestamp>,
     pub last_used: Option<Timestamp>,
@@ -165,6 +247,12 @@ impl KeyRecord {
             disabled: false,
             created_by: String::new(),
             previous: None,
+            owner: String::new(),
+            parent: None,
+            creator: None,
+            inherit_creator: false,
+            rules: Vec::new(),
+            disabled_by: None,
             created: None,
             last_used: None,
         }
@@ -209,8 +297,8 @@ impl KeyRecord {
             .ok_or(RecordError::Missing("secret-hash"))?
             .parse()?;
         let groups = get("groups").map(split_list).unwrap_or_default();
-        if let Some(g) = groups.iter().find(|g| g.starts_with("system:")) {
-            return Err(RecordError::SystemGroup(g.clone()));
+        for g in &groups {
+            check_group(g)?;
         }
         let previous = match get("previous-secret-hash") {
             Some(h) => Some(PreviousSecret {
@@ -245,6 +333,27 @@ impl KeyRecord {
             disabled: disabled == Some("true"),
             created_by: get("created-by").unwrap_or_default().to_owned(),
             previous,
+            owner: get("owner").unwrap_or_default().to_owned(),
+            parent: get("parent").map(str::parse).transpose()?,
+            creator: get("creator")
+                .map(|v| json_field("creator", v))
+                .transpose()?,
+            inherit_creator: get("inherit-creator") == Some("true"),
+            rules: get("scope-rules")
+                .map(|v| json_field("scope-rules", v))
+                .transpose()?
+                .unwrap_or_default(),
+            disabled_by: match get("disabled-by") {
+                None => None,
+                Some("owner") => Some(DisabledBy::Owner),
+                Some("key-admin") => Some(DisabledBy::KeyAdmin),
+                Some(_) => {
+                    return Err(RecordError::BadField {
+                        field: "disabled-by",
+                        reason: "not one of owner, key-admin".to_owned(),
+                    });
+                }
+            },
             created: secret.metadata.creation_timestamp.as_ref().map(|t| t.0),
             last_used: annotations
                 .and_then(|a| a.get(ANNOTATION_LAST_USED))
@@ -281,6 +390,26 @@ impl KeyRecord {
             put("disabled", "true".to_owned());
         }
         put("created-by", self.created_by.clone());
+        put("owner", self.owner.clone());
+        put(
+            "parent",
+            self.parent
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+        );
+        if let Some(c) = &self.creator {
+            put("creator", to_json(c));
+        }
+        if self.inherit_creator {
+            put("inherit-creator", "true".to_owned());
+        }
+        if !self.rules.is_empty() {
+            put("scope-rules", to_json(&self.rules));
+        }
+        if let (true, Some(by)) = (self.disabled, self.disabled_by) {
+            put("disabled-by", by.as_str().to_owned());
+        }
         if let Some(prev) = &self.previous {
             put("previous-secret-hash", prev.hash.to_string());
             put(
@@ -312,10 +441,35 @@ impl KeyRecord {
         }
     }
 
+    /// The username at the root of the chain: `owner`, or `created-by` for Part 1 records.
+    pub fn owner(&self) -> &str {
+        if self.owner.is_empty() {
+            &self.created_by
+        } else {
+            &self.owner
+        }
+    }
+
     /// Whether the key is past its expiration at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expiration.is_some_and(|e| e.is_past(now))
     }
+}
+
+fn json_field<T: serde::de::DeserializeOwned>(
+    field: &'static str,
+    v: &str,
+) -> Result<T, RecordError> {
+    // serde_json's message names a line and column, never the value itself.
+    serde_json::from_str(v).map_err(|e| RecordError::BadField {
+        field,
+        reason: e.to_string(),
+    })
+}
+
+fn to_json(v: &impl Serialize) -> String {
+    // Serializing plain data (strings, lists, maps of strings) cannot fail.
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -337,6 +491,48 @@ mod tests {
         });
         r.created_by = "alice".into();
         r
+    }
+
+    /// A record with every Part 2 field set.
+    fn api_record() -> KeyRecord {
+        let mut r = record();
+        r.owner = "alice".into();
+        r.parent = Some("AAAAAAAAAAAAAAAAAAAAAb".parse().unwrap());
+        r.creator = Some(Creator {
+            username: "service-account-aaaaaaaaaaaaaaaaaaaaab".into(),
+            groups: vec!["keygate:keys".into(), "team a, b".into()],
+            extra: BTreeMap::from([("keygate.dev/key-id".into(), vec!["x".into()])]),
+        });
+        r.inherit_creator = true;
+        r.rules = vec![ScopeRule {
+            verbs: vec!["get".into(), "list".into()],
+            api_groups: vec!["".into()],
+            resources: vec!["pods".into()],
+            ..ScopeRule::default()
+        }];
+        r.disabled = true;
+        r.disabled_by = Some(DisabledBy::KeyAdmin);
+        r
+    }
+
+    #[test]
+    fn part_2_fields_round_trip() {
+        let r = api_record();
+        assert_eq!(KeyRecord::from_secret(&r.to_secret("ns")).unwrap(), r);
+        assert_eq!(r.owner(), "alice");
+        let mut old = record();
+        old.owner.clear();
+        assert_eq!(old.owner(), "alice", "Part 1: the creator owns the key");
+        let mut s = r.to_secret("ns");
+        let d = s.string_data.as_mut().unwrap();
+        d.insert("creator".into(), "{not json".into());
+        assert!(matches!(
+            KeyRecord::from_secret(&s),
+            Err(RecordError::BadField {
+                field: "creator",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -379,6 +575,17 @@ mod tests {
         assert!(
             matches!(with("groups", "ok,system:masters"), Err(RecordError::SystemGroup(g)) if g == "system:masters")
         );
+        assert!(
+            matches!(with("groups", "ok,keygate:admin"), Err(RecordError::ReservedGroup(g)) if g == "keygate:admin")
+        );
+        assert!(matches!(
+            with("groups", "team a"),
+            Err(RecordError::BadGroup(_))
+        ));
+        assert!(matches!(
+            with("disabled-by", "someone"),
+            Err(RecordError::BadField { .. })
+        ));
         assert!(matches!(with("role", "root"), Err(RecordError::BadRole(_))));
         assert!(matches!(
             with("secret-hash", "sha256:00"),
