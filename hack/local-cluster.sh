@@ -11,7 +11,32 @@
 # aggregated. kube-apiserver also has the aggregation layer's prerequisites: a
 # front-proxy CA (--requestheader-client-ca-file, allowed name front-proxy-client)
 # and the proxy client certificate it presents to aggregated API servers
-# (--proxy-client-cert-file); no --enable-aggregator-routing.
+# (--proxy-client-cert-file); no --enable-aggregator-routing (kube-apiserver 1.20 routes
+# an APIService whose Service is an ExternalName to https://<externalName>:<port>; with
+# aggregator routing on it would look for Endpoints and refuse the ExternalName type).
+#
+# The AccessKey API: when `keygate serve --help` lists --api, keygate is started with --api
+# and the front-proxy CA and allowed name (--requestheader-client-ca,
+# --requestheader-allowed-names), its serving certificate also names
+# keygate.kube-system.svc, and the APIService v1alpha1.keygate.dev points at the Service
+# keygate in kube-system, an ExternalName for localhost on keygate's port (the sidecar
+# layout of manifests/sidecar). The RBAC of manifests/base (the API component's rights,
+# the ClusterRoles keygate:self-service and keygate:key-admin) is applied at `up` either
+# way. The APIService is registered at `up` unless KEYGATE_APISERVICE=0, and `apiservice
+# on|off` registers or removes it later (tests of the Part 1 CLI, which writes Secrets
+# only while no APIService exists, run with it off). While keygate is stopped a
+# registered APIService is unavailable, and kube-apiserver 1.20 then cannot finish
+# deleting namespaces.
+#
+# Test users (RBAC applied at `up`; kubeconfigs exported by `env` as
+# KEYGATE_<NAME>_KUBECONFIG, NAME upper-cased):
+#   alice    client certificate, group e2e:self-service (-> keygate:self-service);
+#            may bind ClusterRole view cluster-wide
+#   nina     static token, group e2e:self-service; admin in namespace apps, and may
+#            bind ClusterRole edit there
+#   victor   static token, group e2e:self-service; view cluster-wide
+#   kim      client certificate, group e2e:self-service; keygate:key-admin
+#   mallory  static token; edit in keygate-system (nothing else)
 #
 #   hack/local-cluster.sh up        start everything; prints the admin kubeconfig path
 #   hack/local-cluster.sh down      stop what `up` started and remove the state dir
@@ -27,6 +52,10 @@
 #                                   (what it depends on must be running: etcd for
 #                                   kube-apiserver, kube-apiserver for
 #                                   kube-controller-manager and keygate)
+#   hack/local-cluster.sh apiservice on|off
+#                                   register the APIService v1alpha1.keygate.dev and wait
+#                                   until it is Available and accesskeys is discovered
+#                                   (needs keygate with --api), or remove it
 #
 # Only stdout carries results (a path, export lines, the status table); progress
 # and errors go to stderr. Every process logs to a file in the state dir.
@@ -36,7 +65,11 @@
 # verifies kube-apiserver's proxy client certificate with it),
 # KEYGATE_FRONT_PROXY_CLIENT_CERT and KEYGATE_FRONT_PROXY_CLIENT_KEY (that client
 # certificate, CN front-proxy-client, to play kube-apiserver in tests),
-# KEYGATE_CONTROLLER_MANAGER_BIN and KEYGATE_CONTROLLER_MANAGER_PORT.
+# KEYGATE_CONTROLLER_MANAGER_BIN and KEYGATE_CONTROLLER_MANAGER_PORT; KEYGATE_API (1 when
+# keygate serves the AccessKey API), KEYGATE_APISERVICE (v1alpha1.keygate.dev),
+# KEYGATE_API_SERVICE (kube-system/keygate), KEYGATE_FRONT_PROXY_OTHER_CERT and _KEY (signed
+# by the front-proxy CA, CN front-proxy-intruder: not an allowed name), the users'
+# kubeconfigs (above) and KEYGATE_APPS_NAMESPACE (apps).
 #
 # Environment (all optional):
 #   KEYGATE_CLUSTER_DIR          state dir (default ${KEYGATE_CACHE:-$HOME/.cache/keygate}/cluster)
@@ -65,6 +98,7 @@
 #                                (default 20; 5 for kube-apiserver, which otherwise waits on
 #                                open watches)
 #   KEYGATE_SKIP_DEPS=1          do not run hack/install-deps.sh
+#   KEYGATE_APISERVICE=0         do not register the APIService at `up` (see `apiservice on`)
 set -euo pipefail
 
 # shellcheck source=hack/lib/common.sh
@@ -81,6 +115,15 @@ STATIC_TOKEN_USER=keygate-static-bench
 START_TIMEOUT="${KEYGATE_START_TIMEOUT:-120}"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager keygate)
 KCM_USER=system:kube-controller-manager
+# The AccessKey API (sidecar layout: an ExternalName Service for localhost in kube-system).
+APISERVICE=v1alpha1.keygate.dev
+API_SERVICE_NAME=keygate
+API_SERVICE_NAMESPACE=kube-system
+APPS_NAMESPACE=apps
+# Test users: the ones with a client certificate, and the ones with a static token.
+CERT_USERS=(alice kim)
+TOKEN_USERS=(nina victor mallory)
+SELF_SERVICE_GROUP=e2e:self-service
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
@@ -206,7 +249,7 @@ write_config() {
     echo "# written by hack/local-cluster.sh up"
     local v
     for v in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT WEBHOOK_PORT WEBHOOK_ADMIN_PORT \
-      KCM_PORT NO_WEBHOOK KEYGATE_BIN_PATH KEYGATE_BIN_STAMP APISERVER_BIN KCM_BIN STATIC_TOKEN \
+      KCM_PORT NO_WEBHOOK KEYGATE_BIN_PATH KEYGATE_BIN_STAMP APISERVER_BIN KCM_BIN STATIC_TOKEN API \
       CFG_WEBHOOK_CACHE_TTL CFG_APISERVER_EXTRA_ARGS CFG_APISERVER_V CFG_KEYGATE_EXTRA_ARGS \
       CFG_KEYGATE_LOG CFG_ETCD_FSYNC CFG_KCM_EXTRA_ARGS; do
       printf '%s=%q\n' "$v" "${!v-}"
@@ -282,6 +325,8 @@ make_pki() {
   # trust for the X-Remote-User/-Group/-Extra- headers (--requestheader-client-ca-file).
   kg::pki::ca "$pki" front-proxy-ca "keygate-local-front-proxy-ca"
   kg::pki::leaf "${pki}/front-proxy-ca" "${pki}/front-proxy-client" "/CN=front-proxy-client" clientAuth
+  # Signed by the same CA, but not an allowed name: an aggregated API server must refuse it.
+  kg::pki::leaf "${pki}/front-proxy-ca" "${pki}/front-proxy-intruder" "/CN=front-proxy-intruder" clientAuth
   # Service-account token signing key.
   kg::pki::rsa_key "${pki}/sa.key" 2048
   openssl pkey -in "${pki}/sa.key" -pubout -out "${pki}/sa.pub" 2>/dev/null
@@ -298,6 +343,7 @@ make_pki() {
     umask 077
     printf '%s,%s,%s,"%s"\n' "$STATIC_TOKEN" "$STATIC_TOKEN_USER" "$STATIC_TOKEN_USER" \
       "${KEYGATE_STATIC_TOKEN_GROUPS-keygate:view}" >"${STATE}/tokens.csv"
+    make_users
     if [[ -n "${KEYGATE_EXTRA_STATIC_TOKENS:-}" ]]; then
       [[ -r "$KEYGATE_EXTRA_STATIC_TOKENS" ]] ||
         kg::die "KEYGATE_EXTRA_STATIC_TOKENS: cannot read ${KEYGATE_EXTRA_STATIC_TOKENS}"
@@ -306,10 +352,62 @@ make_pki() {
   )
 }
 
+# user_groups NAME: the groups of a test user (comma-separated; see the header).
+user_groups() {
+  case "$1" in
+    alice | nina | victor | kim) echo "$SELF_SERVICE_GROUP" ;;
+    *) echo "" ;;
+  esac
+}
+
+# make_users: the test users' credentials (client certificates, or lines of the static
+# token file, which the caller is writing with umask 077) and a kubeconfig for each in
+# ${STATE}/users/.
+make_users() {
+  local pki="${STATE}/pki" users="${STATE}/users" u g subj token
+  mkdir -p "$users"
+  for u in "${CERT_USERS[@]}"; do
+    g="$(user_groups "$u")"
+    subj="/CN=${u}"
+    [[ -z "$g" ]] || subj="/O=${g}${subj}"
+    kg::pki::leaf "${pki}/client-ca" "${pki}/user-${u}" "$subj" clientAuth
+    kg::pki::kubeconfig "${users}/${u}.kubeconfig" "https://127.0.0.1:${APISERVER_PORT}" \
+      "${pki}/server-ca.crt" "${pki}/user-${u}.crt" "${pki}/user-${u}.key" "$u"
+  done
+  for u in "${TOKEN_USERS[@]}"; do
+    token="$(openssl rand -hex 32)"
+    printf '%s,%s,%s,"%s"\n' "$token" "$u" "$u" "$(user_groups "$u")" >>"${STATE}/tokens.csv"
+    cat >"${users}/${u}.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: keygate-local
+  cluster:
+    server: https://127.0.0.1:${APISERVER_PORT}
+    certificate-authority-data: $(kg::pki::b64 "${pki}/server-ca.crt")
+users:
+- name: ${u}
+  user:
+    token: ${token}
+contexts:
+- name: ${u}@keygate-local
+  context:
+    cluster: keygate-local
+    user: ${u}
+current-context: ${u}@keygate-local
+preferences: {}
+EOF
+  done
+}
+
 make_webhook_config() {
   local dir="${STATE}/keygate-certs" out
   kg::log "creating keygate's certificates and the webhook kubeconfig"
-  out="$("$KEYGATE_BIN_PATH" certs --out-dir "$dir" --san 127.0.0.1 --san localhost 2>&1)" ||
+  # keygate.kube-system.svc: the name kube-aggregator expects in the serving certificate
+  # when it proxies to the APIService's Service (<name>.<namespace>.svc), whatever address
+  # it connects to.
+  out="$("$KEYGATE_BIN_PATH" certs --out-dir "$dir" --san 127.0.0.1 --san localhost \
+    --san "${API_SERVICE_NAME}.${API_SERVICE_NAMESPACE}.svc" 2>&1)" ||
     { printf '%s\n' "$out" >&2; kg::die "\`${KEYGATE_BIN_PATH} certs\` failed"; }
   local f
   for f in ca.crt server.crt server.key client.crt client.key; do
@@ -482,6 +580,153 @@ EOF
     kg::die "user ${WEBHOOK_USER} cannot watch secrets in ${KEY_NAMESPACE}"
   [[ "$("${k[@]}" auth can-i get secrets -n kube-system 2>/dev/null || true)" == no ]] ||
     kg::die "user ${WEBHOOK_USER} can read secrets outside ${KEY_NAMESPACE}"
+  apply_api_rbac
+  apply_users
+}
+
+# apply_api_rbac: the AccessKey API's RBAC as manifests/base ships it (the API component's
+# rights, whose subjects include the sidecar user keygate-webhook, and the ClusterRoles
+# keygate:self-service and keygate:key-admin).
+apply_api_rbac() {
+  local f out
+  for f in rbac-api.yaml rbac-self-service.yaml; do
+    out="$(kubectl_admin apply -f "${KEYGATE_ROOT}/manifests/base/${f}" 2>&1)" ||
+      { printf '%s\n' "$out" >&2; kg::die "applying manifests/base/${f} failed"; }
+  done
+}
+
+# apply_users: the test users' rights (see the header).
+apply_users() {
+  kg::log "applying the test users' RBAC: alice, nina, victor, kim, mallory; namespace ${APPS_NAMESPACE}"
+  local out
+  if ! out="$(kubectl_admin apply -f - 2>&1 <<EOF
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: ${APPS_NAMESPACE}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: e2e:self-service
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: keygate:self-service}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: ${SELF_SERVICE_GROUP}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: e2e:bind-view
+rules:
+- {apiGroups: [rbac.authorization.k8s.io], resources: [clusterroles], resourceNames: [view], verbs: [bind]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: e2e:alice:bind-view
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e:bind-view}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: e2e:nina:admin
+  namespace: ${APPS_NAMESPACE}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: nina}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: e2e:bind-edit
+  namespace: ${APPS_NAMESPACE}
+rules:
+- {apiGroups: [rbac.authorization.k8s.io], resources: [clusterroles], resourceNames: [edit], verbs: [bind]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: e2e:nina:bind-edit
+  namespace: ${APPS_NAMESPACE}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: e2e:bind-edit}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: nina}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: e2e:victor:view
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: victor}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: e2e:kim:key-admin
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: keygate:key-admin}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: kim}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: e2e:mallory:edit
+  namespace: ${KEY_NAMESPACE}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: mallory}
+EOF
+  )"; then
+    printf '%s\n' "$out" >&2
+    kg::die "applying the test users' RBAC failed"
+  fi
+}
+
+# keygate_has_api: the keygate binary serves the AccessKey API (`serve --api`).
+keygate_has_api() {
+  "$KEYGATE_BIN_PATH" serve --help 2>/dev/null | grep -qE -- '(^|[[:space:]])--api([[:space:],=]|$)'
+}
+
+# apiservice_manifest: manifests/sidecar/api (the ExternalName Service and the APIService),
+# with this cluster's keygate port and the CA of keygate's serving certificate.
+apiservice_manifest() {
+  local ca
+  ca="$(kg::pki::b64 "${STATE}/keygate-certs/ca.crt")"
+  kubectl kustomize "${KEYGATE_ROOT}/manifests/sidecar/api" |
+    kubectl_admin create --dry-run=client -o json -f - |
+    jq --argjson port "$WEBHOOK_PORT" --arg ca "$ca" '
+      def local: if .kind == "Service" then .spec.ports[0].port = $port
+        elif .kind == "APIService" then .spec.service.port = $port | .spec.caBundle = $ca
+        else . end;
+      if .kind == "List" then .items |= map(local) else local end'
+}
+
+# apiservice_ready: the APIService is Available and discovery lists accesskeys.
+apiservice_ready() {
+  [[ "$(kubectl_admin get apiservice "$APISERVICE" \
+    -o jsonpath='{.status.conditions[?(@.type=="Available")].status}')" == True ]] &&
+    kubectl_admin get --raw "/apis/keygate.dev/v1alpha1" |
+    jq -e 'any(.resources[]; .name == "accesskeys")' >/dev/null
+}
+
+# apiservice_on: registers the APIService and waits until it is usable.
+apiservice_on() {
+  [[ "${API:-0}" == 1 ]] ||
+    kg::die "keygate ${KEYGATE_BIN_PATH} has no \`serve --api\`: no AccessKey API to register"
+  kg::log "registering the APIService ${APISERVICE} (Service ${API_SERVICE_NAMESPACE}/${API_SERVICE_NAME}: ExternalName localhost, port ${WEBHOOK_PORT})"
+  local out
+  out="$(apiservice_manifest | kubectl_admin apply -f - 2>&1)" ||
+    { printf '%s\n' "$out" >&2; kg::die "registering the APIService failed"; }
+  wait_healthy keygate "the APIService ${APISERVICE} to be Available" apiservice_ready
+}
+
+# apiservice_off: removes the APIService (the Service stays: it routes nothing by itself).
+apiservice_off() {
+  kg::log "removing the APIService ${APISERVICE}"
+  kubectl_admin delete apiservice "$APISERVICE" --ignore-not-found >/dev/null
 }
 
 start_controller_manager() {
@@ -551,6 +796,14 @@ start_keygate() {
   local dir="${STATE}/keygate-certs"
   local kg_log="${CFG_KEYGATE_LOG-${KEYGATE_KEYGATE_LOG:-}}"
   [[ -n "$kg_log" ]] && extra+=(--log "$kg_log")
+  # The binary may have been rebuilt since `up`: look again.
+  API=0
+  if keygate_has_api; then
+    API=1
+    extra+=(--api
+      --requestheader-client-ca "${STATE}/pki/front-proxy-ca.crt"
+      --requestheader-allowed-names front-proxy-client)
+  fi
   start keygate "$KEYGATE_BIN_PATH" serve \
     --store kube \
     --namespace "$KEY_NAMESPACE" \
@@ -660,6 +913,7 @@ cmd_up() {
   PICKED_PORTS+=" ${WEBHOOK_ADMIN_PORT}"
   KCM_PORT="$(pick_port "${KEYGATE_CONTROLLER_MANAGER_PORT:-}")"
   STATIC_TOKEN="$(openssl rand -hex 32)"
+  API=0
 
   mkdir -p "$STATE"
   chmod 0700 "$STATE"
@@ -684,6 +938,12 @@ cmd_up() {
     kg::log "KEYGATE_NO_WEBHOOK=1: not starting keygate; kube-apiserver has no token webhook"
   else
     start_keygate
+    write_config
+    if [[ "$API" == 1 && "${KEYGATE_APISERVICE:-1}" != 0 ]]; then
+      apiservice_on
+    elif [[ "$API" != 1 ]]; then
+      kg::log "keygate has no \`serve --api\`: no APIService registered"
+    fi
   fi
   UP_DONE=1
   kg::log "cluster up in $((SECONDS - t0))s; state in ${STATE}; \`eval \"\$($0 env)\"\` for its variables"
@@ -725,7 +985,14 @@ cmd_env() {
     "KEYGATE_FRONT_PROXY_CA=${STATE}/pki/front-proxy-ca.crt"
     "KEYGATE_FRONT_PROXY_CLIENT_CERT=${STATE}/pki/front-proxy-client.crt"
     "KEYGATE_FRONT_PROXY_CLIENT_KEY=${STATE}/pki/front-proxy-client.key"
+    "KEYGATE_FRONT_PROXY_OTHER_CERT=${STATE}/pki/front-proxy-intruder.crt"
+    "KEYGATE_FRONT_PROXY_OTHER_KEY=${STATE}/pki/front-proxy-intruder.key"
+    "KEYGATE_APPS_NAMESPACE=${APPS_NAMESPACE}"
   )
+  local u
+  for u in "${CERT_USERS[@]}" "${TOKEN_USERS[@]}"; do
+    vars+=("KEYGATE_${u^^}_KUBECONFIG=${STATE}/users/${u}.kubeconfig")
+  done
   if [[ "$NO_WEBHOOK" != 1 ]]; then
     vars+=(
       "KEYGATE_BIN=${KEYGATE_BIN_PATH}"
@@ -734,6 +1001,9 @@ cmd_env() {
       "KEYGATE_WEBHOOK_PORT=${WEBHOOK_PORT}"
       "KEYGATE_WEBHOOK_ADMIN_PORT=${WEBHOOK_ADMIN_PORT}"
       "KEYGATE_WEBHOOK_CERTS_DIR=${STATE}/keygate-certs"
+      "KEYGATE_API=${API:-0}"
+      "KEYGATE_APISERVICE=${APISERVICE}"
+      "KEYGATE_API_SERVICE=${API_SERVICE_NAMESPACE}/${API_SERVICE_NAME}"
     )
   fi
   local kv
@@ -773,6 +1043,15 @@ cmd_status() {
   if [[ "$NO_WEBHOOK" != 1 ]]; then
     printf 'keygate                 https://127.0.0.1:%s/authenticate  admin http://127.0.0.1:%s\n' \
       "$WEBHOOK_PORT" "$WEBHOOK_ADMIN_PORT"
+    local avail=""
+    if [[ "${API:-0}" != 1 ]]; then
+      avail="(keygate has no --api)"
+    elif component_pid kube-apiserver >/dev/null; then
+      avail="$(kubectl_admin get apiservice "$APISERVICE" \
+        -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null || echo absent)"
+      avail="Available=${avail:-unknown}"
+    fi
+    printf 'apiservice              %s %s\n' "$APISERVICE" "$avail"
   fi
   echo "state: ${STATE}"
   return "$ok"
@@ -867,12 +1146,28 @@ cmd_component() {
   esac
 }
 
+cmd_apiservice() {
+  lock_state
+  load_config || kg::die "no cluster state in ${STATE}; run \`$0 up\` first"
+  [[ "$NO_WEBHOOK" != 1 ]] || kg::die "this cluster runs without keygate (KEYGATE_NO_WEBHOOK=1 at \`up\`)"
+  component_pid kube-apiserver >/dev/null || kg::die "kube-apiserver is not running"
+  case "$1" in
+    on)
+      component_pid keygate >/dev/null || kg::die "keygate is not running: \`$0 start keygate\` first"
+      apiservice_on
+      ;;
+    off) apiservice_off ;;
+    *) kg::die "apiservice on|off" ;;
+  esac
+}
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
   stop | start | restart) cmd_component "$1" "${2:-}" ;;
+  apiservice) cmd_apiservice "${2:-}" ;;
   -h | --help | help) usage ;;
   *) usage ;;
 esac
