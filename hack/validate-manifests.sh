@@ -13,8 +13,12 @@
 # 3. Every other *.yaml file under manifests/ (each file of each base on its own, and the
 #    static pod, as the mirror pod the kubelet would create): the same, with -f.
 # 4. RBAC semantics: applies manifests/base for real (the cluster is a throw-away one) and
-#    asks kube-apiserver, with impersonation, what the webhook identities, the role groups
-#    and a key manager may and may not do.
+#    asks kube-apiserver, with impersonation, what the webhook identities (which also serve
+#    the AccessKey API: one process, one identity, in both layouts), the role groups, a key
+#    manager, a self-service user and a key admin may and may not do.
+# 5. The AccessKey API's wiring: each layout's APIService names its layout's Service and
+#    port (sidecar: the ExternalName for localhost and the static pod's --listen port;
+#    in-cluster: the Deployment's Service), and both run keygate with --api.
 #
 # Prints PASS/FAIL per check and `N passed, N failed`; exits 1 if anything failed.
 #
@@ -174,7 +178,7 @@ for f in "${FILES[@]}"; do
   i=$((i + 1))
   one="${WORK}/f${i}.yaml"
   compat <"$f" >"$one"
-  if [[ "$f" == manifests/sidecar/* ]]; then
+  if [[ "$f" == manifests/sidecar/keygate.yaml ]]; then
     as_mirror_pod "$one" "${one%.yaml}.json"
     one="${one%.yaml}.json"
   fi
@@ -236,6 +240,48 @@ else
   fail "sidecar static pod: host network, webhook on loopback only"
 fi
 
+# --- the AccessKey API's wiring ------------------------------------------------------------
+
+# built_json DIR: the kustomization in DIR as a stream of JSON objects.
+built_json() {
+  kubectl kustomize "$1" | "${KUBECTL[@]}" create --dry-run=client -o json -f - |
+    jq -c 'if .kind == "List" then .items[] else . end'
+}
+# wired NAME JQ-EXPR JSON: pass if the expression holds.
+wired() {
+  if jq -e -s "$2" <<<"$3" >/dev/null; then pass "$1"; else fail "$1"; fi
+}
+sidecar_api="$(built_json manifests/sidecar/api)"
+listen_port="$(jq -r '[.containers[].args[] | select(startswith("--listen=127.0.0.1:"))][0] | split(":")[1]' <<<"$static")"
+wired "sidecar api: APIService v1alpha1.keygate.dev -> Service keygate in kube-system, port ${listen_port} (the static pod's --listen)" \
+  "any(.[]; .kind == \"APIService\" and .metadata.name == \"v1alpha1.keygate.dev\" and .spec.group == \"keygate.dev\"
+     and .spec.version == \"v1alpha1\" and .spec.service == {name: \"keygate\", namespace: \"kube-system\", port: ${listen_port:-0}})" \
+  "$sidecar_api"
+wired "sidecar api: Service kube-system/keygate is an ExternalName for localhost" \
+  'any(.[]; .kind == "Service" and .metadata.namespace == "kube-system" and .metadata.name == "keygate"
+     and .spec.type == "ExternalName" and .spec.externalName == "localhost")' "$sidecar_api"
+wired "sidecar api: no caBundle shipped (set per cluster), no insecureSkipTLSVerify" \
+  'all(.[] | select(.kind == "APIService"); .spec.caBundle == null and (.spec.insecureSkipTLSVerify // false) == false)' \
+  "$sidecar_api"
+if [[ -n "${IN_CLUSTER_BUILT:-}" ]]; then
+  in_cluster_api="$(built_json manifests/in-cluster/api)
+$("${KUBECTL[@]}" create --dry-run=client -o json -f "$IN_CLUSTER_BUILT" | jq -c 'if .kind == "List" then .items[] else . end')"
+  wired "in-cluster api: APIService v1alpha1.keygate.dev -> the Deployment's Service keygate in keygate-system, port 443" \
+    'any(.[]; .kind == "APIService" and .spec.service == {name: "keygate", namespace: "keygate-system", port: 443})
+     and any(.[]; .kind == "Service" and .metadata.name == "keygate" and .metadata.namespace == "keygate-system"
+       and .spec.type == "ClusterIP" and any(.spec.ports[]; .port == 443))' "$in_cluster_api"
+  wired "in-cluster api: no caBundle shipped, no insecureSkipTLSVerify" \
+    'all(.[] | select(.kind == "APIService"); .spec.caBundle == null and (.spec.insecureSkipTLSVerify // false) == false)' \
+    "$in_cluster_api"
+fi
+for layout in "in-cluster Deployment:${deploy}" "sidecar static pod:${static}"; do
+  if jq -e '[.containers[].args[] | select(. == "--api")] | length == 1' <<<"${layout#*:}" >/dev/null 2>&1; then
+    pass "${layout%%:*}: serves the AccessKey API (--api)"
+  else
+    fail "${layout%%:*}: serves the AccessKey API (--api)"
+  fi
+done
+
 # --- 3. RBAC semantics ----------------------------------------------------------------------
 
 if out="$("${KUBECTL[@]}" apply -k manifests/base 2>&1)"; then
@@ -270,16 +316,50 @@ can() {
     fail "rbac: ${as} ${verb} ${res} in ${ns}: want ${want}, got ${got:-error}"
   fi
 }
+# can_ak WANT AS VERB [SUBRESOURCE]: the same for keygate.dev accesskeys, with a
+# SubjectAccessReview (no APIService is registered here, and kubectl's `auth can-i` answers
+# "no" without asking for a resource that discovery does not list).
+can_ak() {
+  local want="$1" as="$2" verb="$3" sub="${4:-}" user groups got
+  user="$as" groups='[]'
+  if [[ "$as" == group:* ]]; then
+    user=keygate-validate-someone groups="[\"${as#group:}\"]"
+  fi
+  got="$(jq -n --arg u "$user" --argjson g "$groups" --arg v "$verb" --arg s "$sub" \
+    '{apiVersion: "authorization.k8s.io/v1", kind: "SubjectAccessReview",
+      spec: {user: $u, groups: $g, resourceAttributes:
+        {verb: $v, group: "keygate.dev", resource: "accesskeys", subresource: $s}}}' |
+    "${KUBECTL[@]}" create -f - -o json 2>/dev/null | jq -r 'if .status.allowed then "yes" else "no" end' || true)"
+  local what="accesskeys${sub:+/${sub}}"
+  if [[ "$got" == "$want" ]]; then
+    pass "rbac: ${as} ${verb} ${what}: ${want}"
+  else
+    fail "rbac: ${as} ${verb} ${what}: want ${want}, got ${got:-error}"
+  fi
+}
+# The webhook identities serve the AccessKey API too (rbac-webhook.yaml + rbac-api.yaml).
 for webhook in system:serviceaccount:keygate-system:keygate keygate-webhook; do
-  for verb in get list watch patch; do
+  for verb in get list watch patch create update delete; do
     can yes "$webhook" "$verb" secrets keygate-system
   done
-  for verb in create update delete; do
-    can no "$webhook" "$verb" secrets keygate-system
-  done
   can no "$webhook" get secrets kube-system
+  can no "$webhook" create secrets default
   can no "$webhook" list secrets "*"
-  can no "$webhook" create rolebindings keygate-system
+  can yes "$webhook" create subjectaccessreviews.authorization.k8s.io "*"
+  can yes "$webhook" get configmaps/extension-apiserver-authentication kube-system
+  can no "$webhook" get configmaps/kube-proxy kube-system
+  can no "$webhook" list configmaps kube-system
+  # RoleBindings for namespace-scoped role keys: to admin, edit and view only.
+  can yes "$webhook" create rolebindings.rbac.authorization.k8s.io default
+  can yes "$webhook" delete rolebindings.rbac.authorization.k8s.io default
+  for role in admin edit view; do
+    can yes "$webhook" bind "clusterroles.rbac.authorization.k8s.io/${role}" default
+  done
+  can no "$webhook" bind clusterroles.rbac.authorization.k8s.io/cluster-admin default
+  can no "$webhook" escalate clusterroles.rbac.authorization.k8s.io default
+  can no "$webhook" create clusterrolebindings.rbac.authorization.k8s.io "*"
+  can no "$webhook" impersonate groups "*"
+  can_ak no "$webhook" get
 done
 can yes group:keygate:view list pods default
 can no group:keygate:view create pods default
@@ -299,6 +379,36 @@ can yes keygate-validate-km create secrets keygate-validate-team
 can no keygate-validate-km bind clusterroles.rbac.authorization.k8s.io keygate-validate-team
 can no keygate-validate-km create rolebindings default
 
+# The AccessKey API's ClusterRoles, bound the way docs/install.md says.
+"${KUBECTL[@]}" create clusterrolebinding keygate-validate-ss --clusterrole keygate:self-service \
+  --user keygate-validate-ss --user keygate-validate-both \
+  --dry-run=client -o yaml | "${KUBECTL[@]}" apply -f - >/dev/null
+"${KUBECTL[@]}" create clusterrolebinding keygate-validate-ka --clusterrole keygate:key-admin \
+  --user keygate-validate-ka --user keygate-validate-both \
+  --dry-run=client -o yaml | "${KUBECTL[@]}" apply -f - >/dev/null
+for verb in create get list patch delete; do
+  can_ak yes keygate-validate-ss "$verb"
+done
+can_ak yes keygate-validate-ss create regenerate
+can_ak no keygate-validate-ss administer
+can_ak no keygate-validate-ss update
+can_ak no keygate-validate-ss watch
+can no keygate-validate-ss get secrets keygate-system
+for verb in get list patch delete administer; do
+  can_ak yes keygate-validate-ka "$verb"
+done
+# A key admin does not mint keys, nor regenerate (another's key would hand over its rights).
+can_ak no keygate-validate-ka create
+can_ak no keygate-validate-ka create regenerate
+can no keygate-validate-ka get secrets keygate-system
+# Both roles: RBAC lets regenerate through; keygate refuses it for another's key.
+can_ak yes keygate-validate-both create regenerate
+can_ak yes keygate-validate-both administer
+# Shipped unbound: nobody self-serves until a binding says so.
+can_ak no group:system:authenticated create
+can_ak no group:keygate:keys create
+
+"${KUBECTL[@]}" delete clusterrolebinding keygate-validate-ss keygate-validate-ka >/dev/null 2>&1 || true
 "${KUBECTL[@]}" -n keygate-system delete rolebinding keygate-validate-km >/dev/null 2>&1 || true
 "${KUBECTL[@]}" -n keygate-validate-team delete rolebinding keygate-validate-km-scope >/dev/null 2>&1 || true
 
