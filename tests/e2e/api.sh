@@ -262,7 +262,7 @@ child_token=$(jq -r '.status.token // empty' <<<"$child_json")
 [[ -n "$child_token" ]] && echo "${child_token:26}" >>"$secrets"
 kubeconfig_for "$child_token" "$work/child.kubeconfig"
 check "...owned by alice, parent the minting key" jq -e --arg p "$parent_id" \
-  '.status.owner == "alice" and .status.parent == $p' <<<"${child_json:-null}"
+  '.status.owner == "alice" and (.status.parent | ascii_downcase) == ($p | ascii_downcase)' <<<"${child_json:-null}"
 check "...alice sees it" bash -c "kubectl --kubeconfig '$KEYGATE_ALICE_KUBECONFIG' get ak -o name | grep -q '$(jq -r .metadata.name <<<"${child_json:-null}")'"
 check "...the child key works" wait_status "$work/child.kubeconfig" ok 5
 check "alice disables the parent key" as alice patch ak "$parent_name" --type merge -p '{"spec":{"disabled":true}}'
