@@ -66,7 +66,7 @@
 # KEYGATE_FRONT_PROXY_CLIENT_CERT and KEYGATE_FRONT_PROXY_CLIENT_KEY (that client
 # certificate, CN front-proxy-client, to play kube-apiserver in tests),
 # KEYGATE_CONTROLLER_MANAGER_BIN and KEYGATE_CONTROLLER_MANAGER_PORT; KEYGATE_API (1 when
-# keygate serves the AccessKey API), KEYGATE_APISERVICE (v1alpha1.keygate.dev),
+# keygate serves the AccessKey API), KEYGATE_APISERVICE_NAME (v1alpha1.keygate.dev),
 # KEYGATE_API_SERVICE (kube-system/keygate), KEYGATE_FRONT_PROXY_OTHER_CERT and _KEY (signed
 # by the front-proxy CA, CN front-proxy-intruder: not an allowed name), the users'
 # kubeconfigs (above) and KEYGATE_APPS_NAMESPACE (apps).
@@ -593,6 +593,11 @@ apply_api_rbac() {
     out="$(kubectl_admin apply -f "${KEYGATE_ROOT}/manifests/base/${f}" 2>&1)" ||
       { printf '%s\n' "$out" >&2; kg::die "applying manifests/base/${f} failed"; }
   done
+  local k=(kubectl --kubeconfig "${STATE}/keygate.kubeconfig" --request-timeout=30s)
+  [[ "$("${k[@]}" auth can-i create secrets -n "$KEY_NAMESPACE" 2>/dev/null || true)" == yes &&
+    "$("${k[@]}" auth can-i bind clusterroles/edit -n "$APPS_NAMESPACE" 2>/dev/null || true)" == yes &&
+    "$("${k[@]}" auth can-i bind clusterroles/cluster-admin -n "$APPS_NAMESPACE" 2>/dev/null || true)" == no ]] ||
+    kg::die "user ${WEBHOOK_USER} does not hold the AccessKey API's rights of manifests/base/rbac-api.yaml"
 }
 
 # apply_users: the test users' rights (see the header).
@@ -1002,7 +1007,7 @@ cmd_env() {
       "KEYGATE_WEBHOOK_ADMIN_PORT=${WEBHOOK_ADMIN_PORT}"
       "KEYGATE_WEBHOOK_CERTS_DIR=${STATE}/keygate-certs"
       "KEYGATE_API=${API:-0}"
-      "KEYGATE_APISERVICE=${APISERVICE}"
+      "KEYGATE_APISERVICE_NAME=${APISERVICE}"
       "KEYGATE_API_SERVICE=${API_SERVICE_NAMESPACE}/${API_SERVICE_NAME}"
     )
   fi

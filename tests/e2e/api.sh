@@ -11,7 +11,7 @@
 # cannot finish deleting namespaces: nothing here deletes a namespace.
 
 : "${KEYGATE_ALICE_KUBECONFIG:?}" "${KEYGATE_NINA_KUBECONFIG:?}" "${KEYGATE_VICTOR_KUBECONFIG:?}"
-: "${KEYGATE_KIM_KUBECONFIG:?}" "${KEYGATE_WEBHOOK_PORT:?}" "${KEYGATE_APISERVICE:?}"
+: "${KEYGATE_KIM_KUBECONFIG:?}" "${KEYGATE_WEBHOOK_PORT:?}" "${KEYGATE_APISERVICE_NAME:?}"
 : "${KEYGATE_FRONT_PROXY_CLIENT_CERT:?}" "${KEYGATE_FRONT_PROXY_OTHER_CERT:?}"
 apps=${KEYGATE_APPS_NAMESPACE:-apps}
 api_path=/apis/keygate.dev/v1alpha1/accesskeys
@@ -73,7 +73,7 @@ has_binding() {
     'any(.items[]; .roleRef.kind == "ClusterRole" and .roleRef.name == $r and any(.subjects[]?; .name == $u))' >/dev/null
 }
 
-echo "# --- the AccessKey API (${KEYGATE_APISERVICE}) ---"
+echo "# --- the AccessKey API (${KEYGATE_APISERVICE_NAME}) ---"
 check "the APIService registers and becomes Available" "$root/hack/local-cluster.sh" apiservice on
 
 # --- discovery ---------------------------------------------------------------------------------
@@ -306,7 +306,7 @@ check "the webhook stops (the APIService becomes unavailable)" "$root/hack/local
 records_before=$(count_records)
 err=$(kg keys create --name while-down --role view 2>&1 >/dev/null)
 check "with the APIService unavailable keygate keys create fails naming it" bash -c \
-  "grep -q '$KEYGATE_APISERVICE' <<<'$err'"
+  "grep -q '$KEYGATE_APISERVICE_NAME' <<<'$err'"
 check "...and writes no Secret" [ "$(count_records)" = "$records_before" ]
 check "the webhook starts again" "$root/hack/local-cluster.sh" start keygate
 check "the APIService is Available again" "$root/hack/local-cluster.sh" apiservice on
