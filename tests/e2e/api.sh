@@ -22,6 +22,12 @@ as() {
   kubectl --kubeconfig "${!kc}" --request-timeout=20s "${@:2}"
 }
 lower() { tr 'A-Z' 'a-z' <<<"$1"; }
+# token_kc TOKEN FILE: a kubeconfig for TOKEN; none for an empty token (kubectl then fails,
+# where a kubeconfig without a token would reach /version anonymously and look like success).
+token_kc() {
+  rm -f "$2"
+  [[ -z "$1" ]] || kubeconfig_for "$1" "$2"
+}
 
 # ak_create USER SPEC-JSON: `kubectl create -f` of an AccessKey (generateName) as USER. On
 # success sets ak_json, ak_name, ak_id, ak_token and ak_kc (a kubeconfig with the token) and
@@ -33,7 +39,9 @@ ak_create() {
   f="$work/ak-$ak_n.json"
   jq -n --argjson spec "$spec" \
     '{apiVersion: "keygate.dev/v1alpha1", kind: "AccessKey", metadata: {generateName: "e2e-"}, spec: $spec}' >"$f"
-  ak_json="" ak_name="" ak_id="" ak_token="" ak_kc="" ak_err=""
+  # A kubeconfig that does not exist (kubectl fails), never "": an empty --kubeconfig would
+  # fall back to $KUBECONFIG, the admin's.
+  ak_json="" ak_name="" ak_id="" ak_token="" ak_kc="$work/no-key.kubeconfig" ak_err=""
   if ! ak_json=$(as "$user" create -f "$f" -o json 2>"$work/ak-err"); then
     ak_err=$(<"$work/ak-err")
     return 1
@@ -43,7 +51,7 @@ ak_create() {
   ak_token=$(jq -r '.status.token // empty' <<<"$ak_json")
   [[ -n "$ak_token" ]] && echo "${ak_token:26}" >>"$secrets"
   ak_kc="$work/ak-$ak_n.kubeconfig"
-  kubeconfig_for "$ak_token" "$ak_kc"
+  token_kc "$ak_token" "$ak_kc"
 }
 
 # refused WANT-REASON WORDS... : the last ak_create failed with kubectl's "(WANT-REASON)"
@@ -224,7 +232,7 @@ else
 fi
 new_token=$(jq -r '.status.token // empty' <<<"$out")
 check "...a different token of the same key" bash -c "[[ -n '$new_token' && '$new_token' != '$alice_token' && '$new_token' == kg_${alice_id}_* ]]"
-kubeconfig_for "$new_token" "$work/alice-regen.kubeconfig"
+token_kc "$new_token" "$work/alice-regen.kubeconfig"
 check "...the new token works at once" [ "$(status "$work/alice-regen.kubeconfig")" = ok ]
 check "...keygate refuses the old token at once (no grace)" [ "$(review "$alice_token")" = false ]
 check "...and kube-apiserver within the revocation budget" wait_status "$alice_kc" unauthorized $((cache_s + 3))
@@ -234,7 +242,7 @@ echo '{"apiVersion":"keygate.dev/v1alpha1","kind":"AccessKeyRegenerate","gracePe
 out=$(regenerate alice "$alice_name" "$work/regen-grace.json")
 grace_started=$SECONDS
 grace_token=$(jq -r '.status.token // empty' <<<"$out")
-kubeconfig_for "$grace_token" "$work/alice-grace.kubeconfig"
+token_kc "$grace_token" "$work/alice-grace.kubeconfig"
 check "regenerate with a grace period: the new token works" [ "$(status "$work/alice-grace.kubeconfig")" = ok ]
 check "...the old token still works" [ "$(review "$alice_token")" = true ]
 check "...status.previousSecretExpiration is set" jq -e '.status.previousSecretExpiration != null' <<<"$out"
@@ -260,7 +268,7 @@ within 10 bash -c "kubectl --kubeconfig '$parent_kc' create -f '$child_file' -o 
 check "a key (with self-service and bind on view) mints a key" [ -n "$child_json" ]
 child_token=$(jq -r '.status.token // empty' <<<"$child_json")
 [[ -n "$child_token" ]] && echo "${child_token:26}" >>"$secrets"
-kubeconfig_for "$child_token" "$work/child.kubeconfig"
+token_kc "$child_token" "$work/child.kubeconfig"
 check "...owned by alice, parent the minting key" jq -e --arg p "$parent_id" \
   '.status.owner == "alice" and (.status.parent | ascii_downcase) == ($p | ascii_downcase)' <<<"${child_json:-null}"
 check "...alice sees it" bash -c "kubectl --kubeconfig '$KEYGATE_ALICE_KUBECONFIG' get ak -o name | grep -q '$(jq -r .metadata.name <<<"${child_json:-null}")'"
