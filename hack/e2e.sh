@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end tests: builds keygate, brings up a real etcd + kube-apiserver + kube-controller-manager
 # 1.20 with keygate as the apiserver's token webhook (hack/local-cluster.sh, in its own state dir),
-# runs tests/e2e/run.sh with kubectl as the client, and tears the cluster down. Prints
-# "N passed, N failed".
+# runs tests/e2e/run.sh with kubectl as the client (the Part 1 scenarios first, without the
+# APIService; then, when keygate has `serve --api`, the AccessKey API scenarios of
+# tests/e2e/api.sh, which register it), and tears the cluster down. Prints "N passed, N failed".
+# KEYGATE_E2E_REQUIRE_API=1: a keygate without `serve --api` is a failure, not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
