@@ -377,26 +377,8 @@ make_users() {
   for u in "${TOKEN_USERS[@]}"; do
     token="$(openssl rand -hex 32)"
     printf '%s,%s,%s,"%s"\n' "$token" "$u" "$u" "$(user_groups "$u")" >>"${STATE}/tokens.csv"
-    cat >"${users}/${u}.kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: keygate-local
-  cluster:
-    server: https://127.0.0.1:${APISERVER_PORT}
-    certificate-authority-data: $(kg::pki::b64 "${pki}/server-ca.crt")
-users:
-- name: ${u}
-  user:
-    token: ${token}
-contexts:
-- name: ${u}@keygate-local
-  context:
-    cluster: keygate-local
-    user: ${u}
-current-context: ${u}@keygate-local
-preferences: {}
-EOF
+    kg::pki::token_kubeconfig "${users}/${u}.kubeconfig" "https://127.0.0.1:${APISERVER_PORT}" \
+      "${pki}/server-ca.crt" "$token" "$u"
   done
 }
 
@@ -603,88 +585,21 @@ apply_api_rbac() {
 # apply_users: the test users' rights (see the header).
 apply_users() {
   kg::log "applying the test users' RBAC: alice, nina, victor, kim, mallory; namespace ${APPS_NAMESPACE}"
+  # yaml_of ARGS...: `kubectl create ARGS` as YAML, one document.
+  yaml_of() { kubectl_admin create "$@" --dry-run=client -o yaml && echo ---; }
   local out
-  if ! out="$(kubectl_admin apply -f - 2>&1 <<EOF
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: ${APPS_NAMESPACE}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: e2e:self-service
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: keygate:self-service}
-subjects:
-- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: ${SELF_SERVICE_GROUP}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: e2e:bind-view
-rules:
-- {apiGroups: [rbac.authorization.k8s.io], resources: [clusterroles], resourceNames: [view], verbs: [bind]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: e2e:alice:bind-view
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e:bind-view}
-subjects:
-- {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: e2e:nina:admin
-  namespace: ${APPS_NAMESPACE}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}
-subjects:
-- {apiGroup: rbac.authorization.k8s.io, kind: User, name: nina}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  name: e2e:bind-edit
-  namespace: ${APPS_NAMESPACE}
-rules:
-- {apiGroups: [rbac.authorization.k8s.io], resources: [clusterroles], resourceNames: [edit], verbs: [bind]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: e2e:nina:bind-edit
-  namespace: ${APPS_NAMESPACE}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: e2e:bind-edit}
-subjects:
-- {apiGroup: rbac.authorization.k8s.io, kind: User, name: nina}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: e2e:victor:view
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
-subjects:
-- {apiGroup: rbac.authorization.k8s.io, kind: User, name: victor}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: e2e:kim:key-admin
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: keygate:key-admin}
-subjects:
-- {apiGroup: rbac.authorization.k8s.io, kind: User, name: kim}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: e2e:mallory:edit
-  namespace: ${KEY_NAMESPACE}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}
-subjects:
-- {apiGroup: rbac.authorization.k8s.io, kind: User, name: mallory}
-EOF
-  )"; then
+  if ! out="$( {
+    yaml_of namespace "$APPS_NAMESPACE"
+    yaml_of clusterrolebinding e2e:self-service --clusterrole keygate:self-service --group "$SELF_SERVICE_GROUP"
+    yaml_of clusterrole e2e:bind-view --verb bind --resource clusterroles --resource-name view
+    yaml_of clusterrolebinding e2e:alice:bind-view --clusterrole e2e:bind-view --user alice
+    yaml_of rolebinding e2e:nina:admin -n "$APPS_NAMESPACE" --clusterrole admin --user nina
+    yaml_of role e2e:bind-edit -n "$APPS_NAMESPACE" --verb bind --resource clusterroles --resource-name edit
+    yaml_of rolebinding e2e:nina:bind-edit -n "$APPS_NAMESPACE" --role e2e:bind-edit --user nina
+    yaml_of clusterrolebinding e2e:victor:view --clusterrole view --user victor
+    yaml_of clusterrolebinding e2e:kim:key-admin --clusterrole keygate:key-admin --user kim
+    yaml_of rolebinding e2e:mallory:edit -n "$KEY_NAMESPACE" --clusterrole edit --user mallory
+  } | kubectl_admin apply -f - 2>&1)"; then
     printf '%s\n' "$out" >&2
     kg::die "applying the test users' RBAC failed"
   fi

@@ -62,7 +62,21 @@ kg::pki::b64() { base64 -w0 <"$1"; }
 # kg::pki::kubeconfig OUT SERVER CA_CRT CLIENT_CRT CLIENT_KEY USER: a kubeconfig
 # with embedded credentials, mode 0600.
 kg::pki::kubeconfig() {
-  local out="$1" server="$2" ca="$3" crt="$4" key="$5" user="$6"
+  local crt key
+  crt="$(kg::pki::b64 "$4")" key="$(kg::pki::b64 "$5")"
+  _kg_pki_kubeconfig "$1" "$2" "$3" "$6" "client-certificate-data: ${crt}
+    client-key-data: ${key}"
+}
+
+# kg::pki::token_kubeconfig OUT SERVER CA_CRT TOKEN USER: the same with a bearer token.
+kg::pki::token_kubeconfig() {
+  _kg_pki_kubeconfig "$1" "$2" "$3" "$5" "token: $4"
+}
+
+# _kg_pki_kubeconfig OUT SERVER CA_CRT USER CREDENTIALS: CREDENTIALS are the lines of the
+# user's `user:` map, indented by 4 after the first.
+_kg_pki_kubeconfig() {
+  local out="$1" server="$2" ca="$3" user="$4" creds="$5"
   (
     umask 077
     cat >"$out" <<EOF
@@ -76,8 +90,7 @@ clusters:
 users:
 - name: ${user}
   user:
-    client-certificate-data: $(kg::pki::b64 "$crt")
-    client-key-data: $(kg::pki::b64 "$key")
+    ${creds}
 contexts:
 - name: ${user}@keygate-local
   context:
