@@ -16,8 +16,8 @@
 apps=${KEYGATE_APPS_NAMESPACE:-apps}
 api_path=/apis/keygate.dev/v1alpha1/accesskeys
 
-# as USER KUBECTL-ARGS...: kubectl as one of the test users.
-as() {
+# as_user USER KUBECTL-ARGS...: kubectl as one of the test users.
+as_user() {
   local kc="KEYGATE_${1^^}_KUBECONFIG"
   kubectl --kubeconfig "${!kc}" --request-timeout=20s "${@:2}"
 }
@@ -42,7 +42,7 @@ ak_create() {
   # A kubeconfig that does not exist (kubectl fails), never "": an empty --kubeconfig would
   # fall back to $KUBECONFIG, the admin's.
   ak_json="" ak_name="" ak_id="" ak_token="" ak_kc="$work/no-key.kubeconfig" ak_err=""
-  if ! ak_json=$(as "$user" create -f "$f" -o json 2>"$work/ak-err"); then
+  if ! ak_json=$(as_user "$user" create -f "$f" -o json 2>"$work/ak-err"); then
     ak_err=$(<"$work/ak-err")
     return 1
   fi
@@ -68,7 +68,7 @@ refused() {
 # answer, records the new secret.
 regenerate() {
   local out
-  out=$(as "$1" create --raw "$api_path/$2/regenerate" -f "$3") || return 1
+  out=$(as_user "$1" create --raw "$api_path/$2/regenerate" -f "$3") || return 1
   jq -r .status.token <<<"$out" | cut -c27- >>"$secrets"
   printf '%s' "$out"
 }
@@ -122,7 +122,7 @@ check "a list shows no token" bash -c \
   "kubectl --kubeconfig '$KEYGATE_ALICE_KUBECONFIG' get accesskeys -o json | jq -e '(.items | length) > 0 and all(.items[]; .status.token == null)'"
 f="$work/named.json"
 echo '{"apiVersion":"keygate.dev/v1alpha1","kind":"AccessKey","metadata":{"name":"my-own-name"},"spec":{"displayName":"named"}}' >"$f"
-ak_json="" ak_err=$(as alice create -f "$f" 2>&1 >/dev/null)
+ak_json="" ak_err=$(as_user alice create -f "$f" 2>&1 >/dev/null)
 check "a client-chosen metadata.name is refused (422)" refused Invalid
 
 # --- nina: an edit key in her namespace only ---------------------------------------------------
@@ -167,32 +167,32 @@ check "nina sees her key and not alice's" bash -c "names=\$(kubectl --kubeconfig
 check "another user's key is 404 to alice" bash -c "kubectl --kubeconfig '$KEYGATE_ALICE_KUBECONFIG' get ak '$nina_name' 2>&1 | grep -q NotFound"
 check "kim (key admin) sees every key" bash -c "names=\$(kubectl --kubeconfig '$KEYGATE_KIM_KUBECONFIG' get ak -o name);
   grep -q '$alice_name' <<<\"\$names\" && grep -q '$nina_name' <<<\"\$names\""
-header=$(as alice get accesskeys 2>/dev/null | head -1 | tr -s ' ' | sed 's/ $//')
+header=$(as_user alice get accesskeys 2>/dev/null | head -1 | tr -s ' ' | sed 's/ $//')
 check "kubectl get ak prints ID NAME OWNER ROLE SCOPE STATE EXPIRES LAST USED AGE (got: $header)" \
   [ "$header" = "ID NAME OWNER ROLE SCOPE STATE EXPIRES LAST USED AGE" ]
-row=$(as alice get accesskeys 2>/dev/null | awk -v id="$alice_id" '$1 == id {print $1, $2, $3, $4, $5, $6}')
+row=$(as_user alice get accesskeys 2>/dev/null | awk -v id="$alice_id" '$1 == id {print $1, $2, $3, $4, $5, $6}')
 check "alice's row: ID (case kept) alice-ci alice view cluster Active (got: $row)" \
   [ "$row" = "$alice_id alice-ci alice view cluster Active" ]
-row=$(as nina get accesskeys 2>/dev/null | awk -v id="$nina_id" '$1 == id {print $4, $5}')
+row=$(as_user nina get accesskeys 2>/dev/null | awk -v id="$nina_id" '$1 == id {print $4, $5}')
 check "nina's row: role edit, scope $apps (got: $row)" [ "$row" = "edit $apps" ]
 check "kubectl describe ak" bash -c "kubectl --kubeconfig '$KEYGATE_ALICE_KUBECONFIG' describe ak '$alice_name' | grep -q alice-ci"
 
 # --- patch: fixed fields, disable, enable ------------------------------------------------------
 check "a strategic-merge patch (kubectl's default) of the description works" \
-  as alice patch ak "$alice_name" -p '{"spec":{"description":"nightly builds"}}'
+  as_user alice patch ak "$alice_name" -p '{"spec":{"description":"nightly builds"}}'
 check "a JSON patch of the display name works" \
-  as alice patch ak "$alice_name" --type json -p '[{"op":"replace","path":"/spec/displayName","value":"alice-ci"}]'
+  as_user alice patch ak "$alice_name" --type json -p '[{"op":"replace","path":"/spec/displayName","value":"alice-ci"}]'
 check "a patch that leaves role as it is works" \
-  as alice patch ak "$alice_name" --type merge -p '{"spec":{"role":"view","description":"same role"}}'
-err=$(as alice patch ak "$alice_name" --type merge -p '{"spec":{"role":"edit"}}' 2>&1 >/dev/null)
+  as_user alice patch ak "$alice_name" --type merge -p '{"spec":{"role":"view","description":"same role"}}'
+err=$(as_user alice patch ak "$alice_name" --type merge -p '{"spec":{"role":"edit"}}' 2>&1 >/dev/null)
 check "a patch changing role is 422 naming role" bash -c "grep -q '(Invalid)' <<<'$err' && grep -q role <<<'$err'"
-err=$(as alice patch ak "$alice_name" --type merge -p '{"spec":{"scope":{"namespaces":["default"]}}}' 2>&1 >/dev/null)
+err=$(as_user alice patch ak "$alice_name" --type merge -p '{"spec":{"scope":{"namespaces":["default"]}}}' 2>&1 >/dev/null)
 check "a patch changing scope is 422 naming scope" bash -c "grep -q '(Invalid)' <<<'$err' && grep -q scope <<<'$err'"
 check "kubectl patch --dry-run=server changes nothing" bash -c \
   "kubectl --kubeconfig '$KEYGATE_ALICE_KUBECONFIG' patch ak '$alice_name' --type merge -p '{\"spec\":{\"disabled\":true}}' --dry-run=server >/dev/null &&
    [ \"\$(kubectl --kubeconfig '$KEYGATE_ADMIN_KUBECONFIG' get ak '$alice_name' -o jsonpath='{.status.state}')\" = Active ]"
 
-check "alice disables her key" as alice patch ak "$alice_name" --type merge -p '{"spec":{"disabled":true}}'
+check "alice disables her key" as_user alice patch ak "$alice_name" --type merge -p '{"spec":{"disabled":true}}'
 start=$(now_ms)
 check "...state Disabled" [ "$(state_of "$alice_name")" = Disabled ]
 check "...keygate refuses it at once" [ "$(review "$alice_token")" = false ]
@@ -203,24 +203,24 @@ if wait_status "$alice_kc" unauthorized $((cache_s + 5)) >/dev/null; then
 else
   not_ok "a disabled key is refused within the revocation budget (never refused)"
 fi
-check "alice enables her key" as alice patch ak "$alice_name" --type merge -p '{"spec":{"disabled":false}}'
+check "alice enables her key" as_user alice patch ak "$alice_name" --type merge -p '{"spec":{"disabled":false}}'
 check "...and it works again" wait_status "$alice_kc" ok $((ttl_s + 5))
 
 # --- kim, the key admin ------------------------------------------------------------------------
 # kim also holds keygate:self-service, so RBAC lets her regenerate keys: keygate alone
 # refuses her another's.
-check "kim disables alice's key" as kim patch ak "$alice_name" --type merge -p '{"spec":{"disabled":true}}'
+check "kim disables alice's key" as_user kim patch ak "$alice_name" --type merge -p '{"spec":{"disabled":true}}'
 check "...state Disabled" [ "$(state_of "$alice_name")" = Disabled ]
-err=$(as alice patch ak "$alice_name" --type merge -p '{"spec":{"disabled":false}}' 2>&1 >/dev/null)
+err=$(as_user alice patch ak "$alice_name" --type merge -p '{"spec":{"disabled":false}}' 2>&1 >/dev/null)
 check "alice cannot enable a key a key admin disabled (403)" bash -c "grep -q '(Forbidden)' <<<'$err'"
 check "...it stays Disabled" [ "$(state_of "$alice_name")" = Disabled ]
 echo '{"apiVersion":"keygate.dev/v1alpha1","kind":"AccessKeyRegenerate"}' >"$work/regen-plain.json"
-if err=$(as kim create --raw "$api_path/$alice_name/regenerate" -f "$work/regen-plain.json" 2>&1 >/dev/null); then
+if err=$(as_user kim create --raw "$api_path/$alice_name/regenerate" -f "$work/regen-plain.json" 2>&1 >/dev/null); then
   not_ok "kim (key admin + self-service) cannot regenerate alice's key (it was regenerated)"
 else
   check "kim (key admin + self-service) cannot regenerate alice's key (403)" grep -q '(Forbidden)' <<<"$err"
 fi
-check "kim enables alice's key again" as kim patch ak "$alice_name" --type merge -p '{"spec":{"disabled":false}}'
+check "kim enables alice's key again" as_user kim patch ak "$alice_name" --type merge -p '{"spec":{"disabled":false}}'
 check "...and it works again" wait_status "$alice_kc" ok $((ttl_s + 5))
 
 # --- regenerate --------------------------------------------------------------------------------
@@ -249,7 +249,7 @@ check "...status.previousSecretExpiration is set" jq -e '.status.previousSecretE
 sleep $((9 - (SECONDS - grace_started) > 0 ? 9 - (SECONDS - grace_started) : 0))
 check "...and is refused once the grace period is over" [ "$(review "$alice_token")" = false ]
 alice_token=$grace_token alice_kc="$work/alice-grace.kubeconfig"
-err=$(as nina create --raw "$api_path/$alice_name/regenerate" -f "$work/regen-plain.json" 2>&1 >/dev/null)
+err=$(as_user nina create --raw "$api_path/$alice_name/regenerate" -f "$work/regen-plain.json" 2>&1 >/dev/null)
 check "nina cannot regenerate alice's key (404)" bash -c "grep -q NotFound <<<'$err'"
 
 # --- a key minted by a key ---------------------------------------------------------------------
@@ -273,7 +273,7 @@ check "...owned by alice, parent the minting key" jq -e --arg p "$parent_id" \
   '.status.owner == "alice" and (.status.parent | ascii_downcase) == ($p | ascii_downcase)' <<<"${child_json:-null}"
 check "...alice sees it" bash -c "kubectl --kubeconfig '$KEYGATE_ALICE_KUBECONFIG' get ak -o name | grep -q '$(jq -r .metadata.name <<<"${child_json:-null}")'"
 check "...the child key works" wait_status "$work/child.kubeconfig" ok 5
-check "alice disables the parent key" as alice patch ak "$parent_name" --type merge -p '{"spec":{"disabled":true}}'
+check "alice disables the parent key" as_user alice patch ak "$parent_name" --type merge -p '{"spec":{"disabled":true}}'
 check "...keygate refuses the child at once" [ "$(review "$child_token")" = false ]
 check "...and kube-apiserver within the revocation budget" wait_status "$work/child.kubeconfig" unauthorized $((cache_s + 3))
 
@@ -320,12 +320,12 @@ check "the webhook starts again" "$root/hack/local-cluster.sh" start keygate
 check "the APIService is Available again" "$root/hack/local-cluster.sh" apiservice on
 
 # --- delete ------------------------------------------------------------------------------------
-check "kubectl delete ak returns (alice's key)" as alice delete ak "$alice_name"
+check "kubectl delete ak returns (alice's key)" as_user alice delete ak "$alice_name"
 check "...then get is 404" bash -c "kubectl --kubeconfig '$KEYGATE_ALICE_KUBECONFIG' get ak '$alice_name' 2>&1 | grep -q NotFound"
 check "...keygate refuses its token" [ "$(review "$alice_token")" = false ]
 check "...and kube-apiserver within the revocation budget" wait_status "$alice_kc" unauthorized $((cache_s + 3))
-err=$(as alice delete ak "$nina_name" 2>&1 >/dev/null)
+err=$(as_user alice delete ak "$nina_name" 2>&1 >/dev/null)
 check "alice cannot delete nina's key (404)" bash -c "grep -q NotFound <<<'$err'"
-check "nina deletes her scoped key" as nina delete ak "$nina_name"
+check "nina deletes her scoped key" as_user nina delete ak "$nina_name"
 no_binding() { ! has_binding "$@"; }
 check "...and its RoleBinding is gone when delete returns" no_binding "$apps" "service-account-$nina_name" edit
