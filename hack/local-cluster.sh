@@ -65,7 +65,7 @@
 # verifies kube-apiserver's proxy client certificate with it),
 # KEYGATE_FRONT_PROXY_CLIENT_CERT and KEYGATE_FRONT_PROXY_CLIENT_KEY (that client
 # certificate, CN front-proxy-client, to play kube-apiserver in tests),
-# KEYGATE_CONTROLLER_MANAGER_BIN and KEYGATE_CONTROLLER_MANAGER_PORT; KEYGATE_API (1 when
+# KEYGATE_CONTROLLER_MANAGER_BIN and KEYGATE_CONTROLLER_MANAGER_PORT; KEYGATE_API_SERVED (1 when
 # keygate serves the AccessKey API), KEYGATE_APISERVICE_NAME (v1alpha1.keygate.dev),
 # KEYGATE_API_SERVICE (kube-system/keygate), KEYGATE_FRONT_PROXY_OTHER_CERT and _KEY (signed
 # by the front-proxy CA, CN front-proxy-intruder: not an allowed name), the users'
@@ -921,7 +921,7 @@ cmd_env() {
       "KEYGATE_WEBHOOK_PORT=${WEBHOOK_PORT}"
       "KEYGATE_WEBHOOK_ADMIN_PORT=${WEBHOOK_ADMIN_PORT}"
       "KEYGATE_WEBHOOK_CERTS_DIR=${STATE}/keygate-certs"
-      "KEYGATE_API=${API:-0}"
+      "KEYGATE_API_SERVED=${API:-0}"
       "KEYGATE_APISERVICE_NAME=${APISERVICE}"
       "KEYGATE_API_SERVICE=${API_SERVICE_NAMESPACE}/${API_SERVICE_NAME}"
     )

@@ -97,7 +97,7 @@ can() { kubectl --kubeconfig "$1" --request-timeout=10s auth can-i "${@:2}" 2>/d
 
 echo "# keygate e2e against $KEYGATE_APISERVER_URL (webhook cache ttl ${ttl_s}s, apiserver success cache 10s)"
 # Phase 1 runs without the APIService, whatever an earlier run left registered.
-if [[ "${KEYGATE_API:-0}" == 1 ]]; then
+if [[ "${KEYGATE_API_SERVED:-0}" == 1 ]]; then
   "$root/hack/local-cluster.sh" apiservice off 2>/dev/null ||
     { echo "could not remove the APIService before the Part 1 scenarios" >&2; exit 1; }
 fi
@@ -298,7 +298,7 @@ mint e2e-after --role view; after_kc=$kc
 check "keys minted after the apiserver restart work (watch resumed)" wait_status "$after_kc" ok 10
 
 # --- phase 2: the AccessKey API -----------------------------------------------------------------
-if [[ "${KEYGATE_API:-0}" == 1 ]]; then
+if [[ "${KEYGATE_API_SERVED:-0}" == 1 ]]; then
   # shellcheck source=tests/e2e/api.sh
   source "$here/api.sh"
 elif [[ "${KEYGATE_E2E_REQUIRE_API:-0}" == 1 ]]; then
