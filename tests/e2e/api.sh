@@ -120,6 +120,17 @@ check "a second get shows no token" bash -c \
   "kubectl --kubeconfig '$KEYGATE_ALICE_KUBECONFIG' get accesskey '$alice_name' -o json | jq -e '.status.token == null and .status.id == \"$alice_id\"'"
 check "a list shows no token" bash -c \
   "kubectl --kubeconfig '$KEYGATE_ALICE_KUBECONFIG' get accesskeys -o json | jq -e '(.items | length) > 0 and all(.items[]; .status.token == null)'"
+count_keys() { as_user alice get accesskeys -o name | wc -l; }
+keys_before=$(count_keys)
+jq -n '{apiVersion: "keygate.dev/v1alpha1", kind: "AccessKey", metadata: {generateName: "e2e-"},
+  spec: {displayName: "dry-run", role: "view"}}' >"$work/dry.json"
+check "kubectl create --dry-run=server is accepted" as_user alice create -f "$work/dry.json" --dry-run=server
+check "...and creates nothing" [ "$(count_keys)" = "$keys_before" ]
+if jq -e 'index("watch")' <<<"${verbs:-null}" >/dev/null; then
+  timeout 6 kubectl --kubeconfig "$KEYGATE_ALICE_KUBECONFIG" get accesskeys --watch -o name >"$work/watch.out" 2>&1
+  check "watch is in discovery, so it is served: kubectl get ak --watch streams alice's key" \
+    grep -q "$alice_name" "$work/watch.out"
+fi
 f="$work/named.json"
 echo '{"apiVersion":"keygate.dev/v1alpha1","kind":"AccessKey","metadata":{"name":"my-own-name"},"spec":{"displayName":"named"}}' >"$f"
 ak_json="" ak_err=$(as_user alice create -f "$f" 2>&1 >/dev/null)
