@@ -1,7 +1,10 @@
 //! Helpers shared by the unit tests: records, their Secrets, an index holding them, and the
 //! identity a review answered with. (Integration tests have theirs in `tests/it/common`.)
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
 
 use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::core::v1::Secret;
@@ -42,4 +45,206 @@ pub fn user_of(key: &Arc<LoadedKey>) -> UserInfo {
     let mut buf = Vec::new();
     key.write_user(&mut buf);
     serde_json::from_slice(&buf).expect("status.user is valid JSON")
+}
+
+/// One request a [`FakeCluster`] saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: serde_json::Value,
+}
+
+/// An in-memory kube-apiserver for unit tests: objects by path (create, get, list, replace with
+/// resourceVersion checks, delete; `dryRun` writes nothing), and SubjectAccessReviews answered
+/// by a function of their `spec` (`None`: the review fails with a `500`).
+#[derive(Clone)]
+pub struct FakeCluster {
+    pub objects: Arc<Mutex<BTreeMap<String, Value>>>,
+    pub log: Arc<Mutex<Vec<Seen>>>,
+}
+
+type SarRule = dyn Fn(&Value) -> Option<bool> + Send + Sync;
+
+impl FakeCluster {
+    /// The requests seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The `spec`s of the SubjectAccessReviews seen so far.
+    pub fn reviews(&self) -> Vec<Value> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.path.ends_with("/subjectaccessreviews"))
+            .map(|s| s.body["spec"].clone())
+            .collect()
+    }
+
+    /// Requests that would change something (not reads, reviews or dry runs).
+    pub fn writes(&self) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.method != "GET" && !s.path.ends_with("/subjectaccessreviews"))
+            .filter(|s| !s.query.contains("dryRun"))
+            .collect()
+    }
+
+    /// The stored objects under `prefix` (a collection path).
+    pub fn under(&self, prefix: &str) -> Vec<Value> {
+        let objects = self.objects.lock().unwrap();
+        objects
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Stores `secret` as the API server would (resourceVersion, uid, creationTimestamp).
+    pub fn put_secret(&self, secret: &Secret) {
+        let mut v = serde_json::to_value(secret).unwrap();
+        let name = v["metadata"]["name"].as_str().unwrap().to_owned();
+        let ns = v["metadata"]["namespace"].as_str().unwrap().to_owned();
+        stamp(&mut v, 1);
+        self.objects
+            .lock()
+            .unwrap()
+            .insert(format!("/api/v1/namespaces/{ns}/secrets/{name}"), v);
+    }
+
+    fn answer(&self, seen: &Seen, sar: &SarRule, rv: &mut u64) -> (u16, Value) {
+        if seen.path.ends_with("/subjectaccessreviews") {
+            return match sar(&seen.body["spec"]) {
+                Some(allowed) => {
+                    let mut b = seen.body.clone();
+                    b["status"] = json!({"allowed": allowed});
+                    (201, b)
+                }
+                None => status(500, "InternalError", "authorizer broken"),
+            };
+        }
+        let mut objects = self.objects.lock().unwrap();
+        let dry = seen.query.contains("dryRun");
+        match seen.method.as_str() {
+            "POST" => {
+                let name = seen.body["metadata"]["name"].as_str().unwrap_or_default();
+                let key = format!("{}/{name}", seen.path);
+                if objects.contains_key(&key) {
+                    return status(409, "AlreadyExists", "already exists");
+                }
+                *rv += 1;
+                let mut b = seen.body.clone();
+                stamp(&mut b, *rv);
+                if !dry {
+                    objects.insert(key, b.clone());
+                }
+                (201, b)
+            }
+            "GET" => match objects.get(&seen.path) {
+                Some(v) => (200, v.clone()),
+                None if is_collection(&seen.path) => {
+                    let prefix = format!("{}/", seen.path);
+                    let items: Vec<Value> = objects
+                        .iter()
+                        .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
+                        .map(|(_, v)| v.clone())
+                        .collect();
+                    (200, json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}))
+                }
+                None => status(404, "NotFound", "not found"),
+            },
+            "PUT" => {
+                let Some(old) = objects.get(&seen.path) else {
+                    return status(404, "NotFound", "not found");
+                };
+                if old["metadata"]["resourceVersion"] != seen.body["metadata"]["resourceVersion"] {
+                    return status(409, "Conflict", "the object has been modified");
+                }
+                *rv += 1;
+                let mut b = seen.body.clone();
+                b["metadata"]["resourceVersion"] = json!(rv.to_string());
+                if !dry {
+                    objects.insert(seen.path.clone(), b.clone());
+                }
+                (200, b)
+            }
+            "DELETE" => match objects.get(&seen.path).cloned() {
+                Some(v) => {
+                    if !dry {
+                        objects.remove(&seen.path);
+                    }
+                    (200, v)
+                }
+                None => status(404, "NotFound", "not found"),
+            },
+            _ => status(405, "MethodNotAllowed", "no"),
+        }
+    }
+}
+
+/// Whether `path` names a collection (`/api/v1/namespaces/NS/secrets`) rather than an object.
+fn is_collection(path: &str) -> bool {
+    let segments = path.trim_matches('/').split('/').count();
+    let want = match (path.starts_with("/api/"), path.contains("/namespaces/")) {
+        (true, true) => 5,
+        (true, false) => 3,
+        (false, true) => 6,
+        (false, false) => 4,
+    };
+    segments == want
+}
+
+fn stamp(v: &mut Value, rv: u64) {
+    v["metadata"]["resourceVersion"] = json!(rv.to_string());
+    if v["metadata"]["uid"].is_null() {
+        v["metadata"]["uid"] = json!(format!("uid-{rv}"));
+    }
+    if v["metadata"]["creationTimestamp"].is_null() {
+        v["metadata"]["creationTimestamp"] = json!("2030-01-01T00:00:00Z");
+    }
+}
+
+fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "reason": reason, "message": message, "code": code}),
+    )
+}
+
+/// A kube client talking to a fresh [`FakeCluster`] whose SubjectAccessReviews `sar` answers.
+pub fn fake_cluster(
+    sar: impl Fn(&Value) -> Option<bool> + Send + Sync + 'static,
+) -> (kube::Client, FakeCluster) {
+    use http::{Request, Response};
+    use kube::client::Body;
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let cluster = FakeCluster {
+        objects: Arc::default(),
+        log: Arc::default(),
+    };
+    let c = cluster.clone();
+    tokio::spawn(async move {
+        let mut rv = 100;
+        while let Some((req, send)) = handle.next_request().await {
+            let (parts, body) = req.into_parts();
+            let bytes = body.collect_bytes().await.unwrap();
+            let seen = Seen {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().unwrap_or_default().to_owned(),
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            };
+            let (code, resp) = c.answer(&seen, &sar, &mut rv);
+            c.log.lock().unwrap().push(seen);
+            let resp = Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&resp).unwrap()))
+                .unwrap();
+            send.send_response(resp);
+        }
+    });
+    (kube::Client::new(svc, "default"), cluster)
 }

@@ -13,7 +13,7 @@ use crate::cli::{
 use crate::identity;
 use crate::keystore::provision::{self, Consumer};
 use crate::keystore::{DirKeys, KeyStore, KubeKeys, StoreSpec};
-use crate::record::{Expiry, KeyRecord, PreviousSecret};
+use crate::record::{Expiry, KeyRecord};
 use crate::token::{IdKey, KeyId, Token};
 
 /// What a key command runs against, and where its output goes (stdout text, and notes for
@@ -319,13 +319,7 @@ async fn regenerate(ctx: &mut Ctx, a: RegenerateArgs) -> anyhow::Result<()> {
         .transpose()?;
     let stored = ctx
         .store
-        .modify(&id, |r| {
-            r.previous = until.map(|t| PreviousSecret {
-                hash: r.secret_hash,
-                expires: Expiry::At(t),
-            });
-            r.secret_hash = token.secret_hash();
-        })
+        .modify(&id, |r| r.rotate(token.secret_hash(), until))
         .await?;
     let mut view = ctx.view(&stored.record);
     view.token = Some(token.expose());

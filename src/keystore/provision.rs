@@ -245,6 +245,8 @@ async fn create_consumer(
 /// Creates the record, one RoleBinding per namespace of `record.namespaces` (binding the
 /// ClusterRole of its role to `username`), and the consumer Secret. All or nothing: each is
 /// dry-run before the record is written, and what was made is deleted if a step still fails.
+/// A cluster-wide role is first checked against the client's own rights (the CLI, with the
+/// creator's credentials).
 pub async fn create_key(
     keys: &KubeKeys,
     record: &KeyRecord,
@@ -253,7 +255,18 @@ pub async fn create_key(
     consumer: Option<&Consumer>,
 ) -> Result<Stored, ProvisionError> {
     let id = record.id.key();
-    let mut made: Vec<Made> = Vec::new();
+    if let (Some(role), true) = (record.role, record.namespaces.is_empty()) {
+        check_creator_may_grant(keys, &id, username, role)
+            .await
+            .map_err(|cause| ProvisionError {
+                failed: format!(
+                    "checking that you may grant role {role} ({}) cluster-wide",
+                    cluster_wide_role(role)
+                ),
+                cause,
+                undo: "Nothing was created.".to_owned(),
+            })?;
+    }
     let mut annotations = BTreeMap::new();
     if let Some(c) = consumer {
         annotations.insert(
@@ -261,20 +274,23 @@ pub async fn create_key(
             format!("{}/{}", c.namespace, c.name),
         );
     }
+    create_with_bindings(keys, record, username, token, consumer, annotations).await
+}
+
+/// [`create_key`] without the cluster-wide grant check (the AccessKey API checks the creator
+/// with SubjectAccessReviews instead, and writes with its own client), with extra annotations
+/// on the record Secret.
+pub async fn create_with_bindings(
+    keys: &KubeKeys,
+    record: &KeyRecord,
+    username: &str,
+    token: &str,
+    consumer: Option<&Consumer>,
+    annotations: BTreeMap<String, String>,
+) -> Result<Stored, ProvisionError> {
+    let id = record.id.key();
+    let mut made: Vec<Made> = Vec::new();
     let result: Result<Stored, StepError> = async {
-        if let (Some(role), true) = (record.role, record.namespaces.is_empty()) {
-            check_creator_may_grant(keys, &id, username, role)
-                .await
-                .map_err(|e| {
-                    (
-                        format!(
-                            "checking that you may grant role {role} ({}) cluster-wide",
-                            cluster_wide_role(role)
-                        ),
-                        e,
-                    )
-                })?;
-        }
         // Dry runs first: a missing namespace, a name in use or RBAC refusing a RoleBinding
         // or the consumer Secret stop the command before anything is written. The dry run
         // of the consumer Secret carries no token.

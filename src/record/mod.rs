@@ -450,6 +450,16 @@ impl KeyRecord {
         }
     }
 
+    /// Puts a new secret in place. With `keep_previous_until`, the current secret keeps
+    /// working until then (a grace period for whoever still holds it); without, it stops now.
+    pub fn rotate(&mut self, new_hash: SecretHash, keep_previous_until: Option<Timestamp>) {
+        self.previous = keep_previous_until.map(|t| PreviousSecret {
+            hash: self.secret_hash,
+            expires: Expiry::At(t),
+        });
+        self.secret_hash = new_hash;
+    }
+
     /// Whether the key is past its expiration at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expiration.is_some_and(|e| e.is_past(now))
