@@ -150,7 +150,10 @@ impl FakeCluster {
                         .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
                         .map(|(_, v)| v.clone())
                         .collect();
-                    (200, json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}))
+                    (
+                        200,
+                        json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}),
+                    )
                 }
                 None => status(404, "NotFound", "not found"),
             },

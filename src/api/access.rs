@@ -161,9 +161,8 @@ impl Rights {
     /// Whether `caller` is a key admin (`administer` on accesskeys.keygate.dev).
     pub async fn is_key_admin(&self, caller: &Caller) -> Result<bool, ApiError> {
         // serde_json of a tuple of strings and a map cannot fail; the key is exact.
-        let cache_key =
-            serde_json::to_string(&(&caller.username, &caller.groups, &caller.extra))
-                .unwrap_or_default();
+        let cache_key = serde_json::to_string(&(&caller.username, &caller.groups, &caller.extra))
+            .unwrap_or_default();
         if let Some(hit) = self.admins.get(&cache_key) {
             return Ok(hit);
         }

@@ -16,7 +16,7 @@ use super::ops::{Ctx, check_type, store_error};
 use super::request::{self, content_type};
 use super::status::{ApiError, Cause};
 use super::types::{ANNOTATION_ANNOTATIONS, ANNOTATION_LABELS, AccessKey, AccessKeySpec};
-use super::{ApiSettings, Answer, FLAG_ALLOW_INHERIT_MASTERS, FLAG_ALLOW_INHERIT_SA, to_json};
+use super::{Answer, ApiSettings, FLAG_ALLOW_INHERIT_MASTERS, FLAG_ALLOW_INHERIT_SA, to_json};
 use crate::identity;
 use crate::keystore::{Stored, provision};
 use crate::record::{DisabledBy, Expiry, KeyRecord, Role, ScopeRule, check_group, parse_role};
@@ -190,7 +190,10 @@ pub(crate) fn meta_annotations(key: &AccessKey) -> BTreeMap<String, String> {
         (ANNOTATION_ANNOTATIONS, &key.metadata.annotations),
     ] {
         if let Some(m) = map.as_ref().filter(|m| !m.is_empty()) {
-            out.insert(name.to_owned(), serde_json::to_string(m).unwrap_or_default());
+            out.insert(
+                name.to_owned(),
+                serde_json::to_string(m).unwrap_or_default(),
+            );
         }
     }
     out
@@ -247,12 +250,7 @@ impl Ctx<'_> {
         let creator = creator_of(caller);
         self.api
             .rights
-            .check_escalation(
-                &creator,
-                checked.role,
-                &checked.namespaces,
-                &checked.groups,
-            )
+            .check_escalation(&creator, checked.role, &checked.namespaces, &checked.groups)
             .await?;
 
         let token = Token::generate(KeyId::generate());

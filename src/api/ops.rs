@@ -177,7 +177,11 @@ impl Ctx<'_> {
                 "regenerate: apiVersion must be {API_VERSION}"
             )));
         }
-        if req.kind.as_deref().is_some_and(|k| k != "AccessKeyRegenerate") {
+        if req
+            .kind
+            .as_deref()
+            .is_some_and(|k| k != "AccessKeyRegenerate")
+        {
             return Err(ApiError::bad_request(
                 "regenerate: kind must be AccessKeyRegenerate (or left out)",
             ));

@@ -53,9 +53,8 @@ fn apply(kind: &Kind, doc: &Value, patch: &Value) -> Result<Value, ApiError> {
     match kind {
         Kind::Merge => json_patch::merge(&mut doc, patch),
         Kind::Json => {
-            let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
-                ApiError::bad_request(format!("the body is not a JSON patch: {e}"))
-            })?;
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| ApiError::bad_request(format!("the body is not a JSON patch: {e}")))?;
             json_patch::patch(&mut doc, &ops)
                 .map_err(|e| ApiError::field(None, "patch", format!("cannot be applied: {e}")))?;
         }

@@ -62,7 +62,11 @@ fn decode(s: &str) -> String {
 impl Query {
     pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
         let mut q = Query::default();
-        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let v = decode(v);
             match k {
@@ -162,7 +166,14 @@ pub fn content_type(headers: &HeaderMap) -> String {
 /// below (metadata's own bookkeeping, `status`, which is ignored).
 fn known(path: &str) -> Option<&'static [&'static str]> {
     Some(match path {
-        "" => &["apiVersion", "kind", "metadata", "spec", "status", "gracePeriodSeconds"],
+        "" => &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "spec",
+            "status",
+            "gracePeriodSeconds",
+        ],
         "metadata" => &[
             "name",
             "generateName",
@@ -320,7 +331,10 @@ mod tests {
         assert_eq!(negotiate(&h).unwrap(), Format::Table("v1beta1"));
         h.insert(ACCEPT, "application/json".parse().unwrap());
         assert_eq!(negotiate(&h).unwrap(), Format::Json);
-        h.insert(ACCEPT, "application/vnd.kubernetes.protobuf".parse().unwrap());
+        h.insert(
+            ACCEPT,
+            "application/vnd.kubernetes.protobuf".parse().unwrap(),
+        );
         assert_eq!(negotiate(&h).unwrap_err().code.as_u16(), 406);
     }
 

@@ -17,11 +17,7 @@ const COLUMNS: [(&str, &str, &str); 9] = [
         "",
         "The user at the root of the chain of keys minting keys",
     ),
-    (
-        "Role",
-        "",
-        "spec.role; `inherited` for inheritCreator keys",
-    ),
+    ("Role", "", "spec.role; `inherited` for inheritCreator keys"),
     (
         "Scope",
         "",

@@ -180,7 +180,12 @@ fn expiry_text(e: &Expiry) -> String {
 
 /// A JSON map kept in one annotation of the record Secret; unreadable means empty.
 pub fn stored_map(stored: &Stored, annotation: &str) -> Option<BTreeMap<String, String>> {
-    let raw = stored.secret.metadata.annotations.as_ref()?.get(annotation)?;
+    let raw = stored
+        .secret
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(annotation)?;
     serde_json::from_str(raw).ok()
 }
 
@@ -189,8 +194,8 @@ pub fn access_key(stored: &Stored, user_prefix: &str, now: Timestamp) -> AccessK
     let r = &stored.record;
     let m = &stored.secret.metadata;
     // Every group the record holds, as the webhook would emit them with no allow-list.
-    let identity = IdentityPolicy::new(user_prefix.to_owned(), vec![GroupPattern::any()])
-        .unwrap_or_default();
+    let identity =
+        IdentityPolicy::new(user_prefix.to_owned(), vec![GroupPattern::any()]).unwrap_or_default();
     AccessKey {
         api_version: API_VERSION.to_owned(),
         kind: KIND.to_owned(),

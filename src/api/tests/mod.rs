@@ -4,6 +4,7 @@
 mod create;
 mod keys;
 mod manage;
+mod read;
 
 use std::collections::BTreeMap;
 
@@ -34,10 +35,7 @@ pub fn key_caller(rec: &KeyRecord) -> Caller {
     Caller {
         username: format!("{PREFIX}{}", rec.id.key()),
         groups: vec!["keygate:keys".to_owned(), "system:authenticated".to_owned()],
-        extra: BTreeMap::from([(
-            "keygate.dev/key-id".to_owned(),
-            vec![rec.id.to_string()],
-        )]),
+        extra: BTreeMap::from([("keygate.dev/key-id".to_owned(), vec![rec.id.to_string()])]),
     }
 }
 
@@ -65,7 +63,10 @@ impl Policy {
     }
 }
 
-pub fn api_with(policy: Policy, edit: impl FnOnce(&mut ApiSettings)) -> (AccessKeyApi, FakeCluster) {
+pub fn api_with(
+    policy: Policy,
+    edit: impl FnOnce(&mut ApiSettings),
+) -> (AccessKeyApi, FakeCluster) {
     let (client, cluster) = fake_cluster(move |spec| Some(policy.allows(spec)));
     let mut settings = ApiSettings::new(NAMESPACE, PREFIX);
     edit(&mut settings);
@@ -99,7 +100,9 @@ pub async fn send(
     if !accept.is_empty() {
         req = req.header("accept", accept);
     }
-    let bytes = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
+    let bytes = body
+        .map(|b| serde_json::to_vec(&b).unwrap())
+        .unwrap_or_default();
     let resp = api
         .handle(req.body(Bytes::from(bytes)).unwrap(), caller.clone())
         .await;
@@ -118,7 +121,16 @@ pub async fn get(api: &AccessKeyApi, caller: &Caller, uri: &str) -> Got {
 }
 
 pub async fn post(api: &AccessKeyApi, caller: &Caller, uri: &str, body: Value) -> Got {
-    send(api, caller, Method::POST, uri, "application/json", "", Some(body)).await
+    send(
+        api,
+        caller,
+        Method::POST,
+        uri,
+        "application/json",
+        "",
+        Some(body),
+    )
+    .await
 }
 
 pub async fn merge(api: &AccessKeyApi, caller: &Caller, name: &str, body: Value) -> Got {
