@@ -250,7 +250,7 @@ pub struct ApiArgs {
 impl ApiArgs {
     /// The API's settings, when `--api` is given.
     pub fn settings(self) -> Option<ApiServe> {
-        self.api.then(|| ApiServe {
+        self.api.then_some(ApiServe {
             request_header: RequestHeaderSettings {
                 client_ca: self.requestheader_client_ca,
                 allowed_names: self.requestheader_allowed_names,
