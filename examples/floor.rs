@@ -72,9 +72,10 @@ async fn main() -> anyhow::Result<()> {
         cert,
         key,
         client_ca: None,
+        front_proxy: None,
     }
     .load()?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&config.server));
     let listener = TcpListener::bind(listen).await?;
     println!("floor listening on {}", listener.local_addr()?);
     let serve = async {

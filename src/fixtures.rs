@@ -251,3 +251,31 @@ pub fn fake_cluster(
     });
     (kube::Client::new(svc, "default"), cluster)
 }
+
+/// Requests a [`fake_kube`] server saw: method and path.
+pub type SeenRequests = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A kube client whose API server is `respond(method, path)` -> (status, JSON body).
+pub fn fake_kube(
+    respond: impl Fn(&str, &str) -> (u16, serde_json::Value) + Send + 'static,
+) -> (kube::Client, SeenRequests) {
+    use http::{Request, Response};
+    use kube::client::Body;
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = SeenRequests::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+            let (code, body) = respond(&method, &path);
+            log.lock().unwrap().push((method, path));
+            let resp = Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                .unwrap();
+            send.send_response(resp);
+        }
+    });
+    (kube::Client::new(svc, "default"), seen)
+}

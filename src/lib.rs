@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod apiservice;
 pub mod causes;
 pub mod cli;
 pub mod commands;
@@ -22,6 +23,7 @@ pub mod kubeconfig;
 pub mod metrics;
 pub mod pki;
 pub mod record;
+pub mod requestheader;
 pub mod review;
 pub mod serve;
 pub mod telemetry;

@@ -10,7 +10,9 @@ pub struct CertsArgs {
     #[arg(long, env = "KEYGATE_CERTS_DIR", value_name = "DIR")]
     pub out_dir: PathBuf,
 
-    /// Subject alternative name of the server certificate (DNS name or IP). Repeatable.
+    /// Subject alternative name of the server certificate (DNS name or IP). Repeatable. For the
+    /// AccessKey API behind kube-apiserver's aggregation layer, include
+    /// <service>.<namespace>.svc: kube-apiserver checks that name whatever address it dials.
     #[arg(long = "san", value_name = "NAME", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
     pub sans: Vec<String>,
 
@@ -32,9 +34,16 @@ pub struct CertsArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    keygate webhook-config --certificate-authority ca.crt --client-certificate client.crt --client-key client.key -o webhook.kubeconfig\n  \
+    keygate webhook-config --apiservice --service-name keygate-api --service-namespace keygate --port 8443 --certificate-authority ca.crt | kubectl apply -f -")]
 pub struct WebhookConfigArgs {
     /// URL of keygate's webhook as kube-apiserver reaches it.
-    #[arg(long, default_value = "https://127.0.0.1:8443/authenticate")]
+    #[arg(
+        long,
+        default_value = "https://127.0.0.1:8443/authenticate",
+        conflicts_with = "apiservice"
+    )]
     pub server: String,
 
     /// CA that signed keygate's server certificate (embedded in the output).
@@ -42,7 +51,12 @@ pub struct WebhookConfigArgs {
     pub certificate_authority: PathBuf,
 
     /// Client certificate kube-apiserver presents (embedded; pair with keygate serve --client-ca).
-    #[arg(long, value_name = "FILE", requires = "client_key")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "client_key",
+        conflicts_with = "apiservice"
+    )]
     pub client_certificate: Option<PathBuf>,
 
     /// Key of the client certificate (embedded).
@@ -52,4 +66,56 @@ pub struct WebhookConfigArgs {
     /// Write to this file (atomically, mode 0600) instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Print, instead of the webhook kubeconfig, what the aggregation layer needs for
+    /// `keygate serve --api`: the APIService v1alpha1.keygate.dev (its caBundle from
+    /// --certificate-authority) and a Service of type ExternalName in front of keygate.
+    #[arg(long, help_heading = "AccessKey API (--apiservice)")]
+    pub apiservice: bool,
+
+    /// The Service the APIService points at.
+    #[arg(
+        long,
+        default_value = "keygate-api",
+        requires = "apiservice",
+        help_heading = "AccessKey API (--apiservice)"
+    )]
+    pub service_name: String,
+
+    /// The Service's namespace.
+    #[arg(
+        long,
+        default_value = "keygate",
+        requires = "apiservice",
+        help_heading = "AccessKey API (--apiservice)"
+    )]
+    pub service_namespace: String,
+
+    /// keygate's TLS port (the Service port and the APIService's).
+    #[arg(
+        long,
+        default_value_t = 8443,
+        requires = "apiservice",
+        help_heading = "AccessKey API (--apiservice)"
+    )]
+    pub port: u16,
+
+    /// Host the ExternalName Service resolves to: localhost when keygate runs next to
+    /// kube-apiserver (kube-apiserver then dials https://localhost:<port>).
+    #[arg(
+        long,
+        value_name = "HOST",
+        default_value = "localhost",
+        requires = "apiservice",
+        help_heading = "AccessKey API (--apiservice)"
+    )]
+    pub external_name: String,
+
+    /// Leave the Service out (it exists already, e.g. in front of keygate's pods).
+    #[arg(
+        long,
+        requires = "apiservice",
+        help_heading = "AccessKey API (--apiservice)"
+    )]
+    pub no_service: bool,
 }

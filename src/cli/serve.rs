@@ -8,11 +8,13 @@ use clap::Args;
 use super::{ByteSize, Global, HumanDuration};
 use crate::http::Limits;
 use crate::identity::GroupPattern;
-use crate::serve::{ServeSettings, TlsSource};
+use crate::requestheader::{self, RequestHeaderSettings};
+use crate::serve::{ApiServe, ServeSettings, TlsSource};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TLS listener for POST /authenticate. Default 127.0.0.1:8443, or 0.0.0.0:8443 in a cluster.
+    /// TLS listener for POST /authenticate (and the API with --api). Default 127.0.0.1:8443, or
+    /// 0.0.0.0:8443 in a cluster.
     #[arg(long, env = "KEYGATE_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
@@ -167,6 +169,114 @@ pub struct ServeArgs {
         value_name = "DURATION"
     )]
     pub last_used_interval: HumanDuration,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `--api` and whom it trusts as kube-apiserver's front proxy.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "AccessKey API (--api)")]
+pub struct ApiArgs {
+    /// Also serve the AccessKey API (keygate.dev/v1alpha1) on the TLS listener, for
+    /// kube-apiserver's aggregation layer (needs --store kube). Only kube-apiserver's front
+    /// proxy is answered there; the webhooks keep --client-ca.
+    #[arg(long, env = "KEYGATE_API")]
+    pub api: bool,
+
+    /// CA (PEM) of kube-apiserver's front-proxy client certificate (its
+    /// --requestheader-client-ca-file). Absent: the front-proxy settings are read from the
+    /// ConfigMap kube-system/extension-apiserver-authentication with keygate's kubeconfig, and
+    /// read again every minute.
+    #[arg(
+        long,
+        env = "KEYGATE_REQUESTHEADER_CLIENT_CA",
+        value_name = "FILE",
+        requires = "api"
+    )]
+    pub requestheader_client_ca: Option<PathBuf>,
+
+    /// Common names the front-proxy certificate may have (kube-apiserver's
+    /// --requestheader-allowed-names). Repeatable or comma-separated.
+    #[arg(
+        long,
+        env = "KEYGATE_REQUESTHEADER_ALLOWED_NAMES",
+        value_delimiter = ',',
+        value_name = "NAME",
+        requires = "requestheader_client_ca"
+    )]
+    pub requestheader_allowed_names: Vec<String>,
+
+    /// Headers naming the user; the first with a value wins.
+    #[arg(
+        long,
+        env = "KEYGATE_REQUESTHEADER_USERNAME_HEADERS",
+        value_delimiter = ',',
+        value_name = "HEADER",
+        default_value = requestheader::DEFAULT_USERNAME_HEADER,
+        requires = "requestheader_client_ca"
+    )]
+    pub requestheader_username_headers: Vec<String>,
+
+    /// Headers naming the user's groups (every value of each).
+    #[arg(
+        long,
+        env = "KEYGATE_REQUESTHEADER_GROUP_HEADERS",
+        value_delimiter = ',',
+        value_name = "HEADER",
+        default_value = requestheader::DEFAULT_GROUP_HEADER,
+        requires = "requestheader_client_ca"
+    )]
+    pub requestheader_group_headers: Vec<String>,
+
+    /// Prefixes of the headers carrying the user's extra (the rest of the name, percent-decoded,
+    /// is the key).
+    #[arg(
+        long,
+        env = "KEYGATE_REQUESTHEADER_EXTRA_HEADERS_PREFIX",
+        value_delimiter = ',',
+        value_name = "PREFIX",
+        default_value = requestheader::DEFAULT_EXTRA_PREFIX,
+        requires = "requestheader_client_ca"
+    )]
+    pub requestheader_extra_headers_prefix: Vec<String>,
+
+    /// Accept an empty list of allowed names (from the flag or the ConfigMap): then any
+    /// certificate signed by the request-header CA may act as any user on the API.
+    #[arg(long, env = "KEYGATE_REQUESTHEADER_ALLOW_ANY_NAME", requires = "api")]
+    pub requestheader_allow_any_name: bool,
+
+    /// Let members of system:masters create inheritCreator keys. RBAC cannot take their rights
+    /// away, so such a key could never be reduced by removing a binding; off by default.
+    #[arg(long, env = "KEYGATE_ALLOW_INHERIT_FOR_MASTERS", requires = "api")]
+    pub allow_inherit_for_masters: bool,
+
+    /// Let ServiceAccounts create inheritCreator keys. The key would outlive the pod whose token
+    /// created it; off by default.
+    #[arg(
+        long,
+        env = "KEYGATE_ALLOW_INHERIT_FOR_SERVICE_ACCOUNTS",
+        requires = "api"
+    )]
+    pub allow_inherit_for_service_accounts: bool,
+}
+
+impl ApiArgs {
+    /// The API's settings, when `--api` is given.
+    pub fn settings(self) -> Option<ApiServe> {
+        self.api.then_some(ApiServe {
+            request_header: RequestHeaderSettings {
+                client_ca: self.requestheader_client_ca,
+                allowed_names: self.requestheader_allowed_names,
+                username_headers: self.requestheader_username_headers,
+                group_headers: self.requestheader_group_headers,
+                extra_prefixes: self.requestheader_extra_headers_prefix,
+                allow_any_name: self.requestheader_allow_any_name,
+            },
+            allow_inherit_for_masters: self.allow_inherit_for_masters,
+            allow_inherit_for_service_accounts: self.allow_inherit_for_service_accounts,
+        })
+    }
 }
 
 impl ServeArgs {
@@ -203,6 +313,7 @@ impl ServeArgs {
             namespace: global.namespace.clone(),
             data_dir: global.data_dir.clone(),
             client: global.client(),
+            api: self.api.settings(),
         }
     }
 }

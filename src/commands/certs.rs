@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
+use crate::apiservice::ApiServiceSettings;
 use crate::cli::{CertsArgs, WebhookConfigArgs};
 use crate::pki::{self, Bundle, Pem, names};
 use crate::{fsutil, kubeconfig};
@@ -51,6 +52,26 @@ pub fn webhook_config(args: &WebhookConfigArgs) -> anyhow::Result<()> {
             args.certificate_authority.display()
         )
     })?;
+    let text = if args.apiservice {
+        ApiServiceSettings {
+            service_name: args.service_name.clone(),
+            service_namespace: args.service_namespace.clone(),
+            port: args.port,
+            ca_pem: ca,
+            external_name: (!args.no_service).then(|| args.external_name.clone()),
+        }
+        .to_yaml()?
+    } else {
+        webhook_kubeconfig(args, &ca)?
+    };
+    match &args.output {
+        Some(path) => fsutil::write_atomic(path, text.as_bytes(), true)?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn webhook_kubeconfig(args: &WebhookConfigArgs, ca: &[u8]) -> anyhow::Result<String> {
     let client = match (&args.client_certificate, &args.client_key) {
         (Some(c), Some(k)) => Some((
             std::fs::read(c)
@@ -62,13 +83,8 @@ pub fn webhook_config(args: &WebhookConfigArgs) -> anyhow::Result<()> {
     };
     let kc = kubeconfig::webhook(
         &args.server,
-        &ca,
+        ca,
         client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
     );
-    let text = kubeconfig::to_yaml(&kc)?;
-    match &args.output {
-        Some(path) => fsutil::write_atomic(path, text.as_bytes(), true)?,
-        None => print!("{text}"),
-    }
-    Ok(())
+    Ok(kubeconfig::to_yaml(&kc)?)
 }

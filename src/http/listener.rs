@@ -17,7 +17,9 @@
 //!   `http2_idle_timeout` is shut down gracefully; hyper has none of its own).
 //! - Small header limits and small HTTP/2 flow-control windows, so what one connection can make
 //!   the server hold is small; request bodies in flight share one memory budget
-//!   ([`super::webhook::MemoryBudget`]).
+//!   ([`super::MemoryBudget`]).
+//! - What a client certificate allows is settled once, at the end of the handshake
+//!   ([`crate::tls::Client`]); the [`Router`] checks it per path.
 //!
 //! On shutdown the listener stops accepting and in-flight requests finish (up to a grace period).
 
@@ -38,11 +40,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::admin;
 use super::handshake::{HandshakeSlot, Handshakes};
-use super::{Webhook, admin};
+use super::router::{Connection, Router};
 use crate::index::Index;
 use crate::metrics::Metrics;
-use crate::tls::SharedConfig;
+use crate::tls::{SharedConfig, TlsConfig};
 
 /// Largest header section accepted: the HTTP/2 header list (as HPACK counts it) and the HTTP/1.1
 /// read buffer. kube-apiserver's TokenReview requests carry a few hundred bytes of headers.
@@ -170,24 +173,25 @@ async fn next_connection(
 
 /// What every connection task shares.
 struct Shared {
-    webhook: Arc<Webhook>,
+    router: Arc<Router>,
     limits: Limits,
     slots: Arc<Semaphore>,
     /// Cancelled when shutdown begins: handshakes stop, connections shut down gracefully.
     closing: CancellationToken,
 }
 
-/// Serves the webhook over TLS on `listener` until `shutdown` resolves, then drains.
+/// Serves the [`Router`] (the webhook, and the API with `--api`) over TLS on `listener` until
+/// `shutdown` resolves, then drains.
 pub async fn serve_webhook(
     listener: TcpListener,
     tls: SharedConfig,
-    webhook: Arc<Webhook>,
+    router: Arc<Router>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
     let handshakes = Handshakes::new(limits.max_handshakes);
     let shared = Arc::new(Shared {
-        webhook,
+        router,
         slots: Arc::new(Semaphore::new(limits.max_connections)),
         limits,
         closing: CancellationToken::new(),
@@ -196,7 +200,7 @@ pub async fn serve_webhook(
     let (alive, mut all_gone) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     while let Some((stream, peer)) = next_connection(&listener, shutdown.as_mut()).await {
-        let metrics = &shared.webhook.metrics;
+        let metrics = &shared.router.webhook.metrics;
         // Checked again after the handshake; refusing here spares the handshake's CPU.
         if shared.slots.available_permits() == 0 {
             metrics.connection_refused();
@@ -210,12 +214,12 @@ pub async fn serve_webhook(
             tracing::debug!(peer = %peer, max = shared.limits.max_handshakes, "--max-handshakes reached: cut the oldest handshake of the busiest source");
         }
         let _ = stream.set_nodelay(true);
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
+        let config = tls.load_full();
         let (shared, alive) = (shared.clone(), alive.clone());
         let span = tracing::info_span!("conn", peer = %peer);
         tokio::spawn(
             async move {
-                serve_tls_connection(stream, peer, acceptor, slot, &shared).await;
+                serve_tls_connection(stream, peer, &config, slot, &shared).await;
                 drop(alive);
             }
             .instrument(span),
@@ -236,11 +240,12 @@ pub async fn serve_webhook(
 async fn serve_tls_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    acceptor: tokio_rustls::TlsAcceptor,
+    tls_config: &TlsConfig,
     slot: HandshakeSlot,
     shared: &Shared,
 ) {
-    let (webhook, limits) = (&shared.webhook, &shared.limits);
+    let (metrics, limits) = (&shared.router.webhook.metrics, &shared.limits);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config.server.clone());
     let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream));
     let tls = tokio::select! {
         r = handshake => match r {
@@ -262,22 +267,29 @@ async fn serve_tls_connection(
     };
     drop(slot);
     let Ok(_permit) = shared.slots.clone().try_acquire_owned() else {
-        webhook.metrics.connection_refused();
+        metrics.connection_refused();
         tracing::warn!(
             max = limits.max_connections,
             "connection refused after its handshake: --max-connections reached"
         );
         return;
     };
-    webhook.metrics.connection_opened();
+    metrics.connection_opened();
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let conn = Arc::new(Connection {
+        router: shared.router.clone(),
+        peer,
+        client: tls_config
+            .clients
+            .classify(tls.get_ref().1.peer_certificates()),
+    });
     let streams = Streams::new();
     let service = {
-        let (webhook, streams) = (webhook.clone(), streams.clone());
+        let streams = streams.clone();
         service_fn(move |req| {
-            let (webhook, stream) = (webhook.clone(), streams.start());
+            let (conn, stream) = (conn.clone(), streams.start());
             async move {
-                let resp = webhook.handle(req, peer).await;
+                let resp = conn.handle(req).await;
                 drop(stream);
                 Ok::<_, Infallible>(resp)
             }
@@ -298,7 +310,7 @@ async fn serve_tls_connection(
         let idle = async {
             streams.idle(limits.http2_idle_timeout).await;
             tracing::debug!(idle = ?limits.http2_idle_timeout, "closing an idle HTTP/2 connection");
-            webhook.metrics.idle_connection_closed();
+            metrics.idle_connection_closed();
         };
         drive(conn, &shared.closing, idle).await
     } else {
@@ -313,7 +325,7 @@ async fn serve_tls_connection(
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
-    webhook.metrics.connection_closed();
+    metrics.connection_closed();
 }
 
 /// Runs `conn` to its end, shutting it down gracefully (in-flight requests finish, nothing new

@@ -5,13 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes};
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full};
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Body;
 use jiff::Timestamp;
 
+use super::body::{self, BodyError, MemoryBudget};
 use super::{HttpResponse, text};
 use crate::index::Index;
 use crate::metrics::Metrics;
@@ -21,43 +22,6 @@ use crate::usage::UsageSink;
 
 /// Request bodies larger than this are refused with 413 (a TokenReview is well under 1 KiB).
 pub const MAX_BODY: usize = 64 * 1024;
-
-/// What a request is charged against the [`MemoryBudget`] besides its headers and body: an
-/// allowance for the stream's state in hyper and h2, its task and the handler's future.
-pub const REQUEST_OVERHEAD: usize = 4 * 1024;
-
-/// One budget, in bytes, for every request whose body is being received, on all connections
-/// together: its headers, its body buffer and [`REQUEST_OVERHEAD`]. A request that cannot get
-/// its share is answered `503` with `Retry-After: 1` at once (see [`Webhook::handle`]), so what
-/// slow or stalled uploads can make the server hold is this budget, whatever the number of
-/// connections and streams.
-pub struct MemoryBudget {
-    bytes: tokio::sync::Semaphore,
-    total: usize,
-}
-
-impl MemoryBudget {
-    pub fn new(total: usize) -> Arc<Self> {
-        let total = total.min(tokio::sync::Semaphore::MAX_PERMITS);
-        Arc::new(MemoryBudget {
-            bytes: tokio::sync::Semaphore::new(total),
-            total,
-        })
-    }
-
-    /// Bytes held by requests right now.
-    pub fn in_use(&self) -> usize {
-        self.total - self.bytes.available_permits()
-    }
-
-    pub fn total(&self) -> usize {
-        self.total
-    }
-
-    fn take(&self, bytes: usize) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.bytes.try_acquire_many(u32::try_from(bytes).ok()?).ok()
-    }
-}
 
 /// The webhook request handler.
 pub struct Webhook {
@@ -119,43 +83,31 @@ impl Webhook {
                 .insert(RETRY_AFTER, http::HeaderValue::from_static("1"));
             return r;
         }
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        // HTTP/1.1 only: see `read_body`.
-        let drain = req.version() < Version::HTTP_2;
-        if declared.is_some_and(|n| n > MAX_BODY as u64 && (!drain || n > DRAIN_MAX as u64)) {
-            return too_large();
-        }
-        // Headers as HPACK counts them (32 bytes of overhead each).
-        let header_bytes: usize = req
-            .headers()
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 32)
-            .sum();
-        let Some(held) = self.memory.take(REQUEST_OVERHEAD + header_bytes) else {
-            return self.busy();
-        };
-        let first = declared.map_or(1024, |n| n.min(MAX_BODY as u64) as usize);
-        let read = read_body(req.into_body(), drain, first, &self.memory, held);
-        let body = match tokio::time::timeout(self.body_timeout, read).await {
-            Err(_) => {
+        let (parts, body) = req.into_parts();
+        let read = body::read(
+            &parts.headers,
+            parts.version,
+            body,
+            MAX_BODY,
+            &self.memory,
+            self.body_timeout,
+        );
+        let body = match read.await {
+            Ok(b) => b,
+            Err(BodyError::Timeout) => {
                 return text(
                     StatusCode::REQUEST_TIMEOUT,
                     "request body not received in time",
                 );
             }
-            Ok(Err(BodyError::TooLarge)) => return too_large(),
-            Ok(Err(BodyError::NoMemory)) => return self.busy(),
-            Ok(Err(BodyError::Read(e))) => {
+            Err(BodyError::TooLarge) => return too_large(),
+            Err(BodyError::NoMemory) => return self.busy(),
+            Err(BodyError::Read(e)) => {
                 return text(
                     StatusCode::BAD_REQUEST,
                     format!("cannot read request body: {e}"),
                 );
             }
-            Ok(Ok(b)) => b,
         };
         self.review(&body, peer)
     }
@@ -226,66 +178,6 @@ fn reason_400(e: &review::ReviewError) -> String {
         }
         ReviewError::MissingToken => e.to_string(),
     }
-}
-
-/// Over HTTP/1.1, an oversized body is read on and discarded up to this many bytes before the
-/// 413 is sent: closing a connection with unread data makes the kernel reset it, which can
-/// destroy the answer before the client reads it. Larger bodies are refused at once.
-const DRAIN_MAX: usize = 2 * 1024 * 1024;
-
-enum BodyError {
-    TooLarge,
-    NoMemory,
-    Read(Box<dyn std::error::Error + Send + Sync>),
-}
-
-/// Reads a body of at most [`MAX_BODY`] bytes; with `drain`, keeps reading (and discarding) an
-/// oversized one up to [`DRAIN_MAX`] so the 413 can be delivered. The buffer starts at `first`
-/// bytes and every byte of its capacity is charged to `memory` (added to `held`) before it is
-/// allocated.
-async fn read_body<B>(
-    body: B,
-    drain: bool,
-    first: usize,
-    memory: &MemoryBudget,
-    mut held: tokio::sync::SemaphorePermit<'_>,
-) -> Result<Bytes, BodyError>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let mut body = std::pin::pin!(body);
-    let mut buf = Vec::new();
-    let mut seen = 0usize;
-    while let Some(frame) = body.as_mut().frame().await {
-        let frame = frame.map_err(|e| BodyError::Read(e.into()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        seen = seen.saturating_add(data.remaining());
-        if seen > MAX_BODY {
-            if !drain || seen > DRAIN_MAX {
-                return Err(BodyError::TooLarge);
-            }
-            continue;
-        }
-        if seen > buf.capacity() {
-            // Grow by doubling (from `first`), never past MAX_BODY, charging the growth first.
-            let cap = seen.max(first).max(buf.capacity() * 2).min(MAX_BODY);
-            let more = memory
-                .take(cap - buf.capacity())
-                .ok_or(BodyError::NoMemory)?;
-            held.merge(more);
-            buf.reserve_exact(cap - buf.len());
-        }
-        buf.put(data);
-    }
-    if seen > MAX_BODY {
-        return Err(BodyError::TooLarge);
-    }
-    // `held` is released here: the review that follows is synchronous and short.
-    drop(held);
-    Ok(Bytes::from(buf))
 }
 
 fn too_large() -> HttpResponse {

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use super::{ServeError, ServeSettings, TlsSource};
 use crate::pki::{self, Bundle, names};
-use crate::tls::TlsFiles;
+use crate::requestheader::LiveConfig;
+use crate::tls::{TlsConfig, TlsFiles};
 use crate::{fsutil, kubeconfig};
 
 /// The address kube-apiserver should use to reach a listener bound to `addr`.
@@ -30,7 +31,7 @@ fn read_generated(path: &Path) -> Result<Vec<u8>, ServeError> {
 /// The TLS configuration to serve, built and checked before anything is written.
 pub(super) struct PreparedTls {
     pub files: TlsFiles,
-    pub config: Arc<rustls::ServerConfig>,
+    pub config: Arc<TlsConfig>,
     /// The embedded mode's files, written once every check has passed.
     pub generated: Option<Generated>,
 }
@@ -60,6 +61,7 @@ impl Generated {
 pub(super) fn prepare_tls(
     settings: &ServeSettings,
     listen: SocketAddr,
+    front_proxy: Option<LiveConfig>,
 ) -> Result<PreparedTls, ServeError> {
     let client_ca = settings.client_ca.clone();
     if let TlsSource::Files { cert, key } = &settings.tls {
@@ -67,6 +69,7 @@ pub(super) fn prepare_tls(
             cert: cert.clone(),
             key: key.clone(),
             client_ca,
+            front_proxy,
         };
         let config = files.load()?;
         return Ok(PreparedTls {
@@ -87,6 +90,7 @@ pub(super) fn prepare_tls(
         cert: cert.clone(),
         key: key.clone(),
         client_ca,
+        front_proxy,
     };
     let (config, ca, client_cert, client_key, bundle) = if cert.exists() && key.exists() {
         let ca = read_generated(&dir.join(names::CA_CERT))?;

@@ -2,7 +2,11 @@
 //! cluster client, listeners, TLS material, the store's first steps) and writes nothing until
 //! the checks before it have passed; [`Bound::spawn`] then starts serving and cannot fail.
 
+mod api;
 mod certs;
+
+use api::ApiParts;
+pub use api::{ApiServe, FRONT_PROXY_REFRESH};
 
 use std::future::Future;
 use std::io;
@@ -16,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{Limits, MemoryBudget, Webhook, listener};
+use crate::http::{Limits, MemoryBudget, Router, Webhook, listener};
 use crate::identity::{GroupPattern, IdentityError, IdentityPolicy};
 use crate::index::{self, Index, StoreStopped};
 use crate::keystore::{DirKeys, StoreSpec, in_cluster};
@@ -24,6 +28,7 @@ use crate::kubeclient::{ClientSettings, KubeClientError};
 use crate::kubeconfig::KubeconfigError;
 use crate::metrics::Metrics;
 use crate::pki::PkiError;
+use crate::requestheader::RequestHeaderError;
 use crate::tls::{SharedConfig, TlsError, TlsFiles};
 use crate::usage::{self, UsageSink, UsageWriter};
 use crate::{fsutil, tls};
@@ -69,6 +74,8 @@ pub struct ServeSettings {
     /// Where generated certificates and the webhook kubeconfig go.
     pub data_dir: PathBuf,
     pub client: ClientSettings,
+    /// `--api`: also serve the AccessKey API (kube store only).
+    pub api: Option<ApiServe>,
 }
 
 /// Why `keygate serve` could not start. Each message names the flag to change.
@@ -83,6 +90,13 @@ pub enum ServeError {
          --allow-unauthenticated-clients"
     )]
     Unauthenticated { addr: SocketAddr },
+    #[error(
+        "--api serves keys from the kube store, but --store is {store}: pass --store kube \
+         (records in Secrets of --namespace)"
+    )]
+    ApiNeedsKube { store: String },
+    #[error(transparent)]
+    RequestHeader(#[from] RequestHeaderError),
     #[error(transparent)]
     Client(#[from] KubeClientError),
     #[error("cannot listen on {addr} ({flag}): {error}")]
@@ -147,6 +161,7 @@ pub struct Bound {
     metrics: Arc<Metrics>,
     feed: Feed,
     usage_writer: UsageWriter,
+    api: Option<ApiParts>,
 }
 
 /// Checks the settings, binds the listeners, prepares TLS and starts loading the store.
@@ -164,10 +179,19 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
     {
         return Err(ServeError::Unauthenticated { addr });
     }
+    if settings.api.is_some() && !matches!(settings.store, StoreSpec::Kube) {
+        return Err(ServeError::ApiNeedsKube {
+            store: settings.store.to_string(),
+        });
+    }
     // The cluster client before anything is written: without a cluster nothing is left behind.
     let client = match &settings.store {
         StoreSpec::Kube => Some(settings.client.client_and_server().await?),
         StoreSpec::Dir(_) => None,
+    };
+    let api = match (&settings.api, &client) {
+        (Some(api), Some((client, _))) => Some(api::prepare(&settings, api, client).await?),
+        _ => None,
     };
     let listener = listen(addr, "--listen").await?;
     let admin = listen(settings.admin_listen, "--admin-listen").await?;
@@ -183,7 +207,8 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
     if keys_inside || matches!(settings.tls, TlsSource::Generated) {
         fsutil::check_private_dir(&settings.data_dir, "--data-dir")?;
     }
-    let prepared = certs::prepare_tls(&settings, local)?;
+    let front_proxy = api.as_ref().map(|a| a.front_proxy.clone());
+    let prepared = certs::prepare_tls(&settings, local, front_proxy)?;
 
     // The webhook answers 503 until the store's first full load.
     let index = Index::new(policy);
@@ -217,6 +242,7 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
         metrics: Metrics::new(),
         feed,
         usage_writer,
+        api,
     })
 }
 
@@ -281,6 +307,7 @@ impl Bound {
             metrics,
             feed,
             usage_writer,
+            api,
             ..
         } = self;
         let (dir_watcher, store_stopped) = match feed {
@@ -327,6 +354,13 @@ impl Bound {
             settings.tls_reload_interval,
             move |ok| reload_metrics.tls_reload(ok),
         );
+        let (api, refresher) = match api {
+            Some(api) => {
+                let (handler, refresher) = api.spawn(settings.tls_reload_interval);
+                (Some(handler), Some(refresher))
+            }
+            None => (None, None),
+        };
         let memory = MemoryBudget::new(settings.max_request_memory);
         metrics.track_memory(memory.clone());
         let webhook = Arc::new(Webhook {
@@ -336,6 +370,10 @@ impl Bound {
             usage: usage.as_ref().map(|(u, _)| u.clone() as Arc<dyn UsageSink>),
             memory,
         });
+        let router = match api {
+            Some(api) => Router::new(webhook).with_api(api),
+            None => Router::new(webhook),
+        };
         let (draining, stop) = (CancellationToken::new(), CancellationToken::new());
         let supervisor = tokio::spawn(supervise(store_stopped, index.clone(), stop.clone()));
         let admin_task = tokio::spawn(listener::serve_admin(
@@ -355,12 +393,15 @@ impl Bound {
             listener::serve_webhook(
                 listener,
                 tls_config,
-                webhook,
+                Arc::new(router),
                 settings.limits,
                 stop.cancelled_owned(),
             )
             .await;
             reloader.abort();
+            if let Some(r) = refresher {
+                r.abort();
+            }
             let _ = admin_task.await;
             if let Some((_, task)) = usage {
                 usage_stop.cancel();
@@ -383,6 +424,8 @@ impl Bound {
             namespace = matches!(settings.store, StoreSpec::Kube).then_some(settings.namespace.as_str()),
             cert = %tls.cert.display(),
             client_ca = tls.client_ca.as_ref().map(|p| p.display().to_string()),
+            api = self.api.is_some(),
+            front_proxy_names = self.api.as_ref().map(|a| a.allowed_names().join(",")),
             webhook_kubeconfig = self.webhook_kubeconfig.as_ref().map(|p| p.display().to_string()),
             "keygate serving"
         );

@@ -177,3 +177,82 @@ async fn a_refused_api_server_certificate_is_explained_and_not_logged_at_every_r
         "the same failure again is logged after 10 s, not at each retry:\n{log}"
     );
 }
+
+/// A kubeconfig for a cluster nobody listens at (creating the client does not dial it).
+fn unreachable_kubeconfig(dir: &Path) -> std::path::PathBuf {
+    let server = format!("https://127.0.0.1:{}", free_port());
+    let kc = keygate::kubeconfig::single(
+        &keygate::kubeconfig::ClusterInfo {
+            name: "nowhere",
+            server: &server,
+            ca_pem: None,
+        },
+        "someone",
+        kube::config::AuthInfo {
+            token: Some("not-a-real-token".to_owned().into()),
+            ..Default::default()
+        },
+    );
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, keygate::kubeconfig::to_yaml(&kc).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn serve_api_needs_the_kube_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = stderr(&serve(tmp.path(), &["--api"]));
+    assert!(
+        err.contains("--api") && err.contains("--store kube"),
+        "{err}"
+    );
+    assert!(left_behind(tmp.path(), &[]).is_empty(), "{err}");
+}
+
+#[test]
+fn serve_api_refuses_an_empty_list_of_front_proxy_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kc = unreachable_kubeconfig(tmp.path());
+    let ca = keygate::pki::generate_ca("front-proxy-ca", 30).unwrap();
+    std::fs::write(tmp.path().join("fp-ca.crt"), ca.cert).unwrap();
+    let kc = kc.to_str().unwrap();
+    let args = [
+        "--api",
+        "--store",
+        "kube",
+        "--kubeconfig",
+        kc,
+        "--requestheader-client-ca",
+        "fp-ca.crt",
+    ];
+    let err = stderr(&serve(tmp.path(), &args));
+    assert!(
+        err.contains("--requestheader-allowed-names is empty"),
+        "{err}"
+    );
+    assert!(err.contains("--requestheader-allow-any-name"), "{err}");
+    assert!(
+        left_behind(tmp.path(), &["kubeconfig", "fp-ca.crt"]).is_empty(),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_api_says_how_to_let_it_read_the_front_proxy_configmap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kc = unreachable_kubeconfig(tmp.path());
+    let args = [
+        "--api",
+        "--store",
+        "kube",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+    ];
+    let err = stderr(&serve(tmp.path(), &args));
+    assert!(
+        err.contains("kube-system/extension-apiserver-authentication"),
+        "{err}"
+    );
+    assert!(err.contains("--requestheader-client-ca"), "{err}");
+    assert!(left_behind(tmp.path(), &["kubeconfig"]).is_empty(), "{err}");
+}

@@ -10,6 +10,7 @@ mod cli_kube;
 mod cli_usage;
 mod embedded;
 mod faults;
+mod frontproxy;
 mod hostile;
 mod overload;
 mod properties;

@@ -18,13 +18,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use keygate::http::router::ApiHandler;
 use keygate::http::{Limits, listener};
-use keygate::http::{MemoryBudget, Webhook};
+use keygate::http::{MemoryBudget, Router, Webhook};
 use keygate::identity::IdentityPolicy;
 use keygate::index::Index;
 use keygate::metrics::Metrics;
 use keygate::pki::{self, Bundle, names};
 use keygate::record::KeyRecord;
+use keygate::requestheader::RequestHeaderConfig;
 use keygate::tls::TlsFiles;
 use keygate::token::{KeyId, Token};
 use tokio::net::{TcpListener, TcpStream};
@@ -58,6 +60,8 @@ pub struct ServerOptions {
     pub body_timeout: Option<Duration>,
     /// Told about each successful authentication (last-used tracking); none by default.
     pub usage: Option<Arc<dyn keygate::usage::UsageSink>>,
+    /// Serve this as the AccessKey API to the front proxy this trust describes (`--api`).
+    pub api: Option<(Arc<dyn ApiHandler>, RequestHeaderConfig)>,
 }
 
 /// A running webhook with its own key directory and certificates.
@@ -92,6 +96,10 @@ impl TestServer {
             cert: certs_dir.join(names::SERVER_CERT),
             key: certs_dir.join(names::SERVER_KEY),
             client_ca: opts.client_ca.then(|| certs_dir.join(names::CA_CERT)),
+            front_proxy: opts
+                .api
+                .as_ref()
+                .map(|(_, trust)| Arc::new(ArcSwap::from_pointee(trust.clone()))),
         };
         let shared = Arc::new(ArcSwap::new(files.load().unwrap()));
         let index = Index::new(IdentityPolicy::default());
@@ -125,7 +133,10 @@ impl TestServer {
         let task = tokio::spawn(listener::serve_webhook(
             listener,
             shared,
-            webhook,
+            Arc::new(match opts.api {
+                Some((api, _)) => Router::new(webhook).with_api(api),
+                None => Router::new(webhook),
+            }),
             opts.limits,
             stop.clone().cancelled_owned(),
         ));

@@ -1,0 +1,153 @@
+//! Request bodies: read within a size limit and a time limit, charged to one memory budget
+//! shared by every connection. The webhook and the AccessKey API read theirs here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, Version};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+
+/// What a request is charged against the [`MemoryBudget`] besides its headers and body: an
+/// allowance for the stream's state in hyper and h2, its task and the handler's future.
+pub const REQUEST_OVERHEAD: usize = 4 * 1024;
+
+/// One budget, in bytes, for every request whose body is being received, on all connections
+/// together: its headers, its body buffer and [`REQUEST_OVERHEAD`]. A request that cannot get
+/// its share is answered `503` with `Retry-After: 1` at once (see [`super::Webhook::handle`]), so what
+/// slow or stalled uploads can make the server hold is this budget, whatever the number of
+/// connections and streams.
+pub struct MemoryBudget {
+    bytes: tokio::sync::Semaphore,
+    total: usize,
+}
+
+impl MemoryBudget {
+    pub fn new(total: usize) -> Arc<Self> {
+        let total = total.min(tokio::sync::Semaphore::MAX_PERMITS);
+        Arc::new(MemoryBudget {
+            bytes: tokio::sync::Semaphore::new(total),
+            total,
+        })
+    }
+
+    /// Bytes held by requests right now.
+    pub fn in_use(&self) -> usize {
+        self.total - self.bytes.available_permits()
+    }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    fn take(&self, bytes: usize) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.bytes.try_acquire_many(u32::try_from(bytes).ok()?).ok()
+    }
+}
+
+/// Over HTTP/1.1, an oversized body is read on and discarded up to this many bytes before the
+/// 413 is sent: closing a connection with unread data makes the kernel reset it, which can
+/// destroy the answer before the client reads it. Larger bodies are refused at once.
+const DRAIN_MAX: usize = 2 * 1024 * 1024;
+
+/// Why a body was not read; each caller answers it in its own format.
+pub(crate) enum BodyError {
+    /// Over the size limit (declared or sent).
+    TooLarge,
+    /// The [`MemoryBudget`] is spent.
+    NoMemory,
+    /// Not received within the time allowed.
+    Timeout,
+    Read(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Reads the body of a request with `headers` and `version`: at most `max` bytes, within
+/// `timeout`, its headers, body buffer and [`REQUEST_OVERHEAD`] charged to `memory` while it
+/// is received (released once it is read).
+pub(crate) async fn read<B>(
+    headers: &HeaderMap,
+    version: Version,
+    body: B,
+    max: usize,
+    memory: &MemoryBudget,
+    timeout: Duration,
+) -> Result<Bytes, BodyError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // HTTP/1.1 only: see `read_body`.
+    let drain = version < Version::HTTP_2;
+    let drain_max = DRAIN_MAX.max(max);
+    if declared.is_some_and(|n| n > max as u64 && (!drain || n > drain_max as u64)) {
+        return Err(BodyError::TooLarge);
+    }
+    // Headers as HPACK counts them (32 bytes of overhead each).
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 32)
+        .sum();
+    let Some(held) = memory.take(REQUEST_OVERHEAD + header_bytes) else {
+        return Err(BodyError::NoMemory);
+    };
+    let first = declared.map_or(1024, |n| n.min(max as u64) as usize);
+    let limits = (max, if drain { drain_max } else { max });
+    let read = read_body(body, limits, first, memory, held);
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::Timeout))
+}
+
+/// Reads a body of at most `max` bytes; keeps reading (and discarding) an oversized one up to
+/// `drain_max` so the 413 can be delivered. The buffer starts at `first` bytes and every byte
+/// of its capacity is charged to `memory` (added to `held`) before it is allocated.
+async fn read_body<B>(
+    body: B,
+    (max, drain_max): (usize, usize),
+    first: usize,
+    memory: &MemoryBudget,
+    mut held: tokio::sync::SemaphorePermit<'_>,
+) -> Result<Bytes, BodyError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.as_mut().frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.remaining());
+        if seen > max {
+            if seen > drain_max {
+                return Err(BodyError::TooLarge);
+            }
+            continue;
+        }
+        if seen > buf.capacity() {
+            // Grow by doubling (from `first`), never past `max`, charging the growth first.
+            let cap = seen.max(first).max(buf.capacity() * 2).min(max);
+            let more = memory
+                .take(cap - buf.capacity())
+                .ok_or(BodyError::NoMemory)?;
+            held.merge(more);
+            buf.reserve_exact(cap - buf.len());
+        }
+        buf.put(data);
+    }
+    if seen > max {
+        return Err(BodyError::TooLarge);
+    }
+    // `held` is released here: the budget bounds what requests being received hold.
+    drop(held);
+    Ok(Bytes::from(buf))
+}
