@@ -8,6 +8,7 @@
 //! docs/design.md is the reference for the formats and behaviour.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod api;
 pub mod causes;
 pub mod cli;
@@ -19,10 +20,13 @@ pub mod index;
 pub mod keystore;
 pub mod kubeclient;
 pub mod kubeconfig;
+pub mod lastuse;
 pub mod metrics;
 pub mod pki;
+pub mod readthrough;
 pub mod record;
 pub mod review;
+pub mod seal;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;

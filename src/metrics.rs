@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 
 use crate::http::MemoryBudget;
 use crate::index::Index;
+use crate::readthrough::ReadStats;
 use crate::review::Reason;
 use crate::usage::UsageStats;
 
@@ -46,6 +47,51 @@ impl Collector for UsageCollector {
                 "last_used_dropped",
                 "Last-use events dropped because the writer's queue was full",
                 &stats.dropped,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the read-through's counters at scrape time, once `serve` has made one (kube store).
+#[derive(Debug, Default)]
+struct ReadCollector(Arc<OnceLock<Arc<ReadStats>>>);
+
+impl Collector for ReadCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(stats) = self.0.get() else {
+            return Ok(());
+        };
+        let counters = [
+            (
+                "read_through_hits",
+                "Direct record reads that found a usable key",
+                &stats.hits,
+            ),
+            (
+                "read_through_misses",
+                "Direct record reads that found no record, a refused one, or another secret",
+                &stats.misses,
+            ),
+            (
+                "read_through_limited",
+                "Direct record reads not made: over --read-through-per-second or too many in flight",
+                &stats.limited,
+            ),
+            (
+                "read_through_negative_cache_hits",
+                "Direct record reads not made: the negative cache knew the answer",
+                &stats.cached,
+            ),
+            (
+                "read_through_failures",
+                "Direct record reads that failed or timed out",
+                &stats.failed,
             ),
         ];
         for (name, help, value) in counters {
@@ -111,6 +157,7 @@ pub struct Metrics {
     memory_in_use: Gauge,
     memory: OnceLock<Arc<MemoryBudget>>,
     usage: Arc<OnceLock<Arc<UsageStats>>>,
+    read_through: Arc<OnceLock<Arc<ReadStats>>>,
 }
 
 /// Histogram buckets from 1 µs to about 1 s, doubling: fine enough to see a 2 µs review.
@@ -238,9 +285,12 @@ impl Metrics {
         );
         let usage = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(UsageCollector(usage.clone())));
+        let read_through = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(ReadCollector(read_through.clone())));
         registry.register_collector(Box::new(LogCollector));
         Arc::new(Metrics {
             usage,
+            read_through,
             registry,
             decisions,
             duration,
@@ -281,6 +331,10 @@ impl Metrics {
     }
 
     /// Exposes the last-use writer's counters (set once, by `serve`).
+    pub fn track_read_through(&self, stats: Arc<ReadStats>) {
+        let _ = self.read_through.set(stats);
+    }
+
     pub fn track_usage(&self, stats: Arc<UsageStats>) {
         let _ = self.usage.set(stats);
     }

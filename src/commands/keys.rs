@@ -136,6 +136,7 @@ pub async fn execute(
         KeysCommand::Disable(a) => set_disabled(ctx, &a.id, true).await,
         KeysCommand::Enable(a) => set_disabled(ctx, &a.id, false).await,
         KeysCommand::Delete(a) => delete(ctx, &a.id).await,
+        KeysCommand::Seal(a) => super::seal::seal_records(ctx, &a).await,
     }
 }
 

@@ -13,5 +13,6 @@ mod faults;
 mod hostile;
 mod overload;
 mod properties;
+mod records;
 mod secrets;
 mod webhook;

@@ -58,6 +58,11 @@ pub struct ServerOptions {
     pub body_timeout: Option<Duration>,
     /// Told about each successful authentication (last-used tracking); none by default.
     pub usage: Option<Arc<dyn keygate::usage::UsageSink>>,
+    /// The record guard at /validate-records; off by default.
+    pub admission: Option<keygate::admission::Guard>,
+    /// Direct reads of records the index lacks, from this (faked) API server at this rate;
+    /// off by default.
+    pub read_through: Option<(kube::Client, u32)>,
 }
 
 /// A running webhook with its own key directory and certificates.
@@ -120,6 +125,14 @@ impl TestServer {
             usage: opts.usage,
             // `serve`'s default.
             memory: MemoryBudget::new(32 << 20),
+            admission: opts.admission.map(Arc::new),
+            read_through: opts.read_through.map(|(client, rate)| {
+                Arc::new(keygate::readthrough::ReadThrough::new(
+                    kube::Api::namespaced(client, "keygate-system"),
+                    index.clone(),
+                    rate,
+                ))
+            }),
         });
         metrics.track_memory(webhook.memory.clone());
         let task = tokio::spawn(listener::serve_webhook(
