@@ -169,12 +169,7 @@ impl KubeKeys {
 
     pub async fn get(&self, id: &IdKey) -> Result<Stored, KeyStoreError> {
         match self.api().get_opt(&id.record_name()).await {
-            Ok(Some(s)) => {
-                let mut stored = parse_stored(id, s)?;
-                let lease = self.last_use(id).await;
-                stored.record.last_used = stored.record.last_used.max(lease);
-                Ok(stored)
-            }
+            Ok(Some(s)) => parse_stored(id, s),
             Ok(None) => Err(KeyStoreError::NotFound(id.to_string())),
             Err(e) => Err(self.err("get", e)),
         }
@@ -258,7 +253,8 @@ impl KubeKeys {
         })
     }
 
-    async fn last_use(&self, id: &IdKey) -> Option<Timestamp> {
+    /// Last use of one key from its Lease, if the caller may read it.
+    pub async fn last_use(&self, id: &IdKey) -> Option<Timestamp> {
         let api = Api::namespaced(self.client.clone(), &self.namespace);
         crate::lastuse::read(&api, id).await.ok().flatten()
     }

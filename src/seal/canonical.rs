@@ -148,6 +148,8 @@ pub(super) mod tests {
             expires: Expiry::At("2029-01-01T00:00:00Z".parse().unwrap()),
         });
         r.created_by = "alice".into();
+        r.disabled = true;
+        r.disabled_by = Some(DisabledBy::Owner);
         r.owner = "alice".into();
         r.parent = Some("AAAAAAAAAAAAAAAAAAAAAb".parse().unwrap());
         r.creator = Some(Creator {
@@ -182,16 +184,29 @@ pub(super) mod tests {
             ),
             (
                 "previous hash",
-                Box::new(|r: &mut KeyRecord| r.previous.as_mut().unwrap().hash = SecretHash::of(b"x")),
+                Box::new(|r: &mut KeyRecord| {
+                    r.previous.as_mut().unwrap().hash = SecretHash::of(b"x")
+                }),
             ),
             (
                 "previous expiry",
-                Box::new(|r: &mut KeyRecord| r.previous.as_mut().unwrap().expires = Expiry::Invalid),
+                Box::new(|r: &mut KeyRecord| {
+                    r.previous.as_mut().unwrap().expires = Expiry::Invalid
+                }),
             ),
-            ("no previous", Box::new(|r: &mut KeyRecord| r.previous = None)),
-            ("role", Box::new(|r: &mut KeyRecord| r.role = Some(Role::Admin))),
+            (
+                "no previous",
+                Box::new(|r: &mut KeyRecord| r.previous = None),
+            ),
+            (
+                "role",
+                Box::new(|r: &mut KeyRecord| r.role = Some(Role::Admin)),
+            ),
             ("no role", Box::new(|r: &mut KeyRecord| r.role = None)),
-            ("groups", Box::new(|r: &mut KeyRecord| r.groups.push("ops".into()))),
+            (
+                "groups",
+                Box::new(|r: &mut KeyRecord| r.groups.push("ops".into())),
+            ),
             (
                 "group moved to namespaces",
                 Box::new(|r: &mut KeyRecord| {
@@ -199,21 +214,39 @@ pub(super) mod tests {
                     r.namespaces.push("team-a".into());
                 }),
             ),
-            ("namespaces", Box::new(|r: &mut KeyRecord| r.namespaces.clear())),
-            ("expiration", Box::new(|r: &mut KeyRecord| r.expiration = None)),
+            (
+                "namespaces",
+                Box::new(|r: &mut KeyRecord| r.namespaces.clear()),
+            ),
+            (
+                "expiration",
+                Box::new(|r: &mut KeyRecord| r.expiration = None),
+            ),
             (
                 "expiration later",
                 Box::new(|r: &mut KeyRecord| {
                     r.expiration = Some(Expiry::At("2031-01-01T00:00:00Z".parse().unwrap()))
                 }),
             ),
-            ("disabled", Box::new(|r: &mut KeyRecord| r.disabled = true)),
+            (
+                "enabled",
+                Box::new(|r: &mut KeyRecord| {
+                    r.disabled = false;
+                    r.disabled_by = None;
+                }),
+            ),
             (
                 "disabled by",
                 Box::new(|r: &mut KeyRecord| r.disabled_by = Some(DisabledBy::KeyAdmin)),
             ),
-            ("created by", Box::new(|r: &mut KeyRecord| r.created_by = "mallory".into())),
-            ("owner", Box::new(|r: &mut KeyRecord| r.owner = "mallory".into())),
+            (
+                "created by",
+                Box::new(|r: &mut KeyRecord| r.created_by = "mallory".into()),
+            ),
+            (
+                "owner",
+                Box::new(|r: &mut KeyRecord| r.owner = "mallory".into()),
+            ),
             ("parent", Box::new(|r: &mut KeyRecord| r.parent = None)),
             (
                 "creator",
@@ -225,13 +258,22 @@ pub(super) mod tests {
                         .push("system:masters".into())
                 }),
             ),
-            ("inherit creator", Box::new(|r: &mut KeyRecord| r.inherit_creator = true)),
+            (
+                "inherit creator",
+                Box::new(|r: &mut KeyRecord| r.inherit_creator = true),
+            ),
             (
                 "scope rules",
                 Box::new(|r: &mut KeyRecord| r.rules[0].verbs.push("delete".into())),
             ),
-            ("name", Box::new(|r: &mut KeyRecord| r.name = "other".into())),
-            ("description", Box::new(|r: &mut KeyRecord| r.description.clear())),
+            (
+                "name",
+                Box::new(|r: &mut KeyRecord| r.name = "other".into()),
+            ),
+            (
+                "description",
+                Box::new(|r: &mut KeyRecord| r.description.clear()),
+            ),
         ]
     }
 
