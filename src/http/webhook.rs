@@ -220,13 +220,12 @@ impl Webhook {
                 | review::Reason::WrongSecret
                 | review::Reason::UnsealedRecord
         );
-        if retry {
-            if let Ok(t) = crate::token::parse_token(request.token()) {
-                if rt.read(t.key(), &t.secret_hash()).await {
-                    now = Timestamp::now();
-                    decision = review::decide(&self.index, request.token(), now);
-                }
-            }
+        if retry
+            && let Ok(t) = crate::token::parse_token(request.token())
+            && rt.read(t.key(), &t.secret_hash()).await
+        {
+            now = Timestamp::now();
+            decision = review::decide(&self.index, request.token(), now);
         }
         self.answer(request.api_version, decision, now, start, peer)
     }

@@ -55,10 +55,10 @@ impl Applier {
         match event {
             Event::Init => self.relist = Some(HashMap::new()),
             Event::InitApply(s) => {
-                if let (Some(buf), Some(k)) = (self.relist.as_mut(), key_of(&s)) {
-                    if let Some(entry) = self.index.relisted_entry(&k, self.index.check(&s)) {
-                        buf.insert(k, entry);
-                    }
+                if let (Some(buf), Some(k)) = (self.relist.as_mut(), key_of(&s))
+                    && let Some(entry) = self.index.relisted_entry(&k, self.index.check(&s))
+                {
+                    buf.insert(k, entry);
                 }
             }
             Event::InitDone => {

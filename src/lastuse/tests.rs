@@ -15,7 +15,7 @@ fn leases(
     let s2 = store.clone();
     let (client, log) = fake_kube(move |seen| {
         let mut lease = s2.lock().unwrap();
-        interfere(seen, &mut *lease);
+        interfere(seen, &mut lease);
         let bump = |v: &mut Value| {
             let rv: u64 = v["metadata"]["resourceVersion"]
                 .as_str()
@@ -133,12 +133,11 @@ async fn a_conflict_is_re_read_and_retried_and_a_newer_time_from_the_race_is_kep
 
     // Another replica updates it between our GET and PUT, with an earlier time: we retry.
     let (api, log, store) = leases(|seen, lease| {
-        if seen.method == "PUT" {
-            if let Some(l) = lease.as_mut() {
-                if l["metadata"]["resourceVersion"] == json!("1") {
-                    l["metadata"]["resourceVersion"] = json!("2");
-                }
-            }
+        if seen.method == "PUT"
+            && let Some(l) = lease.as_mut()
+            && l["metadata"]["resourceVersion"] == json!("1")
+        {
+            l["metadata"]["resourceVersion"] = json!("2");
         }
     });
     write(&api, id, at("2030-01-01T00:01:00Z")).await.unwrap();

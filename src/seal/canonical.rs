@@ -172,7 +172,10 @@ pub(super) mod tests {
     };
 
     /// Each edit changes one thing a decision (or a listing) reads.
-    pub(crate) fn edits() -> Vec<(&'static str, Box<dyn Fn(&mut KeyRecord)>)> {
+    /// A change to a record, named for the failure message.
+    pub(crate) type Edit = (&'static str, Box<dyn Fn(&mut KeyRecord)>);
+
+    pub(crate) fn edits() -> Vec<Edit> {
         vec![
             (
                 "id case",
