@@ -3,7 +3,7 @@
 //! Per-decision counters are resolved once at start (one handle per reason), so the hot path
 //! increments an atomic instead of looking up a label set.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use prometheus_client::collector::Collector;
@@ -23,6 +23,19 @@ use crate::readthrough::ReadStats;
 use crate::review::Reason;
 use crate::usage::UsageStats;
 
+/// Encodes counters read at scrape time: (name, help, value).
+fn encode_counters(
+    encoder: &mut DescriptorEncoder,
+    counters: &[(&str, &str, &AtomicU64)],
+) -> Result<(), std::fmt::Error> {
+    for (name, help, value) in counters {
+        let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+        let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+        counter.encode(metric)?;
+    }
+    Ok(())
+}
+
 /// Reads the last-use writer's counters at scrape time, once `serve` has started that writer.
 #[derive(Debug, Default)]
 struct UsageCollector(Arc<OnceLock<Arc<UsageStats>>>);
@@ -35,7 +48,7 @@ impl Collector for UsageCollector {
         let counters = [
             (
                 "last_used_writes",
-                "Last-use annotations written",
+                "Last-use times written (the key's Lease, or the record file in the dir store)",
                 &stats.written,
             ),
             (
@@ -49,12 +62,7 @@ impl Collector for UsageCollector {
                 &stats.dropped,
             ),
         ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric)?;
-        }
-        Ok(())
+        encode_counters(&mut encoder, &counters)
     }
 }
 
@@ -94,12 +102,7 @@ impl Collector for ReadCollector {
                 &stats.failed,
             ),
         ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric)?;
-        }
-        Ok(())
+        encode_counters(&mut encoder, &counters)
     }
 }
 
