@@ -60,3 +60,50 @@ pub async fn seal_all(api: &Api<Secret>, sealer: &Sealer) -> Result<SealReport, 
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::fixtures::{NAMESPACE, fake_kube, record, sealed, sealer};
+    use crate::token::KeyId;
+
+    #[tokio::test]
+    async fn seals_valid_unsealed_records_only_and_reports_each() {
+        let sealer = sealer();
+        let (plain, done, bad) = (KeyId::generate(), KeyId::generate(), KeyId::generate());
+        let mut unsealed = record(&plain).to_secret(NAMESPACE);
+        unsealed.metadata.uid = Some("u1".into());
+        unsealed.metadata.resource_version = Some("7".into());
+        let already = sealed(&sealer, &record(&done), "u2", None);
+        let mut invalid = record(&bad).to_secret(NAMESPACE);
+        invalid
+            .string_data
+            .as_mut()
+            .unwrap()
+            .insert("groups".into(), "system:masters".into());
+        let items = json!([unsealed, already, invalid]);
+        let (client, log) = fake_kube(move |seen| match seen.method.as_str() {
+            "GET" => (
+                200,
+                json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": items}),
+            ),
+            _ => (200, seen.body.clone()),
+        });
+        let api = Api::namespaced(client, NAMESPACE);
+        let report = seal_all(&api, &sealer).await.unwrap();
+        assert_eq!(report.sealed, [plain.record_name()]);
+        assert_eq!(report.already, [done.record_name()]);
+        assert_eq!(report.refused.len(), 1);
+        assert_eq!(report.refused[0].0, bad.record_name());
+        assert!(report.failed.is_empty());
+        let log = log.lock().unwrap();
+        let puts: Vec<_> = log.iter().filter(|s| s.method == "PUT").collect();
+        assert_eq!(puts.len(), 1);
+        // The update carries what was read (resourceVersion) and a seal that verifies.
+        let body: Secret = serde_json::from_value(puts[0].body.clone()).unwrap();
+        assert_eq!(body.metadata.resource_version.as_deref(), Some("7"));
+        assert!(sealer.verifier().check(&body).is_ok());
+    }
+}
