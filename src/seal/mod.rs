@@ -8,8 +8,10 @@
 //! (see `Index::admit_seq`). The webhook holds only the public key, so it stays read-only.
 //!
 //! Stored in the record Secret as `seal` (base64 of the 64-byte signature) and `seal-seq`
-//! (decimal). The key files are PEM: `PRIVATE KEY` (PKCS#8) and `PUBLIC KEY` (SPKI), the forms
-//! `openssl genpkey -algorithm ed25519` and `openssl pkey -pubout` write.
+//! (decimal). The key files are PEM: `PRIVATE KEY` (PKCS#8) and `PUBLIC KEY` (SPKI). keygate
+//! also reads the keys `openssl genpkey -algorithm ed25519` and `openssl pkey -pubout` write;
+//! the private key keygate writes is PKCS#8 v2 (with the public key), which OpenSSL 3.0 does
+//! not read.
 
 mod canonical;
 pub mod migrate;
