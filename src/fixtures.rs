@@ -47,6 +47,31 @@ pub fn user_of(key: &Arc<LoadedKey>) -> UserInfo {
     serde_json::from_slice(&buf).expect("status.user is valid JSON")
 }
 
+/// A record signer with a fresh key.
+pub fn sealer() -> crate::seal::Sealer {
+    let (key, _) = crate::seal::generate().expect("a key pair");
+    crate::seal::Sealer::from_pem(key.as_bytes(), std::path::Path::new("test"), "--test")
+        .expect("a generated key loads")
+}
+
+/// The Secret of `record` as stored with `uid`, sealed by `sealer` (with `seq`, when given).
+pub fn sealed(
+    sealer: &crate::seal::Sealer,
+    record: &KeyRecord,
+    uid: &str,
+    seq: Option<u64>,
+) -> Secret {
+    let mut s = record.to_secret(NAMESPACE);
+    s.metadata.uid = Some(uid.to_owned());
+    if let Some(seq) = seq {
+        // The sealer uses the stored seq + 1 when it is above the clock.
+        let sd = s.string_data.get_or_insert_with(Default::default);
+        sd.insert(crate::seal::FIELD_SEQ.to_owned(), (seq - 1).to_string());
+    }
+    sealer.seal(&mut s, None).expect("a valid record seals");
+    s
+}
+
 /// One request a [`FakeCluster`] saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -121,7 +146,7 @@ impl FakeCluster {
                     b["status"] = json!({"allowed": allowed});
                     (201, b)
                 }
-                None => status(500, "InternalError", "authorizer broken"),
+                None => failure(500, "InternalError", "authorizer broken"),
             };
         }
         let mut objects = self.objects.lock().unwrap();
@@ -131,7 +156,7 @@ impl FakeCluster {
                 let name = seen.body["metadata"]["name"].as_str().unwrap_or_default();
                 let key = format!("{}/{name}", seen.path);
                 if objects.contains_key(&key) {
-                    return status(409, "AlreadyExists", "already exists");
+                    return failure(409, "AlreadyExists", "already exists");
                 }
                 *rv += 1;
                 let mut b = seen.body.clone();
@@ -155,14 +180,14 @@ impl FakeCluster {
                         json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}),
                     )
                 }
-                None => status(404, "NotFound", "not found"),
+                None => failure(404, "NotFound", "not found"),
             },
             "PUT" => {
                 let Some(old) = objects.get(&seen.path) else {
-                    return status(404, "NotFound", "not found");
+                    return failure(404, "NotFound", "not found");
                 };
                 if old["metadata"]["resourceVersion"] != seen.body["metadata"]["resourceVersion"] {
-                    return status(409, "Conflict", "the object has been modified");
+                    return failure(409, "Conflict", "the object has been modified");
                 }
                 *rv += 1;
                 let mut b = seen.body.clone();
@@ -179,9 +204,9 @@ impl FakeCluster {
                     }
                     (200, v)
                 }
-                None => status(404, "NotFound", "not found"),
+                None => failure(404, "NotFound", "not found"),
             },
-            _ => status(405, "MethodNotAllowed", "no"),
+            _ => failure(405, "MethodNotAllowed", "no"),
         }
     }
 }
@@ -208,7 +233,7 @@ fn stamp(v: &mut Value, rv: u64) {
     }
 }
 
-fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
+fn failure(code: u16, reason: &str, message: &str) -> (u16, Value) {
     (
         code,
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -252,30 +277,42 @@ pub fn fake_cluster(
     (kube::Client::new(svc, "default"), cluster)
 }
 
-/// Requests a [`fake_kube`] server saw: method and path.
-pub type SeenRequests = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+/// Requests a [`fake_kube`] server saw.
+pub type SeenLog = Arc<std::sync::Mutex<Vec<Seen>>>;
 
-/// A kube client whose API server is `respond(method, path)` -> (status, JSON body).
+/// A kube client whose API server is `respond` (tower-test), and the log of what it was sent.
 pub fn fake_kube(
-    respond: impl Fn(&str, &str) -> (u16, serde_json::Value) + Send + 'static,
-) -> (kube::Client, SeenRequests) {
+    respond: impl Fn(&Seen) -> (u16, serde_json::Value) + Send + 'static,
+) -> (kube::Client, SeenLog) {
     use http::{Request, Response};
     use kube::client::Body;
     let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let seen = SeenRequests::default();
-    let log = seen.clone();
+    let log = SeenLog::default();
+    let log2 = log.clone();
     tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
-            let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
-            let (code, body) = respond(&method, &path);
-            log.lock().unwrap().push((method, path));
+            let (parts, body) = req.into_parts();
+            let bytes = body.collect_bytes().await.unwrap_or_default();
+            let seen = Seen {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().unwrap_or_default().to_owned(),
+                body: serde_json::from_slice(&bytes).unwrap_or_default(),
+            };
+            let (code, resp) = respond(&seen);
+            log2.lock().unwrap().push(seen);
             let resp = Response::builder()
                 .status(code)
                 .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                .body(Body::from(serde_json::to_vec(&resp).unwrap()))
                 .unwrap();
             send.send_response(resp);
         }
     });
-    (kube::Client::new(svc, "default"), seen)
+    (kube::Client::new(svc, NAMESPACE), log)
+}
+
+/// A Kubernetes `Status` answer.
+pub fn status(code: u16, reason: &str) -> (u16, serde_json::Value) {
+    failure(code, reason, reason)
 }

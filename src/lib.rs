@@ -8,6 +8,7 @@
 //! docs/design.md is the reference for the formats and behaviour.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod api;
 pub mod apiservice;
 pub mod causes;
@@ -20,11 +21,14 @@ pub mod index;
 pub mod keystore;
 pub mod kubeclient;
 pub mod kubeconfig;
+pub mod lastuse;
 pub mod metrics;
 pub mod pki;
+pub mod readthrough;
 pub mod record;
 pub mod requestheader;
 pub mod review;
+pub mod seal;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;

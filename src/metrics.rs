@@ -3,7 +3,7 @@
 //! Per-decision counters are resolved once at start (one handle per reason), so the hot path
 //! increments an atomic instead of looking up a label set.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use prometheus_client::collector::Collector;
@@ -19,8 +19,22 @@ use prometheus_client::registry::Registry;
 
 use crate::http::MemoryBudget;
 use crate::index::Index;
+use crate::readthrough::ReadStats;
 use crate::review::Reason;
 use crate::usage::UsageStats;
+
+/// Encodes counters read at scrape time: (name, help, value).
+fn encode_counters(
+    encoder: &mut DescriptorEncoder,
+    counters: &[(&str, &str, &AtomicU64)],
+) -> Result<(), std::fmt::Error> {
+    for (name, help, value) in counters {
+        let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+        let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+        counter.encode(metric)?;
+    }
+    Ok(())
+}
 
 /// Reads the last-use writer's counters at scrape time, once `serve` has started that writer.
 #[derive(Debug, Default)]
@@ -34,7 +48,7 @@ impl Collector for UsageCollector {
         let counters = [
             (
                 "last_used_writes",
-                "Last-use annotations written",
+                "Last-use times written (the key's Lease, or the record file in the dir store)",
                 &stats.written,
             ),
             (
@@ -48,12 +62,47 @@ impl Collector for UsageCollector {
                 &stats.dropped,
             ),
         ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric)?;
-        }
-        Ok(())
+        encode_counters(&mut encoder, &counters)
+    }
+}
+
+/// Reads the read-through's counters at scrape time, once `serve` has made one (kube store).
+#[derive(Debug, Default)]
+struct ReadCollector(Arc<OnceLock<Arc<ReadStats>>>);
+
+impl Collector for ReadCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(stats) = self.0.get() else {
+            return Ok(());
+        };
+        let counters = [
+            (
+                "read_through_hits",
+                "Direct record reads that found a usable key",
+                &stats.hits,
+            ),
+            (
+                "read_through_misses",
+                "Direct record reads that found no record, a refused one, or another secret",
+                &stats.misses,
+            ),
+            (
+                "read_through_limited",
+                "Direct record reads not made: over --read-through-per-second or too many in flight",
+                &stats.limited,
+            ),
+            (
+                "read_through_negative_cache_hits",
+                "Direct record reads not made: the negative cache knew the answer",
+                &stats.cached,
+            ),
+            (
+                "read_through_failures",
+                "Direct record reads that failed or timed out",
+                &stats.failed,
+            ),
+        ];
+        encode_counters(&mut encoder, &counters)
     }
 }
 
@@ -111,6 +160,7 @@ pub struct Metrics {
     memory_in_use: Gauge,
     memory: OnceLock<Arc<MemoryBudget>>,
     usage: Arc<OnceLock<Arc<UsageStats>>>,
+    read_through: Arc<OnceLock<Arc<ReadStats>>>,
 }
 
 /// Histogram buckets from 1 µs to about 1 s, doubling: fine enough to see a 2 µs review.
@@ -238,9 +288,12 @@ impl Metrics {
         );
         let usage = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(UsageCollector(usage.clone())));
+        let read_through = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(ReadCollector(read_through.clone())));
         registry.register_collector(Box::new(LogCollector));
         Arc::new(Metrics {
             usage,
+            read_through,
             registry,
             decisions,
             duration,
@@ -281,6 +334,10 @@ impl Metrics {
     }
 
     /// Exposes the last-use writer's counters (set once, by `serve`).
+    pub fn track_read_through(&self, stats: Arc<ReadStats>) {
+        let _ = self.read_through.set(stats);
+    }
+
     pub fn track_usage(&self, stats: Arc<UsageStats>) {
         let _ = self.usage.set(stats);
     }

@@ -8,6 +8,7 @@ use k8s_openapi::api::authentication::v1::TokenReviewSpec;
 use serde::Deserialize;
 
 use crate::index::{Entry, Index, LoadedKey};
+use crate::record::RecordError;
 use crate::token::{self, TokenError};
 
 pub const API_V1: &str = "authentication.k8s.io/v1";
@@ -26,6 +27,9 @@ pub enum Reason {
     UnknownKey,
     /// A record exists but was refused when loaded (see the log for why).
     InvalidRecord,
+    /// Seals are checked and the record's does not hold: unsealed, forged, copied, restored
+    /// from a backup, or an older copy than one already seen.
+    UnsealedRecord,
     WrongSecret,
     /// The previous secret, after its grace window ended.
     SecretRotated,
@@ -34,13 +38,14 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Ok,
         Reason::OkPreviousSecret,
         Reason::ForeignToken,
         Reason::MalformedToken,
         Reason::UnknownKey,
         Reason::InvalidRecord,
+        Reason::UnsealedRecord,
         Reason::WrongSecret,
         Reason::SecretRotated,
         Reason::Expired,
@@ -55,6 +60,7 @@ impl Reason {
             Reason::MalformedToken => "malformed_token",
             Reason::UnknownKey => "unknown_key",
             Reason::InvalidRecord => "invalid_record",
+            Reason::UnsealedRecord => "unsealed_record",
             Reason::WrongSecret => "wrong_secret",
             Reason::SecretRotated => "secret_rotated",
             Reason::Expired => "expired",
@@ -101,7 +107,11 @@ pub fn decide<'t>(index: &Index, token: &'t str, now: Timestamp) -> Decision<'t>
         None => return deny(Reason::UnknownKey, id),
         Some(Entry::Invalid(e)) => {
             tracing::warn!(key_id = parsed.id, error = %e, "token for a refused key record");
-            return deny(Reason::InvalidRecord, id);
+            let reason = match *e {
+                RecordError::Seal(_) => Reason::UnsealedRecord,
+                _ => Reason::InvalidRecord,
+            };
+            return deny(reason, id);
         }
         // IDs are case-sensitive; the lowercase lookup only finds the candidate.
         Some(Entry::Key(k)) if k.id() != parsed.id => {

@@ -1,10 +1,11 @@
-//! Last use of each key, recorded by the webhook as the `keygate.dev/last-used` annotation.
+//! Last use of each key, recorded by the webhook: in the key's Lease (kube store, see
+//! [`crate::lastuse`]) or as the `keygate.dev/last-used` annotation of its file (dir store).
 //!
 //! [`Usage::used`] is on the request path: it only tries to queue `(id, time)` on a bounded
 //! channel (O(1), never blocks, no I/O; if the queue is full the event is dropped and counted).
 //! A background task keeps the latest time per key and writes it at most once per key per
-//! interval: a JSON merge patch of the Secret's annotations (kube) or an atomic rewrite of the
-//! record file (dir). A failed or slow write is logged and counted; it never touches a review.
+//! interval: the key's Lease (kube; the record itself is never written) or an atomic rewrite
+//! of the record file (dir). A failed or slow write is logged and counted; it never touches a review.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,9 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
-    #[error("cannot patch the key Secret: {}", crate::causes::Chain(.0))]
+    #[error("cannot write the key's Lease: {}", crate::causes::Chain(.0))]
     Kube(kube::Error),
     #[error("no record file for the key")]
     NoFile,
@@ -57,7 +57,7 @@ impl From<kube::Error> for UsageError {
 /// Where last-use times are written.
 #[derive(Clone)]
 pub enum UsageWriter {
-    Kube(Box<Api<Secret>>),
+    Kube(Box<Api<Lease>>),
     Dir(DirKeys),
 }
 
@@ -65,18 +65,7 @@ impl UsageWriter {
     pub async fn write(&self, id: IdKey, at: Timestamp) -> Result<(), UsageError> {
         let fut = async {
             match self {
-                UsageWriter::Kube(api) => {
-                    let patch = serde_json::json!({
-                        "metadata": { "annotations": { ANNOTATION_LAST_USED: at.to_string() } }
-                    });
-                    api.patch(
-                        &id.record_name(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
-                    .await?;
-                    Ok(())
-                }
+                UsageWriter::Kube(api) => Ok(crate::lastuse::write(api, id, at).await?),
                 UsageWriter::Dir(d) => {
                     let d = d.clone();
                     tokio::task::spawn_blocking(move || write_file(&d, id, at))

@@ -118,4 +118,29 @@ pub struct WebhookConfigArgs {
         help_heading = "AccessKey API (--apiservice)"
     )]
     pub no_service: bool,
+    /// Print the ValidatingWebhookConfiguration of the record guard instead (serve with
+    /// --record-writer), for the key namespace (--namespace). Reached at --server with its path
+    /// /authenticate replaced by /validate-records, or at --service.
+    #[arg(long)]
+    pub admission: bool,
+
+    /// With --admission: reach keygate through this Service, NAMESPACE/NAME[:PORT] (port 443).
+    #[arg(long, requires = "admission", value_name = "NAMESPACE/NAME[:PORT]")]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SealKeyArgs {
+    /// Where to write the Ed25519 signing key (PEM PKCS#8, mode 0600). It belongs with the
+    /// AccessKey API only: never in the key namespace, never with the webhook.
+    #[arg(long, value_name = "FILE")]
+    pub private_key: PathBuf,
+
+    /// Where to write the public key, for `keygate serve --record-verify-key`.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: PathBuf,
+
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
 }

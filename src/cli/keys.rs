@@ -43,6 +43,16 @@ pub enum KeysCommand {
     /// Delete a key, with its RoleBindings and consumer Secret. It stops working at once.
     #[command(visible_alias = "rm")]
     Delete(IdArg),
+    /// Seal every existing valid record with the signing key (kube store; once, by a cluster
+    /// admin, before the record guard is installed). Reports what it sealed and refused.
+    Seal(SealArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// The Ed25519 signing key (PEM), as `keygate seal-key` writes it.
+    #[arg(long, env = "KEYGATE_RECORD_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: std::path::PathBuf,
 }
 
 /// The role a key gets: admin → cluster-admin, edit → edit, view → view.

@@ -14,7 +14,7 @@ mod keys;
 mod kubeconfig;
 mod serve;
 
-pub use certs::{CertsArgs, WebhookConfigArgs};
+pub use certs::{CertsArgs, SealKeyArgs, WebhookConfigArgs};
 pub use credential::CredentialArgs;
 pub use keys::*;
 pub use kubeconfig::KubeconfigArgs;
@@ -134,6 +134,8 @@ pub enum Command {
     /// Print the kubeconfig kube-apiserver needs for --authentication-token-webhook-config-file
     /// (or, with --apiservice, the APIService and Service of the AccessKey API).
     WebhookConfig(WebhookConfigArgs),
+    /// Generate the key pair that seals key records (private: the AccessKey API; public: serve).
+    SealKey(SealKeyArgs),
     /// Create, list, rotate, disable and delete access keys.
     Keys(KeysArgs),
     /// Write a kubeconfig for kubectl that uses a key (token inline, or via `keygate credential`).

@@ -170,6 +170,28 @@ pub struct ServeArgs {
     )]
     pub last_used_interval: HumanDuration,
 
+    /// Refuse key records whose seal does not verify with this Ed25519 public key (PEM; several
+    /// PUBLIC KEY blocks trust several keys, for rotation). Set it wherever the AccessKey API
+    /// is installed: a record it did not write then never authenticates.
+    #[arg(long, env = "KEYGATE_RECORD_VERIFY_KEY", value_name = "FILE")]
+    pub record_verify_key: Option<PathBuf>,
+
+    /// Serve the record guard (a ValidatingAdmissionWebhook at /validate-records): only these
+    /// usernames may create, change or delete key records in the key namespace (the AccessKey
+    /// API's ServiceAccount, e.g. system:serviceaccount:keygate:keygate-api). Repeatable.
+    #[arg(
+        long = "record-writer",
+        env = "KEYGATE_RECORD_WRITERS",
+        value_delimiter = ',',
+        value_name = "USERNAME"
+    )]
+    pub record_writers: Vec<String>,
+
+    /// Kube store: reads of a record the index does not know yet (a key used just after it
+    /// was created or regenerated), at most this many per second (bursts of as many). 0 turns
+    /// them off: such a key is then refused until the watch delivers it.
+    #[arg(long, env = "KEYGATE_READ_THROUGH_PER_SECOND", default_value_t = 20)]
+    pub read_through_per_second: u32,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -313,6 +335,12 @@ impl ServeArgs {
             namespace: global.namespace.clone(),
             data_dir: global.data_dir.clone(),
             client: global.client(),
+            record_verify_key: self.record_verify_key,
+            record_guard: (!self.record_writers.is_empty()).then(|| crate::admission::Guard {
+                namespace: global.namespace.clone(),
+                writers: self.record_writers,
+            }),
+            read_through_per_second: self.read_through_per_second,
             api: self.api.settings(),
         }
     }

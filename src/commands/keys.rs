@@ -127,7 +127,7 @@ pub async fn execute(
         KeysCommand::Create(a) => create(ctx, a, global).await,
         KeysCommand::List(a) => list(ctx, a.output).await,
         KeysCommand::Get(a) => {
-            let stored = ctx.store.get(&IdKey::parse(&a.id)?).await?;
+            let stored = ctx.store.get_shown(&IdKey::parse(&a.id)?).await?;
             let view = ctx.view(&stored.record);
             ctx.emit(&view, a.output)
         }
@@ -136,6 +136,7 @@ pub async fn execute(
         KeysCommand::Disable(a) => set_disabled(ctx, &a.id, true).await,
         KeysCommand::Enable(a) => set_disabled(ctx, &a.id, false).await,
         KeysCommand::Delete(a) => delete(ctx, &a.id).await,
+        KeysCommand::Seal(a) => super::seal::seal_records(ctx, &a).await,
     }
 }
 

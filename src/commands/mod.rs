@@ -4,6 +4,7 @@ pub mod certs;
 pub mod credential;
 pub mod keys;
 pub mod kubeconfig;
+pub mod seal;
 pub mod serve;
 pub mod view;
 
@@ -15,7 +16,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.global, *args).await,
         Command::Certs(args) => certs::certs(&args),
+        Command::WebhookConfig(args) if args.admission => {
+            seal::admission_config(&cli.global, &args)
+        }
         Command::WebhookConfig(args) => certs::webhook_config(&args),
+        Command::SealKey(args) => seal::seal_key(&args),
         Command::Keys(args) => keys::run(&cli.global, args).await,
         Command::Kubeconfig(args) => kubeconfig::run(&args),
         Command::Credential(args) => credential::run(&cli.global, &args).await,

@@ -14,8 +14,10 @@ use jiff::Timestamp;
 
 use super::body::{self, BodyError, MemoryBudget};
 use super::{HttpResponse, text};
+use crate::admission;
 use crate::index::Index;
 use crate::metrics::Metrics;
+use crate::readthrough::ReadThrough;
 use crate::review;
 use crate::token::IdKey;
 use crate::usage::UsageSink;
@@ -32,6 +34,10 @@ pub struct Webhook {
     pub usage: Option<Arc<dyn UsageSink>>,
     /// Shared by all connections: see [`MemoryBudget`].
     pub memory: Arc<MemoryBudget>,
+    /// The record guard, answered at [`admission::PATH`] when set (`--record-writer`).
+    pub admission: Option<Arc<admission::Guard>>,
+    /// Direct reads of records the index does not have yet (kube store).
+    pub read_through: Option<Arc<ReadThrough>>,
 }
 
 impl Webhook {
@@ -56,7 +62,11 @@ impl Webhook {
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if req.uri().path() != "/authenticate" {
+        let admit = self
+            .admission
+            .as_ref()
+            .filter(|_| req.uri().path() == admission::PATH);
+        if req.uri().path() != "/authenticate" && admit.is_none() {
             return text(
                 StatusCode::NOT_FOUND,
                 "not found: the webhook path is /authenticate",
@@ -73,7 +83,8 @@ impl Webhook {
         }
         // Never a false denial before the store is loaded: kube-apiserver would cache it.
         // After the store stopped, never an answer that may ignore a revocation either.
-        if !self.index.is_ready() {
+        // (The record guard reads no keys.)
+        if admit.is_none() && !self.index.is_ready() {
             let why = match self.index.failure() {
                 Some(_) => "key store stopped; keygate is restarting",
                 None => "key store not loaded yet; retry",
@@ -109,7 +120,10 @@ impl Webhook {
                 );
             }
         };
-        self.review(&body, peer)
+        match admit {
+            Some(guard) => guard_answer(guard, &body, peer),
+            None => self.review_reading(&body, peer).await,
+        }
     }
 
     /// The answer when the [`MemoryBudget`] is spent: kube-apiserver retries a 503 (its webhook
@@ -135,7 +149,48 @@ impl Webhook {
         };
         let now = Timestamp::now();
         let decision = review::decide(&self.index, request.token(), now);
-        let out = review::encode(request.api_version, &decision);
+        self.answer(request.api_version, decision, now, start, peer)
+    }
+
+    /// [`Webhook::review`], but a token the index cannot accept yet (unknown ID, a secret
+    /// matching neither hash, an unsealed record) first gets a direct read of its record
+    /// (see [`ReadThrough`]), and is decided again if that changed the index.
+    pub async fn review_reading(&self, body: &[u8], peer: SocketAddr) -> HttpResponse {
+        let Some(rt) = &self.read_through else {
+            return self.review(body, peer);
+        };
+        let start = Instant::now();
+        let request = match review::decode(body) {
+            Ok(r) => r,
+            Err(e) => return text(StatusCode::BAD_REQUEST, reason_400(&e)),
+        };
+        let mut now = Timestamp::now();
+        let mut decision = review::decide(&self.index, request.token(), now);
+        let retry = matches!(
+            decision.reason,
+            review::Reason::UnknownKey
+                | review::Reason::WrongSecret
+                | review::Reason::UnsealedRecord
+        );
+        if retry
+            && let Ok(t) = crate::token::parse_token(request.token())
+            && rt.read(t.key(), &t.secret_hash()).await
+        {
+            now = Timestamp::now();
+            decision = review::decide(&self.index, request.token(), now);
+        }
+        self.answer(request.api_version, decision, now, start, peer)
+    }
+
+    fn answer(
+        &self,
+        api_version: review::ApiVersion,
+        decision: review::Decision<'_>,
+        now: Timestamp,
+        start: Instant,
+        peer: SocketAddr,
+    ) -> HttpResponse {
+        let out = review::encode(api_version, &decision);
         let elapsed = start.elapsed();
         self.metrics
             .decision(decision.reason, elapsed.as_secs_f64());
@@ -149,6 +204,32 @@ impl Webhook {
             http::HeaderValue::from_static("application/json"),
         );
         r
+    }
+}
+
+/// Answers one AdmissionReview for the record guard and logs writes it refused (with the
+/// record's name and the user, which are not secret).
+fn guard_answer(guard: &admission::Guard, body: &[u8], peer: SocketAddr) -> HttpResponse {
+    match guard.review(body) {
+        Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok((out, verdict)) => {
+            if let Some(record) = verdict.record.as_deref() {
+                tracing::info!(
+                    record,
+                    username = %verdict.username,
+                    operation = %verdict.operation,
+                    allowed = verdict.allowed,
+                    peer = %peer,
+                    "record write reviewed"
+                );
+            }
+            let mut r = Response::new(Full::new(Bytes::from(out)));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
     }
 }
 

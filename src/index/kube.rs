@@ -15,9 +15,9 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 
-use super::{Entry, Index, Parsed, StoreStopped};
+use super::{Entry, Index, StoreStopped};
 use crate::causes::{self, Repeats};
-use crate::record::{KeyRecord, SECRET_TYPE};
+use crate::record::SECRET_TYPE;
 use crate::token::IdKey;
 
 /// Applies watcher events to the index.
@@ -28,10 +28,11 @@ pub struct Applier {
     relist: Option<HashMap<IdKey, Entry>>,
 }
 
-fn parse(secret: &Secret) -> Option<(IdKey, Parsed)> {
+/// The key a record Secret is for, by its name (the record's own ID is checked against it).
+fn key_of(secret: &Secret) -> Option<IdKey> {
     let name = secret.metadata.name.as_deref().unwrap_or_default();
     match IdKey::from_record_name(name) {
-        Some(id) => Some((id, KeyRecord::from_secret(secret))),
+        Some(id) => Some(id),
         None => {
             tracing::warn!(
                 secret = name,
@@ -54,8 +55,9 @@ impl Applier {
         match event {
             Event::Init => self.relist = Some(HashMap::new()),
             Event::InitApply(s) => {
-                if let (Some(buf), Some((k, p))) = (self.relist.as_mut(), parse(&s)) {
-                    let entry = self.index.entry_for(&k, p);
+                if let (Some(buf), Some(k)) = (self.relist.as_mut(), key_of(&s))
+                    && let Some(entry) = self.index.relisted_entry(&k, self.index.check(&s))
+                {
                     buf.insert(k, entry);
                 }
             }
@@ -65,8 +67,8 @@ impl Applier {
                 self.index.replace_entries(records);
             }
             Event::Apply(s) => {
-                if let Some((k, p)) = parse(&s) {
-                    self.index.upsert(k, p);
+                if let Some(k) = key_of(&s) {
+                    self.index.upsert_watched(k, self.index.check(&s));
                 }
             }
             Event::Delete(s) => {

@@ -14,6 +14,7 @@
 pub mod dir;
 mod entry;
 pub mod kube;
+mod sealed;
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
@@ -27,6 +28,7 @@ use crate::record::{KeyRecord, RecordError};
 use crate::token::IdKey;
 
 pub use entry::{LoadedKey, SecretMatch};
+pub use sealed::{Checked, same_entry};
 
 /// What the index holds for a key ID.
 #[derive(Debug, Clone)]
@@ -99,6 +101,11 @@ struct Inner {
     failed: OnceLock<String>,
     invalid: AtomicI64,
     last_sync: AtomicI64,
+    /// Set when records must carry a valid seal (see [`sealed`]).
+    verifier: OnceLock<crate::seal::Verifier>,
+    /// The highest seal seq seen per key; empty unless seals are checked. Every change that
+    /// can race a direct read (watch upserts, deletes, re-lists) holds this lock.
+    marks: Mutex<sealed::Marks>,
 }
 
 impl Index {
@@ -115,6 +122,8 @@ impl Index {
                 failed: OnceLock::new(),
                 invalid: AtomicI64::new(0),
                 last_sync: AtomicI64::new(0),
+                verifier: OnceLock::new(),
+                marks: Mutex::default(),
             }),
         }
     }
@@ -168,6 +177,7 @@ impl Index {
     }
 
     pub fn remove(&self, k: &IdKey) {
+        let _marks = self.forget_mark(k);
         let old = self
             .shard(k)
             .write()
@@ -201,6 +211,7 @@ impl Index {
             .flat_map(|m| m.values())
             .filter(|e| e.is_invalid())
             .count();
+        let _marks = self.retain_marks(|k| fresh[k.spread() % SHARDS].contains_key(k));
         for (shard, map) in self.inner.shards.iter().zip(fresh) {
             let old = std::mem::replace(
                 &mut *shard.write().unwrap_or_else(PoisonError::into_inner),

@@ -1,6 +1,8 @@
 //! Key records as Secrets in the key namespace, written with the caller's credentials.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::Timestamp;
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::Secret;
@@ -146,10 +148,15 @@ impl KubeKeys {
                 e,
             )
         })?;
+        let used = self.last_use_all().await;
         let (mut ok, mut bad) = (Vec::new(), Vec::new());
         for secret in list.items {
             match KeyRecord::from_secret(&secret) {
-                Ok(record) => ok.push(Stored { record, secret }),
+                Ok(mut record) => {
+                    let lease = used.get(&record.id.key()).copied();
+                    record.last_used = record.last_used.max(lease);
+                    ok.push(Stored { record, secret })
+                }
                 Err(e) => bad.push((
                     secret.metadata.name.clone().unwrap_or_default(),
                     e.to_string(),
@@ -234,6 +241,22 @@ impl KubeKeys {
         Ok(KeyRecord::from_secret(&secret)
             .ok()
             .map(|record| Stored { record, secret }))
+    }
+
+    /// Last use of every key from their Leases (one list). Part 1 records keep theirs in an
+    /// annotation, which the caller merges; a caller not allowed to list Leases sees those only.
+    async fn last_use_all(&self) -> HashMap<IdKey, Timestamp> {
+        let api = Api::namespaced(self.client.clone(), &self.namespace);
+        crate::lastuse::read_all(&api).await.unwrap_or_else(|e| {
+            tracing::debug!(error = %crate::causes::chain(&e), "cannot list last-use Leases; showing the records' own");
+            HashMap::new()
+        })
+    }
+
+    /// Last use of one key from its Lease, if the caller may read it.
+    pub async fn last_use(&self, id: &IdKey) -> Option<Timestamp> {
+        let api = Api::namespaced(self.client.clone(), &self.namespace);
+        crate::lastuse::read(&api, id).await.ok().flatten()
     }
 
     /// The caller's username from a SelfSubjectReview, if the API server offers it.

@@ -124,6 +124,16 @@ impl KeyStore {
         }
     }
 
+    /// [`KeyStore::get`] for showing: with the kube store, last use also from the key's Lease.
+    pub async fn get_shown(&self, id: &IdKey) -> Result<Stored, KeyStoreError> {
+        let mut stored = self.get(id).await?;
+        if let KeyStore::Kube(k) = self {
+            let lease = k.last_use(id).await;
+            stored.record.last_used = stored.record.last_used.max(lease);
+        }
+        Ok(stored)
+    }
+
     /// Writes a new record; fails with [`KeyStoreError::Duplicate`] if the ID exists.
     pub async fn create(&self, record: &KeyRecord) -> Result<Stored, KeyStoreError> {
         match self {

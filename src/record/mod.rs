@@ -52,6 +52,9 @@ pub enum RecordError {
     BadField { field: &'static str, reason: String },
     #[error("key {id} is defined by more than one file ({files}); remove all but one")]
     Duplicate { id: String, files: String },
+    /// The webhook checks seals (`--record-verify-key`) and this record's does not hold.
+    #[error(transparent)]
+    Seal(crate::seal::SealFailure),
 }
 
 /// The role a key carries cluster-wide (or in each scoped namespace).

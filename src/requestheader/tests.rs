@@ -215,14 +215,18 @@ async fn load_reads_the_configmap_in_kube_system() {
             "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
         }
     });
-    let (client, seen) = fake_kube(move |_, _| (200, cm.clone()));
+    let (client, seen) = fake_kube(move |_| (200, cm.clone()));
     let cfg = RequestHeaderSettings::default()
         .load(&client)
         .await
         .unwrap();
     assert_eq!(cfg.allowed_names, ["front-proxy-client"]);
     assert_eq!(
-        seen.lock().unwrap().as_slice(),
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|s| (s.method.clone(), s.path.clone()))
+            .collect::<Vec<_>>(),
         [(
             "GET".to_owned(),
             "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
@@ -233,7 +237,7 @@ async fn load_reads_the_configmap_in_kube_system() {
 
 #[tokio::test]
 async fn a_configmap_keygate_may_not_read_says_how_to_fix_it() {
-    let (client, _) = fake_kube(|_, _| {
+    let (client, _) = fake_kube(|_| {
         (
             403,
             json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",

@@ -28,6 +28,7 @@ use crate::kubeclient::{ClientSettings, KubeClientError};
 use crate::kubeconfig::KubeconfigError;
 use crate::metrics::Metrics;
 use crate::pki::PkiError;
+use crate::readthrough::ReadThrough;
 use crate::requestheader::RequestHeaderError;
 use crate::tls::{SharedConfig, TlsError, TlsFiles};
 use crate::usage::{self, UsageSink, UsageWriter};
@@ -76,6 +77,12 @@ pub struct ServeSettings {
     pub client: ClientSettings,
     /// `--api`: also serve the AccessKey API (kube store only).
     pub api: Option<ApiServe>,
+    /// Refuse records whose seal does not verify with this public key file.
+    pub record_verify_key: Option<PathBuf>,
+    /// Serve the record guard (admission webhook).
+    pub record_guard: Option<crate::admission::Guard>,
+    /// Kube store: direct reads of unknown records per second (0: none).
+    pub read_through_per_second: u32,
 }
 
 /// Why `keygate serve` could not start. Each message names the flag to change.
@@ -119,6 +126,8 @@ pub enum ServeError {
     Trust(#[from] fsutil::TrustError),
     #[error(transparent)]
     Dir(#[from] index::dir::DirError),
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
     /// Not a start-up error: the store stopped while serving, and keygate shut down so that
     /// it is restarted (a supervisor, kubelet or systemd, sees the failure exit).
     #[error("{0}; keygate shut down so that it is restarted")]
@@ -162,6 +171,7 @@ pub struct Bound {
     feed: Feed,
     usage_writer: UsageWriter,
     api: Option<ApiParts>,
+    read_through: Option<Arc<ReadThrough>>,
 }
 
 /// Checks the settings, binds the listeners, prepares TLS and starts loading the store.
@@ -212,17 +222,30 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
 
     // The webhook answers 503 until the store's first full load.
     let index = Index::new(policy);
+    if let Some(path) = &settings.record_verify_key {
+        index.set_verifier(crate::seal::Verifier::load(path, "--record-verify-key")?);
+    }
     let namespace = settings.namespace.clone();
-    let (feed, usage_writer) = match (&settings.store, client) {
+    let (feed, usage_writer, read_through) = match (&settings.store, client) {
         (StoreSpec::Dir(path), _) => (
             Feed::Dir(index::dir::spawn(path.clone(), index.clone())?),
             UsageWriter::Dir(DirKeys::new(path.clone(), namespace)),
+            None,
         ),
         (StoreSpec::Kube, client) => {
             // Made above for this store.
             let (client, server) = client.expect("a client is made for the kube store");
             let api = kube::Api::namespaced(client.clone(), &namespace);
-            (Feed::Kube(client, server), UsageWriter::Kube(Box::new(api)))
+            let read_through = (settings.read_through_per_second > 0).then(|| {
+                Arc::new(ReadThrough::new(
+                    api.clone(),
+                    index.clone(),
+                    settings.read_through_per_second,
+                ))
+            });
+            let leases =
+                UsageWriter::Kube(Box::new(kube::Api::namespaced(client.clone(), &namespace)));
+            (Feed::Kube(client, server), leases, read_through)
         }
     };
     // Everything that can fail has passed: only now are generated files written.
@@ -243,6 +266,7 @@ pub async fn bind(settings: ServeSettings) -> Result<Bound, ServeError> {
         feed,
         usage_writer,
         api,
+        read_through,
     })
 }
 
@@ -308,8 +332,12 @@ impl Bound {
             feed,
             usage_writer,
             api,
+            read_through,
             ..
         } = self;
+        if let Some(rt) = &read_through {
+            metrics.track_read_through(rt.stats.clone());
+        }
         let (dir_watcher, store_stopped) = match feed {
             Feed::Dir(feed) => {
                 let stopped = feed.stopped;
@@ -369,6 +397,8 @@ impl Bound {
             body_timeout: settings.request_timeout,
             usage: usage.as_ref().map(|(u, _)| u.clone() as Arc<dyn UsageSink>),
             memory,
+            admission: settings.record_guard.clone().map(Arc::new),
+            read_through: read_through.clone(),
         });
         let router = match api {
             Some(api) => Router::new(webhook).with_api(api),

@@ -504,8 +504,15 @@ async fn get_of_a_missing_key_suggests_list() {
 }
 
 #[tokio::test]
-async fn last_use_is_a_merge_patch_of_the_annotation() {
-    let (client, log) = fake(created);
+async fn last_use_is_written_to_the_keys_lease_never_to_the_record() {
+    let (client, log) = fake(|s| match s.method.as_str() {
+        "GET" => status(
+            404,
+            "NotFound",
+            "leases \"keygate-aaaaaaaaaaaaaaaaaaaaaa\" not found",
+        ),
+        _ => created(s),
+    });
     let writer = keygate::usage::UsageWriter::Kube(Box::new(kube::Api::namespaced(client, NS)));
     let at: jiff::Timestamp = "2030-01-02T03:04:05Z".parse().unwrap();
     writer
@@ -516,15 +523,17 @@ async fn last_use_is_a_merge_patch_of_the_annotation() {
         .await
         .unwrap();
     let log = log.lock().unwrap();
-    assert!(log[0].is(
-        "PATCH",
-        &format!("{SECRETS}/keygate-aaaaaaaaaaaaaaaaaaaaaa")
-    ));
-    assert_eq!(log[0].content_type, "application/merge-patch+json");
-    assert_eq!(
-        log[0].body,
-        json!({"metadata": {"annotations": {"keygate.dev/last-used": "2030-01-02T03:04:05Z"}}})
-    );
+    let lease = format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases");
+    assert!(log[0].is("GET", &format!("{lease}/keygate-aaaaaaaaaaaaaaaaaaaaaa")));
+    assert!(log[1].is("POST", &lease));
+    assert_eq!(log[1].content_type, "application/json");
+    assert_eq!(log.len(), 2);
+    let body = &log[1].body;
+    assert_eq!(body["metadata"]["name"], "keygate-aaaaaaaaaaaaaaaaaaaaaa");
+    assert_eq!(body["spec"]["holderIdentity"], "keygate");
+    let renew: jiff::Timestamp = body["spec"]["renewTime"].as_str().unwrap().parse().unwrap();
+    assert_eq!(renew, at);
+    assert!(!log.iter().any(|s| s.path.contains("/secrets")));
 }
 
 #[tokio::test]

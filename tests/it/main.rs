@@ -14,5 +14,6 @@ mod frontproxy;
 mod hostile;
 mod overload;
 mod properties;
+mod records;
 mod secrets;
 mod webhook;

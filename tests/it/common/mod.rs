@@ -62,6 +62,11 @@ pub struct ServerOptions {
     pub usage: Option<Arc<dyn keygate::usage::UsageSink>>,
     /// Serve this as the AccessKey API to the front proxy this trust describes (`--api`).
     pub api: Option<(Arc<dyn ApiHandler>, RequestHeaderConfig)>,
+    /// The record guard at /validate-records; off by default.
+    pub admission: Option<keygate::admission::Guard>,
+    /// Direct reads of records the index lacks, from this (faked) API server at this rate;
+    /// off by default.
+    pub read_through: Option<(kube::Client, u32)>,
 }
 
 /// A running webhook with its own key directory and certificates.
@@ -128,6 +133,14 @@ impl TestServer {
             usage: opts.usage,
             // `serve`'s default.
             memory: MemoryBudget::new(32 << 20),
+            admission: opts.admission.map(Arc::new),
+            read_through: opts.read_through.map(|(client, rate)| {
+                Arc::new(keygate::readthrough::ReadThrough::new(
+                    kube::Api::namespaced(client, "keygate-system"),
+                    index.clone(),
+                    rate,
+                ))
+            }),
         });
         metrics.track_memory(webhook.memory.clone());
         let task = tokio::spawn(listener::serve_webhook(
