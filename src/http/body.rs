@@ -66,18 +66,39 @@ pub(crate) enum BodyError {
 /// Reads the body of a request with `headers` and `version`: at most `max` bytes, within
 /// `timeout`, its headers, body buffer and [`REQUEST_OVERHEAD`] charged to `memory` while it
 /// is received (released once it is read).
-pub(crate) async fn read<B>(
+///
+/// The headers are looked at before the returned future is first polled and not borrowed by
+/// it, so a caller can drop them while the body arrives: a stream holding a partial body then
+/// does not also hold its (possibly large) headers. The overload test measures this.
+pub(crate) fn read<'m, B>(
     headers: &HeaderMap,
     version: Version,
     body: B,
     max: usize,
-    memory: &MemoryBudget,
+    memory: &'m MemoryBudget,
     timeout: Duration,
-) -> Result<Bytes, BodyError>
+) -> impl Future<Output = Result<Bytes, BodyError>> + 'm
 where
-    B: Body,
+    B: Body + 'm,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let admitted = admit(headers, version, max, memory);
+    async move {
+        let (held, first, limits) = admitted?;
+        let read = read_body(body, limits, first, memory, held);
+        tokio::time::timeout(timeout, read)
+            .await
+            .unwrap_or(Err(BodyError::Timeout))
+    }
+}
+
+/// The checks made on the headers alone: the declared length, and the memory for the headers.
+fn admit<'m>(
+    headers: &HeaderMap,
+    version: Version,
+    max: usize,
+    memory: &'m MemoryBudget,
+) -> Result<(tokio::sync::SemaphorePermit<'m>, usize, (usize, usize)), BodyError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -97,11 +118,7 @@ where
         return Err(BodyError::NoMemory);
     };
     let first = declared.map_or(1024, |n| n.min(max as u64) as usize);
-    let limits = (max, if drain { drain_max } else { max });
-    let read = read_body(body, limits, first, memory, held);
-    tokio::time::timeout(timeout, read)
-        .await
-        .unwrap_or(Err(BodyError::Timeout))
+    Ok((held, first, (max, if drain { drain_max } else { max })))
 }
 
 /// Reads a body of at most `max` bytes; keeps reading (and discarding) an oversized one up to

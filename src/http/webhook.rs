@@ -103,6 +103,8 @@ impl Webhook {
             &self.memory,
             self.body_timeout,
         );
+        // The headers (up to 16 KiB) are not needed while the body arrives.
+        drop(parts);
         let body = match read.await {
             Ok(b) => b,
             Err(BodyError::Timeout) => {
