@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{ByteSize, Global, HumanDuration};
+use super::{ApiPolicyArgs, ByteSize, Global, HumanDuration};
 use crate::http::Limits;
 use crate::identity::GroupPattern;
 use crate::serve::{ServeSettings, TlsSource};
@@ -167,6 +167,10 @@ pub struct ServeArgs {
         value_name = "DURATION"
     )]
     pub last_used_interval: HumanDuration,
+
+    /// The AccessKey API's key policy (`--max-key-lifetime`).
+    #[command(flatten)]
+    pub api_policy: ApiPolicyArgs,
 }
 
 impl ServeArgs {
