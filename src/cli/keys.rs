@@ -124,7 +124,11 @@ impl std::str::FromStr for RuleArg {
             // An empty GROUPS is the core group, as "" in a PolicyRule.
             rule.api_groups = list(groups);
             rule.resources = list(resources);
-            if rule.resources.iter().any(|r| r.is_empty() || r.contains(':')) {
+            if rule
+                .resources
+                .iter()
+                .any(|r| r.is_empty() || r.contains(':'))
+            {
                 return Err(syntax());
             }
         }
@@ -199,7 +203,11 @@ pub struct CreateArgs {
     /// non-resource URLs. Examples: `get,list,watch::pods`, `*:apps:deployments,replicasets`,
     /// `get,list:apps,batch:*`, `get:/healthz,/version`. Without --rule the key may do whatever
     /// you may within its namespaces.
-    #[arg(long = "rule", value_name = "VERBS:GROUPS:RESOURCES", requires = "inherit")]
+    #[arg(
+        long = "rule",
+        value_name = "VERBS:GROUPS:RESOURCES",
+        requires = "inherit"
+    )]
     pub rules: Vec<RuleArg>,
 
     /// When the key stops working: a duration from now (90d, 12h) or an RFC 3339 time.

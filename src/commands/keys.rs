@@ -10,12 +10,12 @@ use anyhow::{Context as _, bail};
 use jiff::{SignedDuration, Timestamp};
 
 use super::view::{KeyView, table};
+use crate::api::client::AccessKeys;
+use crate::api::served::{Served, served};
 use crate::cli::{
     CreateArgs, EditArgs, Expires, Global, KeysArgs, KeysCommand, ListOutput, Output,
     RegenerateArgs,
 };
-use crate::api::client::AccessKeys;
-use crate::api::served::{Served, served};
 use crate::identity;
 use crate::keystore::provision::{self, Consumer};
 use crate::keystore::{DirKeys, KeyStore, KubeKeys, StoreSpec};
@@ -231,23 +231,25 @@ fn check_create(a: &CreateArgs) -> anyhow::Result<()> {
 
 /// The consumer Secret `--consumer-secret` asks for, if any.
 fn consumer(ctx: &Ctx, a: &CreateArgs) -> anyhow::Result<Option<Consumer>> {
-    Ok(match (&a.consumer_secret, &a.consumer_namespace, &ctx.store) {
-        (Some(_), _, KeyStore::Dir(_)) => bail!(
-            "--consumer-secret needs the kube store (--store kube): the dir store has no cluster \
+    Ok(
+        match (&a.consumer_secret, &a.consumer_namespace, &ctx.store) {
+            (Some(_), _, KeyStore::Dir(_)) => bail!(
+                "--consumer-secret needs the kube store (--store kube): the dir store has no cluster \
              to write the Secret to. Store the token yourself, e.g. `kubectl create secret generic \
              NAME --from-literal=token=...`"
-        ),
-        (Some(name), Some(ns), KeyStore::Kube(_)) => Some(Consumer {
-            name: name.clone(),
-            namespace: ns.clone(),
-            server: a
-                .server
-                .clone()
-                .or_else(|| ctx.server.clone())
-                .context("no API server URL for the consumer Secret; pass --server URL")?,
-        }),
-        _ => None,
-    })
+            ),
+            (Some(name), Some(ns), KeyStore::Kube(_)) => Some(Consumer {
+                name: name.clone(),
+                namespace: ns.clone(),
+                server: a
+                    .server
+                    .clone()
+                    .or_else(|| ctx.server.clone())
+                    .context("no API server URL for the consumer Secret; pass --server URL")?,
+            }),
+            _ => None,
+        },
+    )
 }
 
 async fn create(ctx: &mut Ctx, a: CreateArgs, global: Option<&Global>) -> anyhow::Result<()> {
@@ -335,8 +337,16 @@ fn report_created(
         let reach = match (&view.role, view.namespaces.is_empty()) {
             _ if view.inherit_creator => format!(
                 "with its creator's rights{}{}",
-                if within.is_empty() { String::new() } else { format!(" in {within}") },
-                if view.rules.is_empty() { "" } else { ", within its rules" }
+                if within.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in {within}")
+                },
+                if view.rules.is_empty() {
+                    ""
+                } else {
+                    ", within its rules"
+                }
             ),
             (Some(role), true) => format!("with role {role} cluster-wide"),
             (Some(role), false) => format!("with role {role} in {within}"),

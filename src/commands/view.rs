@@ -108,7 +108,7 @@ impl KeyView {
             times: Times {
                 created: r.created,
                 last_used: r.last_used,
-                expires: r.expiration.clone(),
+                expires: r.expiration,
             },
         }
     }
@@ -227,7 +227,11 @@ impl KeyView {
 pub fn rule_text(r: &ScopeRule) -> String {
     let verbs = r.verbs.join(",");
     let mut s = if r.non_resource_urls.is_empty() {
-        format!("{verbs}:{}:{}", r.api_groups.join(","), r.resources.join(","))
+        format!(
+            "{verbs}:{}:{}",
+            r.api_groups.join(","),
+            r.resources.join(",")
+        )
     } else {
         format!("{verbs}:{}", r.non_resource_urls.join(","))
     };

@@ -113,7 +113,10 @@ async fn discovery_200_sends_create_to_the_api_and_writes_no_secret() {
     assert_eq!(spec["displayName"], "ci");
     assert_eq!(spec["role"], "view");
     assert_eq!(spec["scope"], json!({"namespaces": ["apps"]}));
-    assert!(spec["expiration"].as_str().unwrap().ends_with('Z'), "{spec}");
+    assert!(
+        spec["expiration"].as_str().unwrap().ends_with('Z'),
+        "{spec}"
+    );
     assert!(w[0].body["metadata"].get("name").is_none());
 
     // The same JSON shape as with the record Secrets, the token once, plus the owner.
@@ -130,7 +133,12 @@ async fn discovery_200_sends_create_to_the_api_and_writes_no_secret() {
     assert_eq!(out["disabled"], false);
     assert_eq!(out["createdBy"], "alice");
     assert_eq!(out["owner"], "alice");
-    assert!(out["token"].as_str().unwrap().starts_with(&format!("kg_{ID}_")));
+    assert!(
+        out["token"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("kg_{ID}_"))
+    );
     assert!(out.get("inheritCreator").is_none() && out.get("rules").is_none());
     assert!(ctx.notes.iter().any(|n| n.contains("shown only this once")));
 }
@@ -138,7 +146,11 @@ async fn discovery_200_sends_create_to_the_api_and_writes_no_secret() {
 #[tokio::test]
 async fn discovery_404_writes_the_record_secret_as_before() {
     let (client, log) = fake(|s| match (s.method.as_str(), s.path.as_str()) {
-        ("GET", DISCOVERY) => status(404, "NotFound", "the server could not find the requested resource"),
+        ("GET", DISCOVERY) => status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
         ("POST", p) if p.ends_with("selfsubjectreviews") => status(404, "NotFound", "no"),
         ("POST", _) => created(s),
         _ => status(500, "InternalError", "unexpected"),
@@ -158,7 +170,11 @@ async fn discovery_404_writes_the_record_secret_as_before() {
 async fn discovery_503_fails_naming_the_apiservice_and_writes_nothing() {
     for (code, body) in [
         status(503, "ServiceUnavailable", "service unavailable"),
-        status(403, "Forbidden", "forbidden: User \"x\" cannot get path \"/apis/keygate.dev/v1alpha1\""),
+        status(
+            403,
+            "Forbidden",
+            "forbidden: User \"x\" cannot get path \"/apis/keygate.dev/v1alpha1\"",
+        ),
     ] {
         let (client, log) = fake(move |s| match (s.method.as_str(), s.path.as_str()) {
             ("GET", DISCOVERY) => (code, body.clone()),
@@ -169,7 +185,10 @@ async fn discovery_503_fails_naming_the_apiservice_and_writes_nothing() {
         let err = format!("{:#}", r.unwrap_err());
         assert!(err.contains("APIService v1alpha1.keygate.dev"), "{err}");
         assert!(err.contains("not available"), "{err}");
-        assert!(err.contains("kubectl get apiservice v1alpha1.keygate.dev"), "{err}");
+        assert!(
+            err.contains("kubectl get apiservice v1alpha1.keygate.dev"),
+            "{err}"
+        );
         assert!(err.contains(&code.to_string()), "{err}");
         assert!(writes(&log).is_empty(), "{:#?}", writes(&log));
     }
@@ -184,13 +203,24 @@ async fn a_refusal_from_the_api_keeps_its_message_and_names_the_command() {
             "Forbidden",
             "bob may not bind ClusterRole cluster-admin (role admin needs bind on it)",
         ),
-        ("PATCH", _) => status(403, "Forbidden", "key was disabled by a key admin; only a key admin may enable it"),
+        ("PATCH", _) => status(
+            403,
+            "Forbidden",
+            "key was disabled by a key admin; only a key admin may enable it",
+        ),
         _ => status(500, "InternalError", "unexpected"),
     });
-    let (r, _) = run(client.clone(), &["create", "--name", "ops", "--role", "admin"]).await;
+    let (r, _) = run(
+        client.clone(),
+        &["create", "--name", "ops", "--role", "admin"],
+    )
+    .await;
     let err = format!("{:#}", r.unwrap_err());
     assert!(err.contains("cannot create key \"ops\""), "{err}");
-    assert!(err.contains("bob may not bind ClusterRole cluster-admin"), "{err}");
+    assert!(
+        err.contains("bob may not bind ClusterRole cluster-admin"),
+        "{err}"
+    );
     assert!(err.contains("403"), "{err}");
     let (r, _) = run(client, &["enable", ID]).await;
     let err = format!("{:#}", r.unwrap_err());
@@ -224,7 +254,10 @@ async fn inherit_with_rules_sends_inherit_creator_and_the_rules() {
     r.unwrap();
     let spec = writes(&log)[0].body["spec"].clone();
     assert_eq!(spec["inheritCreator"], true);
-    assert!(spec.get("role").is_none() && spec.get("groups").is_none(), "{spec}");
+    assert!(
+        spec.get("role").is_none() && spec.get("groups").is_none(),
+        "{spec}"
+    );
     assert_eq!(
         spec["scope"],
         json!({"namespaces": ["apps"], "rules": [
@@ -238,8 +271,23 @@ async fn inherit_with_rules_sends_inherit_creator_and_the_rules() {
 
 #[test]
 fn bad_rules_and_inherit_with_a_role_are_refused_by_the_command_line() {
-    for bad in ["pods", "get:pods", ":apps:deployments", "get::", "get:/healthz,metrics"] {
-        let argv = ["keygate", "keys", "create", "--name", "x", "--inherit", "--rule", bad];
+    for bad in [
+        "pods",
+        "get:pods",
+        ":apps:deployments",
+        "get::",
+        "get:/healthz,metrics",
+    ] {
+        let argv = [
+            "keygate",
+            "keys",
+            "create",
+            "--name",
+            "x",
+            "--inherit",
+            "--rule",
+            bad,
+        ];
         let err = Cli::try_parse_from(argv).unwrap_err().to_string();
         assert!(err.contains("VERBS:GROUPS:RESOURCES"), "{bad}: {err}");
     }
@@ -248,7 +296,9 @@ fn bad_rules_and_inherit_with_a_role_are_refused_by_the_command_line() {
         &["--inherit", "--group", "ops"][..],
         &["--rule", "get::pods"][..],
     ] {
-        let all = ["keygate", "keys", "create", "--name", "x"].iter().chain(argv);
+        let all = ["keygate", "keys", "create", "--name", "x"]
+            .iter()
+            .chain(argv);
         assert!(Cli::try_parse_from(all).is_err(), "{argv:?}");
     }
 }
@@ -272,10 +322,23 @@ async fn inherit_is_refused_without_the_api() {
         DEFAULT_USER_PREFIX,
         "tester",
     );
-    let cmd = keys(&["create", "--name", "x", "--inherit", "--namespace-scope", "a"]);
+    let cmd = keys(&[
+        "create",
+        "--name",
+        "x",
+        "--inherit",
+        "--namespace-scope",
+        "a",
+    ]);
     let err = format!("{:#}", execute(&mut ctx, cmd, None).await.unwrap_err());
     assert!(err.contains("the dir store has no cluster to ask"), "{err}");
-    assert!(!tmp.path().join("keys").exists() || std::fs::read_dir(tmp.path().join("keys")).unwrap().next().is_none());
+    assert!(
+        !tmp.path().join("keys").exists()
+            || std::fs::read_dir(tmp.path().join("keys"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
 }
 
 #[tokio::test]
@@ -283,7 +346,10 @@ async fn list_through_the_api_prints_the_same_table_and_json() {
     let (client, log) = fake(|s| match (s.method.as_str(), s.path.as_str()) {
         ("GET", DISCOVERY) => discovery(),
         ("GET", KEYS) => {
-            let a = access_key(ID, json!({"displayName": "ci", "role": "view", "scope": {"namespaces": ["apps"]}}));
+            let a = access_key(
+                ID,
+                json!({"displayName": "ci", "role": "view", "scope": {"namespaces": ["apps"]}}),
+            );
             let mut b = access_key(
                 "ZzZzZzZzZzZzZzZzZzZzZz",
                 json!({"displayName": "job", "inheritCreator": true, "disabled": true,
@@ -292,7 +358,10 @@ async fn list_through_the_api_prints_the_same_table_and_json() {
             );
             b["status"]["state"] = json!("Disabled");
             b["status"]["parent"] = json!(ID);
-            (200, json!({"apiVersion": "keygate.dev/v1alpha1", "kind": "AccessKeyList", "metadata": {}, "items": [b, a]}))
+            (
+                200,
+                json!({"apiVersion": "keygate.dev/v1alpha1", "kind": "AccessKeyList", "metadata": {}, "items": [b, a]}),
+            )
         }
         _ => status(500, "InternalError", "unexpected"),
     });
@@ -305,7 +374,10 @@ async fn list_through_the_api_prints_the_same_table_and_json() {
     let first: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(first[..4], [ID, "ci", "view", "apps"], "{out}");
     assert!(lines[1].ends_with("active"), "{out}");
-    assert!(lines[2].contains("inherited") && lines[2].contains("cluster +2 rules"), "{out}");
+    assert!(
+        lines[2].contains("inherited") && lines[2].contains("cluster +2 rules"),
+        "{out}"
+    );
     assert!(lines[2].ends_with("disabled"), "{out}");
 
     let (r, ctx) = run(client, &["list", "-o", "json"]).await;
@@ -318,8 +390,16 @@ async fn list_through_the_api_prints_the_same_table_and_json() {
     assert_eq!(job["inheritCreator"], true);
     assert_eq!(job["state"], "disabled");
     assert_eq!(job["parent"], ID);
-    assert_eq!(job["rules"][0], json!({"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}));
-    assert!(v.as_array().unwrap().iter().all(|k| k.get("token").is_none()));
+    assert_eq!(
+        job["rules"][0],
+        json!({"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]})
+    );
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k.get("token").is_none())
+    );
     no_secret_written(&log);
 }
 
@@ -358,7 +438,9 @@ async fn edit_disable_regenerate_and_delete_go_to_the_api() {
                        "metadata": {"name": "ci-key", "namespace": "ci",
                                     "labels": {"keygate.dev/key-id": name}}}),
             ),
-            ("DELETE", p) if p == consumer_path => (200, json!({"kind": "Status", "status": "Success"})),
+            ("DELETE", p) if p == consumer_path => {
+                (200, json!({"kind": "Status", "status": "Success"}))
+            }
             _ => status(500, "InternalError", "unexpected"),
         })
     };
@@ -370,14 +452,20 @@ async fn edit_disable_regenerate_and_delete_go_to_the_api() {
     let (r, ctx) = run(client.clone(), &["regenerate", ID, "--grace", "1h"]).await;
     r.unwrap();
     let out = ctx.unwrap().out;
-    assert!(out.contains("keeps working until 2999-01-01T00:00:00Z"), "{out}");
+    assert!(
+        out.contains("keeps working until 2999-01-01T00:00:00Z"),
+        "{out}"
+    );
     assert!(out.contains(&format!("kg_{ID}_nnn")), "{out}");
     let (r, ctx) = run(client, &["delete", ID]).await;
     r.unwrap();
     assert!(ctx.unwrap().out.contains(&format!("key {ID} deleted")));
 
     let w = writes(&log);
-    let sent: Vec<(&str, &str)> = w.iter().map(|s| (s.method.as_str(), s.path.as_str())).collect();
+    let sent: Vec<(&str, &str)> = w
+        .iter()
+        .map(|s| (s.method.as_str(), s.path.as_str()))
+        .collect();
     let regen = format!("{item}/regenerate");
     assert_eq!(
         sent,
@@ -433,6 +521,16 @@ async fn a_consumer_secret_is_written_by_the_cli_after_the_api_mints_the_key() {
         ID.to_lowercase()
     );
     let ctx = ctx.unwrap();
-    assert!(ctx.out.contains("Consumer:  secret/ci-key -n ci"), "{}", ctx.out);
-    assert!(ctx.notes.iter().any(|n| n.contains("role view cluster-wide")), "{:?}", ctx.notes);
+    assert!(
+        ctx.out.contains("Consumer:  secret/ci-key -n ci"),
+        "{}",
+        ctx.out
+    );
+    assert!(
+        ctx.notes
+            .iter()
+            .any(|n| n.contains("role view cluster-wide")),
+        "{:?}",
+        ctx.notes
+    );
 }

@@ -178,10 +178,7 @@ async fn regenerate(ctx: &mut Ctx, keys: &AccessKeys, a: RegenerateArgs) -> anyh
         .grace
         .map(|g| g.0.as_secs() + u64::from(g.0.subsec_nanos() > 0));
     let what = format!("cannot regenerate key {}", a.id);
-    let k = keys
-        .regenerate(&name, grace)
-        .await
-        .map_err(failed(&what))?;
+    let k = keys.regenerate(&name, grace).await.map_err(failed(&what))?;
     let view = view(&k);
     let Some(token) = view.token.clone() else {
         bail!(
@@ -244,8 +241,7 @@ async fn delete(ctx: &mut Ctx, keys: &AccessKeys, id: &str) -> anyhow::Result<()
     let (Some((ns, secret)), KeyStore::Kube(store)) = (consumer, &ctx.store) else {
         return Ok(());
     };
-    if let Some(left) = provision::delete_consumer(store, &IdKey::parse(&name)?, ns, secret).await
-    {
+    if let Some(left) = provision::delete_consumer(store, &IdKey::parse(&name)?, ns, secret).await {
         bail!(
             "key {shown} is deleted and no longer authenticates, but its consumer Secret could \
              not be removed: {left}; delete it with kubectl"
