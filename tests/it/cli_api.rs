@@ -4,26 +4,19 @@
 //! that the output is the same as with the record Secrets.
 
 use clap::Parser;
-use keygate::cli::{Cli, Command, KeysCommand};
+use keygate::cli::Cli;
 use keygate::commands::keys::{Ctx, execute};
 use keygate::identity::DEFAULT_USER_PREFIX;
 use keygate::keystore::{DirKeys, KeyStore};
 use serde_json::{Value, json};
 
+use crate::common::cli::keys;
 use crate::common::fake_api::{Log, Seen, created, fake, status};
 
 const NS: &str = "keygate-system";
 const DISCOVERY: &str = "/apis/keygate.dev/v1alpha1";
 const KEYS: &str = "/apis/keygate.dev/v1alpha1/accesskeys";
 const ID: &str = "AbCdEfGhIjKlMnOpQrStUv";
-
-fn keys(args: &[&str]) -> KeysCommand {
-    let argv = ["keygate", "keys"].iter().chain(args);
-    match Cli::try_parse_from(argv).unwrap().command {
-        Command::Keys(k) => k.command,
-        _ => unreachable!(),
-    }
-}
 
 /// Runs `keygate --store kube keys ARGS` against `client`, discovery included.
 async fn run(client: kube::Client, args: &[&str]) -> (anyhow::Result<()>, Option<Ctx>) {
