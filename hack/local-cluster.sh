@@ -495,9 +495,13 @@ metadata:
   name: keygate-webhook
   namespace: ${KEY_NAMESPACE}
 rules:
+# Read-only on records; last use goes to the Lease keygate-<id> (manifests/base/rbac-webhook.yaml).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding

@@ -207,8 +207,10 @@ impl TlsFiles {
                 TlsError::ClientCa,
             )?),
             (_, Some((fp_roots, fp))) => {
-                // One verifier over both root sets for the handshake; a certificate stays
-                // optional without --client-ca, where the webhooks answer anyone (as before).
+                // One verifier over both root sets for the handshake, a certificate optional:
+                // the API answers a client without the front proxy's certificate with a 401
+                // Status (as kube-apiserver's clients expect), and the router checks each
+                // connection's class per path, so the webhooks still answer only --client-ca.
                 let mut union = fp_roots.clone();
                 if let Some(roots) = &client_ca {
                     union.roots.extend(roots.roots.iter().cloned());
@@ -217,7 +219,7 @@ impl TlsFiles {
                 let fp_verifier = verifier(fp_roots.clone(), false, TlsError::RequestHeaderCa)?;
                 clients.front_proxy = Some((fp_verifier, fp.clone()));
                 let both: Arc<dyn ClientCertVerifier> =
-                    verifier(union, client_ca.is_none(), TlsError::RequestHeaderCa)?;
+                    verifier(union, true, TlsError::RequestHeaderCa)?;
                 builder.with_client_cert_verifier(both)
             }
         };

@@ -61,12 +61,17 @@ impl AccessKeys {
 
     /// Creates a key; the answer holds `status.token`, once.
     pub async fn create(&self, spec: AccessKeySpec) -> Result<AccessKey, ClientError> {
-        let key = AccessKey {
-            api_version: API_VERSION.to_owned(),
-            kind: KIND.to_owned(),
+        self.create_key(AccessKey {
             spec,
             ..AccessKey::default()
-        };
+        })
+        .await
+    }
+
+    /// Creates `key` (its spec, labels and annotations; the name is keygate's).
+    pub async fn create_key(&self, mut key: AccessKey) -> Result<AccessKey, ClientError> {
+        key.api_version = API_VERSION.to_owned();
+        key.kind = KIND.to_owned();
         Ok(self.api.create(&PostParams::default(), &key).await?)
     }
 

@@ -21,6 +21,7 @@ mod ops;
 mod patch;
 pub mod request;
 mod select;
+pub mod served;
 pub mod status;
 pub mod table;
 pub mod types;

@@ -4,6 +4,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use jiff::Timestamp;
 
 use super::HumanDuration;
+use crate::record::ScopeRule;
 
 #[derive(Debug, Args)]
 pub struct KeysArgs {
@@ -97,6 +98,54 @@ impl std::str::FromStr for Expires {
     }
 }
 
+/// `--rule`: one scope rule of an `--inherit` key, in the RBAC PolicyRule shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleArg(pub ScopeRule);
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',').map(|p| p.trim().to_owned()).collect()
+}
+
+impl std::str::FromStr for RuleArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let syntax = || {
+            format!(
+                "--rule {s:?}: write VERBS:GROUPS:RESOURCES (e.g. get,list::pods for the core \
+                 group, *:apps:deployments) or VERBS:/PATH (e.g. get:/healthz)"
+            )
+        };
+        let (verbs, rest) = s.split_once(':').ok_or_else(syntax)?;
+        let verbs = list(verbs);
+        if verbs.iter().any(String::is_empty) {
+            return Err(syntax());
+        }
+        let mut rule = ScopeRule {
+            verbs,
+            ..ScopeRule::default()
+        };
+        if rest.starts_with('/') {
+            rule.non_resource_urls = list(rest);
+            if rule.non_resource_urls.iter().any(|u| !u.starts_with('/')) {
+                return Err(syntax());
+            }
+        } else {
+            let (groups, resources) = rest.split_once(':').ok_or_else(syntax)?;
+            // An empty GROUPS is the core group, as "" in a PolicyRule.
+            rule.api_groups = list(groups);
+            rule.resources = list(resources);
+            if rule
+                .resources
+                .iter()
+                .any(|r| r.is_empty() || r.contains(':'))
+            {
+                return Err(syntax());
+            }
+        }
+        Ok(RuleArg(rule))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     /// Human-readable.
@@ -124,7 +173,9 @@ pub enum ListOutput {
     keygate keys create --name ops --role admin --expires 90d\n  \
     keygate keys create --name ci --role view --namespace-scope apps -o json\n  \
     keygate --store kube keys create --name job --role edit --namespace-scope batch \\\n      \
-    --consumer-secret job-key --consumer-namespace batch")]
+    --consumer-secret job-key --consumer-namespace batch\n  \
+    keygate --store kube keys create --name ci --inherit --namespace-scope apps \\\n      \
+    --rule get,list,watch::pods --rule '*:apps:deployments'")]
 pub struct CreateArgs {
     /// Display name (editable later with `keys edit`).
     #[arg(long)]
@@ -140,15 +191,34 @@ pub struct CreateArgs {
     #[arg(long, value_enum)]
     pub role: Option<RoleArg>,
 
-    /// Limit the role to this namespace (repeatable): a RoleBinding keygate-<id> binds the
-    /// role's ClusterRole to the key's user there, created with your credentials, so you cannot
-    /// grant more than you have. Needs --role.
+    /// Limit the key to this namespace (repeatable). With --role: a RoleBinding keygate-<id>
+    /// binds the role's ClusterRole to the key's user there, made with your credentials (or by
+    /// the AccessKey API after checking that you may bind it), so you cannot grant more than you
+    /// have. With --inherit: the key's inherited rights reach only these namespaces.
     #[arg(long = "namespace-scope", value_name = "NS")]
     pub namespace_scope: Vec<String>,
 
     /// Extra group for the key's user (repeatable). Groups starting with `system:` are refused.
     #[arg(long = "group", value_name = "GROUP")]
     pub groups: Vec<String>,
+
+    /// The key acts with your own rights as they are at each request (checked by keygate's
+    /// authorizer), reduced by --namespace-scope and --rule; not with --role or --group. Needs
+    /// the AccessKey API (`keygate serve --api`, APIService v1alpha1.keygate.dev).
+    #[arg(long, conflicts_with_all = ["role", "groups"])]
+    pub inherit: bool,
+
+    /// With --inherit: what the key may do, as VERBS:GROUPS:RESOURCES (repeatable; each part a
+    /// comma-separated list, `*` for any, an empty GROUPS for the core group) or VERBS:/PATH for
+    /// non-resource URLs. Examples: `get,list,watch::pods`, `*:apps:deployments,replicasets`,
+    /// `get,list:apps,batch:*`, `get:/healthz,/version`. Without --rule the key may do whatever
+    /// you may within its namespaces.
+    #[arg(
+        long = "rule",
+        value_name = "VERBS:GROUPS:RESOURCES",
+        requires = "inherit"
+    )]
+    pub rules: Vec<RuleArg>,
 
     /// When the key stops working: a duration from now (90d, 12h) or an RFC 3339 time.
     #[arg(long, value_name = "90d|12h|RFC3339")]

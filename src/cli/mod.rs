@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod api_policy;
 mod certs;
 mod credential;
 mod keys;
 mod kubeconfig;
 mod serve;
 
+pub use api_policy::ApiPolicyArgs;
 pub use certs::{CertsArgs, SealKeyArgs, WebhookConfigArgs};
 pub use credential::CredentialArgs;
 pub use keys::*;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{ByteSize, Global, HumanDuration};
+use super::{ApiPolicyArgs, ByteSize, Global, HumanDuration};
 use crate::http::Limits;
 use crate::identity::GroupPattern;
 use crate::requestheader::{self, RequestHeaderSettings};
@@ -281,6 +281,10 @@ pub struct ApiArgs {
         requires = "api"
     )]
     pub allow_inherit_for_service_accounts: bool,
+
+    /// The AccessKey API's key policy (`--max-key-lifetime`).
+    #[command(flatten)]
+    pub api_policy: ApiPolicyArgs,
 }
 
 impl ApiArgs {
@@ -297,6 +301,7 @@ impl ApiArgs {
             },
             allow_inherit_for_masters: self.allow_inherit_for_masters,
             allow_inherit_for_service_accounts: self.allow_inherit_for_service_accounts,
+            max_key_lifetime: self.api_policy.max_key_lifetime.map(|d| d.0),
         })
     }
 }

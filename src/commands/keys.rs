@@ -1,4 +1,8 @@
-//! `keygate keys ...`: the key lifecycle against the dir or the kube store.
+//! `keygate keys ...`: the key lifecycle against the dir or the kube store. With the kube
+//! store, keys go through the AccessKey API when kube-apiserver serves it ([`through_api`]),
+//! and straight to the record Secrets only when the API's group is not registered at all.
+
+mod through_api;
 
 use std::fmt::Write as _;
 
@@ -6,6 +10,8 @@ use anyhow::{Context as _, bail};
 use jiff::{SignedDuration, Timestamp};
 
 use super::view::{KeyView, table};
+use crate::api::client::AccessKeys;
+use crate::api::served::{Served, served};
 use crate::cli::{
     CreateArgs, EditArgs, Expires, Global, KeysArgs, KeysCommand, ListOutput, Output,
     RegenerateArgs,
@@ -27,6 +33,8 @@ pub struct Ctx {
     pub server: Option<String>,
     pub out: String,
     pub notes: Vec<String>,
+    /// Set when kube-apiserver serves the AccessKey API: every command goes through it.
+    pub api: Option<AccessKeys>,
 }
 
 impl Ctx {
@@ -38,7 +46,28 @@ impl Ctx {
             server: None,
             out: String::new(),
             notes: Vec::new(),
+            api: None,
         }
+    }
+
+    /// The kube store for `client`: the AccessKey API when kube-apiserver serves it, the record
+    /// Secrets in `namespace` only when the API's group is not registered. An APIService that
+    /// exists but does not answer is an error, never a reason to write Secrets.
+    pub async fn for_cluster(
+        client: kube::Client,
+        namespace: &str,
+        user_prefix: &str,
+        server: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let api = match served(&client).await? {
+            Served::Api => Some(AccessKeys::new(client.clone())),
+            Served::NotRegistered => None,
+        };
+        let keys = KubeKeys::new(client, namespace);
+        let mut ctx = Ctx::new(KeyStore::Kube(keys), user_prefix, "");
+        ctx.server = server;
+        ctx.api = api;
+        Ok(ctx)
     }
 
     pub async fn open(global: &Global, user_prefix: &str) -> anyhow::Result<Self> {
@@ -61,10 +90,8 @@ impl Ctx {
                         crate::causes::kube_fix(&e)
                     )
                 })?;
-                let keys = KubeKeys::new(client, global.namespace.clone());
-                let mut ctx = Ctx::new(KeyStore::Kube(keys), user_prefix, "");
-                ctx.server = Some(server.trim_end_matches('/').to_owned());
-                Ok(ctx)
+                let server = Some(server.trim_end_matches('/').to_owned());
+                Ctx::for_cluster(client, &global.namespace, user_prefix, server).await
             }
         }
     }
@@ -81,6 +108,30 @@ impl Ctx {
                 self.out.push('\n');
             }
             Output::Yaml => self.out.push_str(&serde_saphyr::to_string(view)?),
+        }
+        Ok(())
+    }
+
+    /// `keys list` output: the table, or every key as one JSON/YAML document.
+    fn emit_list(
+        &mut self,
+        views: &[KeyView],
+        output: ListOutput,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        match output {
+            ListOutput::Table | ListOutput::Wide if views.is_empty() => {
+                self.note("No keys yet; create one with `keygate keys create --name NAME`.");
+            }
+            ListOutput::Table | ListOutput::Wide => {
+                let t = table(views, now, output == ListOutput::Wide);
+                self.out.push_str(&t);
+            }
+            ListOutput::Json => {
+                self.out.push_str(&serde_json::to_string_pretty(views)?);
+                self.out.push('\n');
+            }
+            ListOutput::Yaml => self.out.push_str(&serde_saphyr::to_string(&views)?),
         }
         Ok(())
     }
@@ -123,6 +174,9 @@ pub async fn execute(
     cmd: KeysCommand,
     global: Option<&Global>,
 ) -> anyhow::Result<()> {
+    if let Some(api) = ctx.api.clone() {
+        return through_api::execute(ctx, &api, cmd).await;
+    }
     match cmd {
         KeysCommand::Create(a) => create(ctx, a, global).await,
         KeysCommand::List(a) => list(ctx, a.output).await,
@@ -157,13 +211,14 @@ fn expiration(e: Expires, now: Timestamp) -> anyhow::Result<Timestamp> {
     Ok(at)
 }
 
-async fn create(ctx: &mut Ctx, a: CreateArgs, global: Option<&Global>) -> anyhow::Result<()> {
-    let now = Timestamp::now();
-    if !a.namespace_scope.is_empty() && a.role.is_none() {
+/// What `keys create` refuses before asking anyone, on every path.
+fn check_create(a: &CreateArgs) -> anyhow::Result<()> {
+    if !a.namespace_scope.is_empty() && a.role.is_none() && !a.inherit {
         bail!(
-            "--namespace-scope needs --role: each namespace gets a RoleBinding to the ClusterRole \
-             of that role (e.g. --role view --namespace-scope {})",
-            a.namespace_scope[0]
+            "--namespace-scope needs --role (each namespace gets a RoleBinding to the ClusterRole \
+             of that role, e.g. --role view --namespace-scope {ns}) or --inherit (your own \
+             rights, only in those namespaces: --inherit --namespace-scope {ns})",
+            ns = a.namespace_scope[0]
         );
     }
     if let Some(g) = a.groups.iter().find(|g| g.starts_with("system:")) {
@@ -172,23 +227,52 @@ async fn create(ctx: &mut Ctx, a: CreateArgs, global: Option<&Global>) -> anyhow
     if a.name.trim().is_empty() {
         bail!("--name must not be empty");
     }
-    let consumer = match (&a.consumer_secret, &a.consumer_namespace, &ctx.store) {
-        (Some(_), _, KeyStore::Dir(_)) => bail!(
-            "--consumer-secret needs the kube store (--store kube): the dir store has no cluster \
+    Ok(())
+}
+
+/// The consumer Secret `--consumer-secret` asks for, if any.
+fn consumer(ctx: &Ctx, a: &CreateArgs) -> anyhow::Result<Option<Consumer>> {
+    Ok(
+        match (&a.consumer_secret, &a.consumer_namespace, &ctx.store) {
+            (Some(_), _, KeyStore::Dir(_)) => bail!(
+                "--consumer-secret needs the kube store (--store kube): the dir store has no cluster \
              to write the Secret to. Store the token yourself, e.g. `kubectl create secret generic \
              NAME --from-literal=token=...`"
-        ),
-        (Some(name), Some(ns), KeyStore::Kube(_)) => Some(Consumer {
-            name: name.clone(),
-            namespace: ns.clone(),
-            server: a
-                .server
-                .clone()
-                .or_else(|| ctx.server.clone())
-                .context("no API server URL for the consumer Secret; pass --server URL")?,
-        }),
-        _ => None,
-    };
+            ),
+            (Some(name), Some(ns), KeyStore::Kube(_)) => Some(Consumer {
+                name: name.clone(),
+                namespace: ns.clone(),
+                server: a
+                    .server
+                    .clone()
+                    .or_else(|| ctx.server.clone())
+                    .context("no API server URL for the consumer Secret; pass --server URL")?,
+            }),
+            _ => None,
+        },
+    )
+}
+
+async fn create(ctx: &mut Ctx, a: CreateArgs, global: Option<&Global>) -> anyhow::Result<()> {
+    let now = Timestamp::now();
+    check_create(&a)?;
+    if a.inherit {
+        match ctx.store {
+            KeyStore::Dir(_) => bail!(
+                "--inherit needs the kube store and the AccessKey API: such a key acts with its \
+                 creator's rights, which keygate's authorizer asks kube-apiserver about at each \
+                 request; the dir store has no cluster to ask. Use --role (with \
+                 --namespace-scope), or --store kube where `keygate serve --api` runs"
+            ),
+            KeyStore::Kube(_) => bail!(
+                "--inherit needs the AccessKey API, and this cluster does not serve it (no \
+                 APIService {}): only the API records the authenticated creator whose rights the \
+                 key inherits. Install it (docs/install.md) or use --role",
+                crate::api::served::APISERVICE
+            ),
+        }
+    }
+    let consumer = consumer(ctx, &a)?;
     let mut namespaces = a.namespace_scope.clone();
     namespaces.sort();
     namespaces.dedup();
@@ -227,21 +311,46 @@ async fn create(ctx: &mut Ctx, a: CreateArgs, global: Option<&Global>) -> anyhow
     };
     let mut view = ctx.view(&stored.record);
     view.token = Some(token.expose());
-    match a.output {
+    report_created(ctx, &view, consumer.as_ref(), a.output)
+}
+
+/// What `keys create` prints: the key and its token (once), and the warnings that go with it.
+fn report_created(
+    ctx: &mut Ctx,
+    view: &KeyView,
+    consumer: Option<&Consumer>,
+    output: Output,
+) -> anyhow::Result<()> {
+    let token = view.token.clone().unwrap_or_default();
+    match output {
         Output::Text => {
             writeln!(ctx.out, "Created key {} ({})", view.id, view.name)?;
             writeln!(ctx.out, "Username:  {}", view.username)?;
-            if let Some(c) = &consumer {
+            if let Some(c) = consumer {
                 writeln!(ctx.out, "Consumer:  secret/{} -n {}", c.name, c.namespace)?;
             }
-            writeln!(ctx.out, "Token:     {}", token.expose())?;
+            writeln!(ctx.out, "Token:     {token}")?;
         }
-        other => ctx.emit(&view, other)?,
+        other => ctx.emit(view, other)?,
     }
-    if let Some(c) = &consumer {
-        let reach = match (record.role, record.namespaces.is_empty()) {
+    if let Some(c) = consumer {
+        let within = view.namespaces.join(", ");
+        let reach = match (&view.role, view.namespaces.is_empty()) {
+            _ if view.inherit_creator => format!(
+                "with its creator's rights{}{}",
+                if within.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in {within}")
+                },
+                if view.rules.is_empty() {
+                    ""
+                } else {
+                    ", within its rules"
+                }
+            ),
             (Some(role), true) => format!("with role {role} cluster-wide"),
-            (Some(role), false) => format!("with role {role} in {}", namespaces.join(", ")),
+            (Some(role), false) => format!("with role {role} in {within}"),
             (None, _) => "with whatever RBAC grants its user and groups".to_owned(),
         };
         ctx.note(format!(
@@ -263,28 +372,8 @@ async fn list(ctx: &mut Ctx, output: ListOutput) -> anyhow::Result<()> {
     keys.sort_by(|a, b| {
         (a.record.created, a.record.id.as_str()).cmp(&(b.record.created, b.record.id.as_str()))
     });
-    let now = Timestamp::now();
-    match output {
-        ListOutput::Table | ListOutput::Wide => {
-            if keys.is_empty() {
-                ctx.note("No keys yet; create one with `keygate keys create --name NAME`.");
-                return Ok(());
-            }
-            let records: Vec<KeyRecord> = keys.into_iter().map(|s| s.record).collect();
-            let t = table(&records, &ctx.user_prefix, now, output == ListOutput::Wide);
-            ctx.out.push_str(&t);
-        }
-        ListOutput::Json | ListOutput::Yaml => {
-            let views: Vec<KeyView> = keys.iter().map(|s| ctx.view(&s.record)).collect();
-            if output == ListOutput::Json {
-                ctx.out.push_str(&serde_json::to_string_pretty(&views)?);
-                ctx.out.push('\n');
-            } else {
-                ctx.out.push_str(&serde_saphyr::to_string(&views)?);
-            }
-        }
-    }
-    Ok(())
+    let views: Vec<KeyView> = keys.iter().map(|s| ctx.view(&s.record)).collect();
+    ctx.emit_list(&views, output, Timestamp::now())
 }
 
 async fn edit(ctx: &mut Ctx, a: EditArgs) -> anyhow::Result<()> {

@@ -396,20 +396,46 @@ pub async fn delete_extras(keys: &KubeKeys, stored: &Stored) -> Vec<String> {
             }
         };
     for (ns, name) in consumers {
-        let api = Api::<Secret>::namespaced(keys.client.clone(), &ns);
-        // Only delete a Secret that is labelled for this key.
-        match api.get_opt(&name).await {
-            Ok(Some(s))
-                if s.labels().get(LABEL_KEY_ID).map(String::as_str) == Some(id.as_str()) =>
-            {
-                let m = Made::Consumer(ns, name);
-                if let Err(e) = undo(keys, &id, &m).await {
-                    left.push(format!("{} ({e})", describe(&m, keys, &id)));
-                }
-            }
-            Ok(_) => {}
-            Err(e) => left.push(format!("secret/{name} -n {ns} ({e})")),
-        }
+        left.extend(delete_consumer(keys, &id, &ns, &name).await);
     }
     left
+}
+
+/// Deletes the consumer Secret `ns/name` if it is labelled for key `id` (a name found in an
+/// editable annotation must not delete anything else). Returns what could not be removed.
+pub async fn delete_consumer(keys: &KubeKeys, id: &IdKey, ns: &str, name: &str) -> Option<String> {
+    let api = Api::<Secret>::namespaced(keys.client.clone(), ns);
+    match api.get_opt(name).await {
+        Ok(Some(s)) if s.labels().get(LABEL_KEY_ID).map(String::as_str) == Some(id.as_str()) => {
+            let m = Made::Consumer(ns.to_owned(), name.to_owned());
+            undo(keys, id, &m)
+                .await
+                .err()
+                .map(|e| format!("{} ({e})", describe(&m, keys, id)))
+        }
+        Ok(_) => None,
+        Err(e) => Some(format!("secret/{name} -n {ns} ({e})")),
+    }
+}
+
+/// Writes the consumer Secret of key `id` with the client's credentials: a dry run without the
+/// token when `token` is empty. For keys minted through the AccessKey API, where the CLI writes
+/// the Secret after the key exists.
+pub async fn write_consumer(
+    keys: &KubeKeys,
+    id: &IdKey,
+    c: &Consumer,
+    token: &str,
+) -> Result<(), ProvisionError> {
+    let pp = PostParams {
+        dry_run: token.is_empty(),
+        ..PostParams::default()
+    };
+    create_consumer(keys, &pp, id, c, token)
+        .await
+        .map_err(|(failed, cause)| ProvisionError {
+            failed,
+            cause,
+            undo: String::new(),
+        })
 }

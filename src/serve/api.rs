@@ -21,6 +21,8 @@ pub struct ApiServe {
     pub allow_inherit_for_masters: bool,
     /// See [`ApiSettings::allow_inherit_for_service_accounts`].
     pub allow_inherit_for_service_accounts: bool,
+    /// See [`ApiSettings::max_key_lifetime`] (`--max-key-lifetime`).
+    pub max_key_lifetime: Option<Duration>,
 }
 
 /// How often the front-proxy settings are read again from the ConfigMap (a CA file given by
@@ -46,6 +48,7 @@ pub(super) async fn prepare(
     let api_settings = ApiSettings {
         allow_inherit_for_masters: api.allow_inherit_for_masters,
         allow_inherit_for_service_accounts: api.allow_inherit_for_service_accounts,
+        max_key_lifetime: api.max_key_lifetime,
         ..ApiSettings::new(settings.namespace.clone(), settings.user_prefix.clone())
     };
     Ok(ApiParts {

@@ -28,9 +28,10 @@ export KEYGATE_STORE=kube KEYGATE_NAMESPACE="${KEYGATE_KEY_NAMESPACE:-keygate-sy
 export KEYGATE_KUBECONFIG="$KEYGATE_ADMIN_KUBECONFIG" KEYGATE_LOG=warn
 unset KEYGATE_DATA_DIR
 
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 ok() { passed=$((passed + 1)); echo "ok - $*"; }
 not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
+skip() { skipped=$((skipped + 1)); echo "skip - $*"; }
 check() { local name=$1; shift; if "$@" >/dev/null; then ok "$name"; else not_ok "$name"; fi; }
 
 admin() { kubectl --kubeconfig "$KEYGATE_ADMIN_KUBECONFIG" --request-timeout=20s "$@"; }
@@ -318,5 +319,5 @@ done <"$secrets"
 check "no secret minted in this run ($(wc -l <"$secrets") secrets) appears in any log" [ "$leaks" -eq 0 ]
 check "keygate logged decisions" grep -q tokenreview "$KEYGATE_CLUSTER_DIR/keygate.log"
 
-echo "e2e: $passed passed, $failed failed"
+echo "e2e: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

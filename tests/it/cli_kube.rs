@@ -3,8 +3,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use clap::Parser;
-use keygate::cli::{Cli, Command, KeysCommand};
 use keygate::commands::keys::{Ctx, execute};
 use keygate::identity::DEFAULT_USER_PREFIX;
 use keygate::keystore::{KeyStore, KubeKeys};
@@ -12,18 +10,11 @@ use keygate::record::{KeyRecord, Role};
 use keygate::token::{KeyId, SecretHash};
 use serde_json::{Value, json};
 
+use crate::common::cli::keys;
 use crate::common::fake_api::{Seen, created, fake, status};
 
 const NS: &str = "keygate-system";
 const SECRETS: &str = "/api/v1/namespaces/keygate-system/secrets";
-
-fn keys(args: &[&str]) -> KeysCommand {
-    let argv = ["keygate", "keys"].iter().chain(args);
-    match Cli::try_parse_from(argv).unwrap().command {
-        Command::Keys(k) => k.command,
-        _ => unreachable!(),
-    }
-}
 
 async fn run(client: kube::Client, args: &[&str]) -> (anyhow::Result<()>, Ctx) {
     let store = KeyStore::Kube(KubeKeys::new(client, NS));

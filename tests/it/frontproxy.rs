@@ -116,8 +116,12 @@ async fn api_requests_from_anyone_but_the_allowed_front_proxy_get_401() {
             }
         }
     }
-    // With --client-ca, a client without a certificate gets no answer at all.
-    assert_no_answer(&srv.client(), srv.addr, "kg_x").await;
+    // With --client-ca, a client without a certificate completes its handshake (so the API can
+    // answer it as kube-apiserver's clients expect) and gets 401 everywhere: from the API as a
+    // Status, from the webhook as text.
+    let mut c = srv.client().connect(srv.addr, Proto::Http2).await.unwrap();
+    assert_unauthorized_status(&c.send(forged(ACCESSKEYS)).await.unwrap());
+    assert_eq!(c.review("kg_nope").await.status, 401);
     assert!(api.seen.lock().unwrap().is_empty(), "the API was reached");
 }
 

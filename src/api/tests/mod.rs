@@ -3,6 +3,7 @@
 
 mod create;
 mod keys;
+mod lifetime;
 mod manage;
 mod read;
 

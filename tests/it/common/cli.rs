@@ -9,6 +9,16 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_keygate");
 
+/// `keygate keys ARGS` as parsed, to run with `commands::keys::execute` in the test process.
+pub fn keys(args: &[&str]) -> keygate::cli::KeysCommand {
+    use clap::Parser;
+    let argv = ["keygate", "keys"].iter().chain(args);
+    match keygate::cli::Cli::try_parse_from(argv).unwrap().command {
+        keygate::cli::Command::Keys(k) => k.command,
+        _ => unreachable!(),
+    }
+}
+
 /// `keygate` run in `dir` with none of the variables that would choose a store or data
 /// directory for it, as a new user on a laptop runs it.
 pub fn bare(dir: &Path) -> Command {
