@@ -8,10 +8,12 @@
 //! docs/design.md is the reference for the formats and behaviour.
 #![forbid(unsafe_code)]
 
+pub mod age;
 pub mod api;
 pub mod causes;
 pub mod cli;
 pub mod commands;
+pub mod console;
 pub mod fsutil;
 pub mod http;
 pub mod identity;
