@@ -1,7 +1,7 @@
 //! Arguments of `keygate keys ...`.
 
-use clap::{Args, Subcommand, ValueEnum};
 use super::HumanDuration;
+use clap::{Args, Subcommand, ValueEnum};
 
 #[derive(Debug, Args)]
 pub struct KeysArgs {

@@ -7,8 +7,7 @@ use jiff::Timestamp;
 
 use super::view::{KeyView, table};
 use crate::cli::{
-    CreateArgs, EditArgs, Global, KeysArgs, KeysCommand, ListOutput, Output,
-    RegenerateArgs,
+    CreateArgs, EditArgs, Global, KeysArgs, KeysCommand, ListOutput, Output, RegenerateArgs,
 };
 use crate::identity;
 use crate::keystore::lifecycle::{self, Edit, Field, LifecycleError, NewKey};

@@ -30,10 +30,12 @@ impl Drop for Launched {
 /// `$BROWSER` (the first of its `:`-separated entries), else the desktop's opener when a
 /// display is there to show it.
 fn opener() -> Option<Vec<String>> {
-    if let Some(b) = std::env::var("BROWSER")
-        .ok()
-        .and_then(|b| b.split(':').map(str::trim).find(|s| !s.is_empty()).map(str::to_owned))
-    {
+    if let Some(b) = std::env::var("BROWSER").ok().and_then(|b| {
+        b.split(':')
+            .map(str::trim)
+            .find(|s| !s.is_empty())
+            .map(str::to_owned)
+    }) {
         return Some(b.split_whitespace().map(str::to_owned).collect());
     }
     if cfg!(target_os = "macos") {
@@ -113,7 +115,10 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&file), 0o600);
         let html = std::fs::read_to_string(&file).unwrap();
-        assert!(html.contains("url=http://127.0.0.1:1/?s=a&quot;b&amp;c"), "{html}");
+        assert!(
+            html.contains("url=http://127.0.0.1:1/?s=a&quot;b&amp;c"),
+            "{html}"
+        );
         let launched = Launched {
             dir: dir.clone(),
             opener: String::new(),

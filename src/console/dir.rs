@@ -87,7 +87,10 @@ fn new_key(spec: AccessKeySpec, user: &str) -> Result<NewKey, BackendError> {
     let role = match spec.role.as_deref() {
         None => None,
         Some(r) => Some(r.parse::<Role>().map_err(|_| {
-            BackendError::invalid("spec.role", format!("role {r:?} is not admin, edit or view"))
+            BackendError::invalid(
+                "spec.role",
+                format!("role {r:?} is not admin, edit or view"),
+            )
         })?),
     };
     let scope = spec.scope.unwrap_or_default();
@@ -139,7 +142,11 @@ impl KeyBackend for DirBackend {
 
     async fn get(&self, name: &str) -> Result<AccessKey, BackendError> {
         let id = parse_name(name)?;
-        let stored = self.store.get(&id).await.map_err(|e| store_error(e, name))?;
+        let stored = self
+            .store
+            .get(&id)
+            .await
+            .map_err(|e| store_error(e, name))?;
         Ok(self.view(&stored))
     }
 
@@ -223,7 +230,10 @@ mod tests {
         let k = b.create(spec("ci")).await.unwrap();
         let token = k.status.token.clone().unwrap();
         assert!(token.starts_with(&format!("kg_{}_", k.status.id)));
-        assert_eq!((k.status.owner.as_str(), k.status.state), ("alice", State::Active));
+        assert_eq!(
+            (k.status.owner.as_str(), k.status.state),
+            ("alice", State::Active)
+        );
 
         let listed = b.list().await.unwrap();
         assert_eq!(listed.len(), 1);

@@ -154,13 +154,10 @@ impl AccessKey {
                 state,
                 created_at: r.created,
                 last_used: r.last_used,
-                previous_secret_expiration: r
-                    .previous
-                    .as_ref()
-                    .and_then(|p| match p.expires {
-                        Expiry::At(t) if t > now => Some(t),
-                        _ => None,
-                    }),
+                previous_secret_expiration: r.previous.as_ref().and_then(|p| match p.expires {
+                    Expiry::At(t) if t > now => Some(t),
+                    _ => None,
+                }),
             },
         }
     }

@@ -20,8 +20,8 @@ use super::backend::{BackendError, KeyBackend, KeyPatch};
 use super::model::{AccessKey, AccessKeySpec, Scope};
 use super::security::random_secret;
 use super::views::{
-    Base, CreateForm, CreatePage, DeletePage, Download, EditPage, Errors, ListPage,
-    RegeneratePage, RevealPage, Row, RowError, describe, page,
+    Base, CreateForm, CreatePage, DeletePage, Download, EditPage, Errors, ListPage, RegeneratePage,
+    RevealPage, Row, RowError, describe, page,
 };
 use crate::keystore::lifecycle::{Expires, parse_duration};
 use crate::kubeconfig::{self, ClusterInfo};
@@ -261,17 +261,11 @@ fn reveal<B: KeyBackend>(app: &App<B>, key: AccessKey, heading: &str) -> Respons
             },
         );
     };
-    let kubeconfig = app
-        .cluster
-        .as_ref()
-        .and_then(|c| download(c, &key, &token));
+    let kubeconfig = app.cluster.as_ref().and_then(|c| download(c, &key, &token));
     let t = RevealPage {
         base: base(app, heading),
         heading: heading.to_owned(),
-        old_secret_until: key
-            .status
-            .previous_secret_expiration
-            .map(|t| t.to_string()),
+        old_secret_until: key.status.previous_secret_expiration.map(|t| t.to_string()),
         key: Row::new(&key, Timestamp::now()),
         token,
         kubeconfig,
@@ -452,10 +446,7 @@ pub async fn delete<B: KeyBackend>(State(app): AppState<B>, Path(name): Path<Str
 }
 
 /// `POST /keys/{name}/disable`.
-pub async fn disable<B: KeyBackend>(
-    State(app): AppState<B>,
-    Path(name): Path<String>,
-) -> Response {
+pub async fn disable<B: KeyBackend>(State(app): AppState<B>, Path(name): Path<String>) -> Response {
     set_disabled(&app, &name, true).await
 }
 
@@ -495,10 +486,7 @@ mod tests {
         let s = spec_of(&form("edit", "apps, web  batch", "1d"), now).unwrap();
         assert_eq!(s.display_name, "ci");
         assert_eq!(s.role.as_deref(), Some("edit"));
-        assert_eq!(
-            s.scope.unwrap().namespaces,
-            vec!["apps", "web", "batch"]
-        );
+        assert_eq!(s.scope.unwrap().namespaces, vec!["apps", "web", "batch"]);
         assert_eq!(s.expiration, Some("2030-01-02T00:00:00Z".parse().unwrap()));
         let s = spec_of(&form("inherit", "", ""), now).unwrap();
         assert!(s.inherit_creator && s.role.is_none() && s.scope.is_none());

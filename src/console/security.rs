@@ -131,7 +131,9 @@ impl Session {
     /// when `Sec-Fetch-Site` vouches for it (a sandboxed or `data:` page of another origin is
     /// `cross-site` there).
     fn cross_origin(&self, headers: &HeaderMap) -> Option<String> {
-        let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or("?"));
+        let origin = headers
+            .get(header::ORIGIN)
+            .map(|o| o.to_str().unwrap_or("?"));
         let site = headers
             .get("sec-fetch-site")
             .map(|s| s.to_str().unwrap_or("?"));
@@ -223,7 +225,8 @@ pub async fn guard(State(s): State<Arc<Session>>, req: Request, next: Next) -> R
              match): reload the page and try again.",
         );
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// The headers every answer carries.
@@ -295,7 +298,12 @@ mod tests {
         let other = format!("keygate_console_4322={}", s.cookie_value);
         assert!(!s.has_cookie(&headers(&[("cookie", &other)])));
         assert!(!s.has_cookie(&headers(&[("cookie", "keygate_console_4321=x")])));
-        assert!(s.set_cookie().to_str().unwrap().contains("HttpOnly; SameSite=Strict"));
+        assert!(
+            s.set_cookie()
+                .to_str()
+                .unwrap()
+                .contains("HttpOnly; SameSite=Strict")
+        );
     }
 
     #[test]

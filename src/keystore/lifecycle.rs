@@ -36,9 +36,7 @@ pub enum LifecycleError {
     ScopeNeedsRole(String),
     #[error("{error}; pick another group")]
     Group { error: RecordError },
-    #[error(
-        "the expiry {0} is in the past; give a future RFC 3339 time or a duration such as 90d"
-    )]
+    #[error("the expiry {0} is in the past; give a future RFC 3339 time or a duration such as 90d")]
     ExpiresInPast(Timestamp),
     #[error("the {0} is too far in the future; give a shorter duration")]
     TooFar(&'static str),
@@ -215,7 +213,11 @@ pub struct Edit<'a> {
 }
 
 /// Applies `change` to key `id` in one write.
-pub async fn edit(store: &KeyStore, id: &IdKey, change: Edit<'_>) -> Result<Stored, LifecycleError> {
+pub async fn edit(
+    store: &KeyStore,
+    id: &IdKey,
+    change: Edit<'_>,
+) -> Result<Stored, LifecycleError> {
     let name = change.name.map(str::trim);
     if name.is_some_and(str::is_empty) {
         return Err(LifecycleError::EmptyName);
@@ -326,7 +328,10 @@ mod tests {
             ..Edit::default()
         };
         let s = edit(&store, &id, rename).await.unwrap();
-        assert_eq!((s.record.name.as_str(), s.record.disabled), ("renamed", true));
+        assert_eq!(
+            (s.record.name.as_str(), s.record.disabled),
+            ("renamed", true)
+        );
         let blank = Edit {
             name: Some(" "),
             ..Edit::default()

@@ -66,13 +66,7 @@ impl Console {
         self.url.trim_start_matches(&self.origin()).to_owned()
     }
 
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> Answer {
+    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
         let tcp = TcpStream::connect(self.addr).await.unwrap();
         let (mut s, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
             .await
@@ -183,26 +177,46 @@ async fn console_refuses_every_request_without_the_session() {
     // The stylesheet and script hold nothing secret.
     let css = c.send("GET", "/assets/console.css", &[], "").await;
     assert_eq!(css.status, 200);
-    assert!(css.headers["content-type"].to_str().unwrap().starts_with("text/css"));
+    assert!(
+        css.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
 }
 
 #[tokio::test]
 async fn console_trades_the_url_secret_for_a_strict_httponly_cookie_and_a_clean_url() {
     let c = Console::start().await;
-    assert!(c.url.starts_with(&format!("http://{}/?s=", c.addr)), "{}", c.url);
+    assert!(
+        c.url.starts_with(&format!("http://{}/?s=", c.addr)),
+        "{}",
+        c.url
+    );
     let a = c.send("GET", &c.entry(), &[], "").await;
     assert_eq!(a.status, 200);
     let set = a.headers["set-cookie"].to_str().unwrap();
-    assert!(set.starts_with(&format!("keygate_console_{}=", c.addr.port())), "{set}");
+    assert!(
+        set.starts_with(&format!("keygate_console_{}=", c.addr.port())),
+        "{set}"
+    );
     for part in ["Path=/", "HttpOnly", "SameSite=Strict"] {
         assert!(set.contains(part), "{set}");
     }
-    assert!(!set.contains("Max-Age") && !set.contains("Expires"), "a session cookie: {set}");
+    assert!(
+        !set.contains("Max-Age") && !set.contains("Expires"),
+        "a session cookie: {set}"
+    );
     assert!(
         !set.contains(c.url.split("s=").nth(1).unwrap()),
         "the cookie is not the URL's secret"
     );
-    assert!(a.body.contains("http-equiv=\"refresh\" content=\"0; url=/\""), "{}", a.body);
+    assert!(
+        a.body
+            .contains("http-equiv=\"refresh\" content=\"0; url=/\""),
+        "{}",
+        a.body
+    );
     let cookie = set.split(';').next().unwrap();
     let list = c.get(cookie, "/").await;
     assert_eq!(list.status, 200);
@@ -222,7 +236,12 @@ async fn console_refuses_a_host_header_that_is_not_its_own() {
         assert_eq!(a.status, 403, "{host}");
     }
     let a = c
-        .send("GET", "/", &[("host", &format!("localhost:{port}")), ("cookie", &cookie)], "")
+        .send(
+            "GET",
+            "/",
+            &[("host", &format!("localhost:{port}")), ("cookie", &cookie)],
+            "",
+        )
         .await;
     assert_eq!(a.status, 200);
 }
@@ -262,7 +281,11 @@ async fn console_changes_need_the_csrf_token_and_the_consoles_origin() {
     }
     assert_eq!(c.records(), 0, "nothing refused was created");
     // Sec-Fetch-Site alone (a browser that sends no Origin) is enough when it says so.
-    let h = [("cookie", cookie.as_str()), ("sec-fetch-site", "same-origin"), ct];
+    let h = [
+        ("cookie", cookie.as_str()),
+        ("sec-fetch-site", "same-origin"),
+        ct,
+    ];
     let a = c.send("POST", "/keys", &h, &form).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(c.records(), 1);
@@ -282,7 +305,10 @@ async fn console_answers_with_its_security_headers_everywhere() {
     ];
     for a in &answers {
         let h = |n: &str| a.headers.get(n).map(|v| v.to_str().unwrap().to_owned());
-        assert_eq!(h("content-security-policy").as_deref(), Some(CONTENT_SECURITY_POLICY));
+        assert_eq!(
+            h("content-security-policy").as_deref(),
+            Some(CONTENT_SECURITY_POLICY)
+        );
         assert_eq!(h("x-frame-options").as_deref(), Some("DENY"));
         assert_eq!(h("referrer-policy").as_deref(), Some("no-referrer"));
         assert_eq!(h("x-content-type-options").as_deref(), Some("nosniff"));
@@ -296,7 +322,11 @@ async fn console_answers_with_its_security_headers_everywhere() {
     assert_eq!(answers[3].status, 404, "{}", answers[3].body);
     // No inline script or style in the pages themselves (the policy would block them).
     for a in [&answers[2], reveal] {
-        assert!(!a.body.contains("<script>") && !a.body.contains("style="), "{}", a.body);
+        assert!(
+            !a.body.contains("<script>") && !a.body.contains("style="),
+            "{}",
+            a.body
+        );
     }
 }
 
@@ -338,7 +368,10 @@ async fn console_binds_loopback_only() {
     let out = env.run(&["console", "--no-open", "--listen", "0.0.0.0:0"]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("--listen 0.0.0.0:0") && err.contains("loopback"), "{err}");
+    assert!(
+        err.contains("--listen 0.0.0.0:0") && err.contains("loopback"),
+        "{err}"
+    );
 }
 
 /// The binary prints the URL alone on stdout and never logs a token, even at debug level.
@@ -376,5 +409,8 @@ async fn console_command_prints_its_url_and_logs_no_token() {
     assert!(logs.contains("console listening"), "{logs}");
     let secret = token.rsplit('_').next().unwrap();
     assert!(!logs.contains(secret), "no token in the logs: {logs}");
-    assert!(!logs.contains(query), "no session secret in the logs: {logs}");
+    assert!(
+        !logs.contains(query),
+        "no session secret in the logs: {logs}"
+    );
 }
