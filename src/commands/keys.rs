@@ -147,7 +147,8 @@ pub async fn execute(
 fn flagged(e: LifecycleError) -> anyhow::Error {
     let flag = match e.field() {
         Some(Field::Name) => "--name",
-        Some(Field::Namespaces) => "--namespace-scope",
+        // The flag that is missing is the one to name.
+        Some(Field::Namespaces) => return anyhow::anyhow!("--namespace-scope needs --role: {e}"),
         Some(Field::Groups) => "--group",
         Some(Field::Expiration) => "--expires",
         Some(Field::Grace) => "--grace",
