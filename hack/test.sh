@@ -29,6 +29,9 @@ cargo clippy --all-targets --locked -- -D warnings
 step "unit and integration tests (nextest)"
 cargo nextest run --locked --all-targets --no-fail-fast
 
+step "console in real headless Chromium (hack/browser-tests.sh)"
+hack/browser-tests.sh
+
 step "bench smoke test (hack/bench.sh --quick: breakage fails, ratios are only reported)"
 hack/bench.sh --quick >/dev/null
 

@@ -9,11 +9,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod age;
 pub mod api;
 pub mod apiservice;
 pub mod causes;
 pub mod cli;
 pub mod commands;
+pub mod console;
 pub mod fsutil;
 pub mod http;
 pub mod identity;

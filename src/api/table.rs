@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::status::ApiError;
 use super::types::AccessKey;
-use crate::commands::view::short;
+use crate::age::short;
 
 const COLUMNS: [(&str, &str, &str); 9] = [
     ("ID", "name", "The key ID, case kept, as in its token"),

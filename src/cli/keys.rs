@@ -1,10 +1,8 @@
 //! Arguments of `keygate keys ...`.
 
-use clap::{Args, Subcommand, ValueEnum};
-use jiff::Timestamp;
-
 use super::HumanDuration;
 use crate::record::ScopeRule;
+use clap::{Args, Subcommand, ValueEnum};
 
 #[derive(Debug, Args)]
 pub struct KeysArgs {
@@ -78,25 +76,7 @@ impl From<RoleArg> for crate::record::Role {
 }
 
 /// `--expires`: a duration from now (`90d`, `12h`) or an RFC 3339 time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expires {
-    In(std::time::Duration),
-    At(Timestamp),
-}
-
-impl std::str::FromStr for Expires {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Ok(t) = s.parse::<Timestamp>() {
-            return Ok(Expires::At(t));
-        }
-        s.parse::<HumanDuration>()
-            .map(|d| Expires::In(d.0))
-            .map_err(|_| {
-                format!("{s:?} is neither a duration (90d, 12h, 30m) nor an RFC 3339 time (2030-01-01T00:00:00Z)")
-            })
-    }
-}
+pub use crate::keystore::lifecycle::Expires;
 
 /// `--rule`: one scope rule of an `--inherit` key, in the RBAC PolicyRule shape.
 #[derive(Debug, Clone, PartialEq, Eq)]

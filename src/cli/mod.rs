@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod api_policy;
 mod certs;
+mod console;
 mod credential;
 mod keys;
 mod kubeconfig;
@@ -17,6 +18,7 @@ mod serve;
 
 pub use api_policy::ApiPolicyArgs;
 pub use certs::{CertsArgs, SealKeyArgs, WebhookConfigArgs};
+pub use console::ConsoleArgs;
 pub use credential::CredentialArgs;
 pub use keys::*;
 pub use kubeconfig::KubeconfigArgs;
@@ -140,6 +142,8 @@ pub enum Command {
     SealKey(SealKeyArgs),
     /// Create, list, rotate, disable and delete access keys.
     Keys(KeysArgs),
+    /// Open the key page in your browser (served on loopback, for you only).
+    Console(ConsoleArgs),
     /// Write a kubeconfig for kubectl that uses a key (token inline, or via `keygate credential`).
     Kubeconfig(KubeconfigArgs),
     /// Exec credential plugin for kubectl: prints the key's token as an ExecCredential.
@@ -155,15 +159,7 @@ pub struct HumanDuration(pub Duration);
 impl std::str::FromStr for HumanDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let span: jiff::Span = s
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration; use e.g. 30s, 5m, 12h, 90d"))?;
-        let d = span
-            .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-            .ok()
-            .and_then(|d| Duration::try_from(d).ok())
-            .ok_or_else(|| format!("{s:?} is not a positive duration"))?;
-        Ok(HumanDuration(d))
+        crate::keystore::lifecycle::parse_duration(s).map(HumanDuration)
     }
 }
 

@@ -7,20 +7,20 @@ mod through_api;
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, bail};
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 use super::view::{KeyView, table};
 use crate::api::client::AccessKeys;
 use crate::api::served::{Served, served};
 use crate::cli::{
-    CreateArgs, EditArgs, Expires, Global, KeysArgs, KeysCommand, ListOutput, Output,
-    RegenerateArgs,
+    CreateArgs, EditArgs, Global, KeysArgs, KeysCommand, ListOutput, Output, RegenerateArgs,
 };
 use crate::identity;
+use crate::keystore::lifecycle::{self, Edit, Field, LifecycleError, NewKey};
 use crate::keystore::provision::{self, Consumer};
 use crate::keystore::{DirKeys, KeyStore, KubeKeys, StoreSpec};
-use crate::record::{Expiry, KeyRecord};
-use crate::token::{IdKey, KeyId, Token};
+use crate::record::KeyRecord;
+use crate::token::IdKey;
 
 /// What a key command runs against, and where its output goes (stdout text, and notes for
 /// stderr), so tests can drive it with a faked API server.
@@ -73,12 +73,8 @@ impl Ctx {
     pub async fn open(global: &Global, user_prefix: &str) -> anyhow::Result<Self> {
         match global.store() {
             StoreSpec::Dir(dir) => {
-                let caller = ["USER", "LOGNAME"]
-                    .iter()
-                    .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-                    .unwrap_or_else(|| "unknown".into());
                 let keys = DirKeys::new(dir, global.namespace.clone());
-                Ok(Ctx::new(KeyStore::Dir(keys), user_prefix, &caller))
+                Ok(Ctx::new(KeyStore::Dir(keys), user_prefix, &local_user()))
             }
             StoreSpec::Kube => {
                 let config = global.client().config().await?;
@@ -156,6 +152,14 @@ impl Ctx {
     }
 }
 
+/// The person at the keyboard, as the dir store records them (`$USER`, `$LOGNAME`).
+pub fn local_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 pub async fn run(global: &Global, args: KeysArgs) -> anyhow::Result<()> {
     // The same rule as `serve --user-prefix`: RoleBindings must never name a system: user.
     identity::check_user_prefix(&args.user_prefix)?;
@@ -194,21 +198,18 @@ pub async fn execute(
     }
 }
 
-fn expiration(e: Expires, now: Timestamp) -> anyhow::Result<Timestamp> {
-    let at = match e {
-        Expires::At(t) => t,
-        Expires::In(d) => now
-            .checked_add(SignedDuration::try_from(d)?)
-            .context("--expires is too far in the future")?,
+/// A lifecycle error as the command line says it: prefixed with the flag it is about.
+fn flagged(e: LifecycleError) -> anyhow::Error {
+    let flag = match e.field() {
+        Some(Field::Name) => "--name",
+        // The flag that is missing is the one to name.
+        Some(Field::Namespaces) => return anyhow::anyhow!("--namespace-scope needs --role: {e}"),
+        Some(Field::Groups) => "--group",
+        Some(Field::Expiration) => "--expires",
+        Some(Field::Grace) => "--grace",
+        None => return e.into(),
     };
-    // Whole seconds read better and lose nothing that matters.
-    let at = Timestamp::from_second(at.as_second() + i64::from(at.subsec_nanosecond() > 0))?;
-    if at <= now {
-        bail!(
-            "--expires {at} is in the past; give a future RFC 3339 time or a duration such as 90d"
-        );
-    }
-    Ok(at)
+    anyhow::anyhow!("{flag}: {e}")
 }
 
 /// What `keys create` refuses before asking anyone, on every path.
@@ -273,21 +274,18 @@ async fn create(ctx: &mut Ctx, a: CreateArgs, global: Option<&Global>) -> anyhow
         }
     }
     let consumer = consumer(ctx, &a)?;
-    let mut namespaces = a.namespace_scope.clone();
-    namespaces.sort();
-    namespaces.dedup();
-
-    let token = Token::generate(KeyId::generate());
-    let mut record = KeyRecord::new(token.id.clone(), token.secret_hash(), a.name.trim());
-    record.description = a.description.clone();
-    record.role = a.role.map(Into::into);
-    record.groups = a.groups.clone();
-    record.namespaces = namespaces.clone();
-    record.expiration = a
-        .expires
-        .map(|e| expiration(e, now).map(Expiry::At))
-        .transpose()?;
+    let new = NewKey {
+        name: a.name.clone(),
+        description: a.description.clone(),
+        role: a.role.map(Into::into),
+        namespaces: a.namespace_scope.clone(),
+        groups: a.groups.clone(),
+        expiration: a.expires.map(|e| e.at(now)).transpose().map_err(flagged)?,
+        created_by: String::new(),
+    };
+    let (mut record, token) = lifecycle::mint(&new, now).map_err(flagged)?;
     record.created_by = ctx.caller(global).await;
+    let namespaces = record.namespaces.clone();
     let username = identity::username(&ctx.user_prefix, &token.id.key());
 
     let stored = match &ctx.store {
@@ -378,40 +376,26 @@ async fn list(ctx: &mut Ctx, output: ListOutput) -> anyhow::Result<()> {
 
 async fn edit(ctx: &mut Ctx, a: EditArgs) -> anyhow::Result<()> {
     let id = IdKey::parse(&a.id)?;
-    if a.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-        bail!("--name must not be empty");
-    }
-    let stored = ctx
-        .store
-        .modify(&id, |r| {
-            if let Some(n) = &a.name {
-                r.name = n.trim().to_owned();
-            }
-            if let Some(d) = &a.description {
-                r.description = d.clone();
-            }
-        })
-        .await?;
+    let change = Edit {
+        name: a.name.as_deref(),
+        description: a.description.as_deref(),
+        disabled: None,
+    };
+    let stored = lifecycle::edit(&ctx.store, &id, change)
+        .await
+        .map_err(flagged)?;
     writeln!(ctx.out, "key {} updated", stored.record.id)?;
     Ok(())
 }
 
 async fn regenerate(ctx: &mut Ctx, a: RegenerateArgs) -> anyhow::Result<()> {
     let id = IdKey::parse(&a.id)?;
-    let current = ctx.store.get(&id).await?;
-    let token = Token::generate(current.record.id.clone());
-    let until = a
-        .grace
-        .map(|g| -> anyhow::Result<Timestamp> {
-            let t = Timestamp::now().checked_add(SignedDuration::try_from(g.0)?)?;
-            Ok(Timestamp::from_second(t.as_second() + 1)?)
-        })
-        .transpose()?;
-    let stored = ctx
-        .store
-        .modify(&id, |r| r.rotate(token.secret_hash(), until))
-        .await?;
-    let mut view = ctx.view(&stored.record);
+    let grace = a.grace.map(|g| g.0);
+    let done = lifecycle::regenerate(&ctx.store, &id, grace, Timestamp::now())
+        .await
+        .map_err(flagged)?;
+    let (token, until) = (done.token, done.old_until);
+    let mut view = ctx.view(&done.stored.record);
     view.token = Some(token.expose());
     match a.output {
         Output::Text => {
@@ -430,7 +414,11 @@ async fn regenerate(ctx: &mut Ctx, a: RegenerateArgs) -> anyhow::Result<()> {
 
 async fn set_disabled(ctx: &mut Ctx, id: &str, disabled: bool) -> anyhow::Result<()> {
     let id = IdKey::parse(id)?;
-    let stored = ctx.store.modify(&id, |r| r.disabled = disabled).await?;
+    let change = Edit {
+        disabled: Some(disabled),
+        ..Edit::default()
+    };
+    let stored = lifecycle::edit(&ctx.store, &id, change).await?;
     let what = if disabled {
         "disabled: it no longer authenticates (`keygate keys enable` undoes this)"
     } else {

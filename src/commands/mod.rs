@@ -1,6 +1,7 @@
 //! Command runners: the edge between the command line and the library (anyhow lives here).
 
 pub mod certs;
+pub mod console;
 pub mod credential;
 pub mod keys;
 pub mod kubeconfig;
@@ -22,6 +23,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::WebhookConfig(args) => certs::webhook_config(&args),
         Command::SealKey(args) => seal::seal_key(&args),
         Command::Keys(args) => keys::run(&cli.global, args).await,
+        Command::Console(args) => console::run(&cli.global, args).await,
         Command::Kubeconfig(args) => kubeconfig::run(&args),
         Command::Credential(args) => credential::run(&cli.global, &args).await,
         Command::Completions(args) => {

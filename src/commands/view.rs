@@ -3,6 +3,7 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::age::short;
 use crate::api::types::AccessKey;
 use crate::identity;
 use crate::record::{Expiry, KeyRecord, ScopeRule};
@@ -239,17 +240,6 @@ pub fn rule_text(r: &ScopeRule) -> String {
         s.push_str(&format!(" [{}]", r.resource_names.join(",")));
     }
     s
-}
-
-/// A span as kubectl shows ages: 45s, 12m, 5h, 3d.
-pub fn short(secs: i64) -> String {
-    let s = secs.unsigned_abs();
-    match s {
-        0..120 => format!("{s}s"),
-        120..7200 => format!("{}m", s / 60),
-        7200..172_800 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
 }
 
 fn since(t: Option<Timestamp>, now: Timestamp) -> Option<i64> {

@@ -8,6 +8,7 @@
 
 pub mod dir;
 pub mod kube;
+pub mod lifecycle;
 pub mod provision;
 mod spec;
 

@@ -9,6 +9,7 @@ mod cli_dir;
 mod cli_errors;
 mod cli_kube;
 mod cli_usage;
+mod console;
 mod embedded;
 mod faults;
 mod frontproxy;

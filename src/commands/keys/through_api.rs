@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::json;
 
-use super::{Ctx, check_create, consumer, expiration, report_created};
+use super::{Ctx, check_create, consumer, flagged, report_created};
 use crate::api::client::{AccessKeys, ClientError};
 use crate::api::types::{AccessKey, AccessKeySpec, Scope};
 use crate::cli::{CreateArgs, EditArgs, KeysCommand, ListOutput, Output, RegenerateArgs};
@@ -79,7 +79,11 @@ fn requested(a: &CreateArgs, consumer: Option<&Consumer>) -> anyhow::Result<Acce
         groups: a.groups.clone(),
         expiration: a
             .expires
-            .map(|e| expiration(e, Timestamp::now()).map(|t| t.to_string()))
+            .map(|e| {
+                e.at(Timestamp::now())
+                    .map(|t| t.to_string())
+                    .map_err(flagged)
+            })
             .transpose()?,
         disabled: false,
     };
