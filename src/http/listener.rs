@@ -271,6 +271,28 @@ async fn serve_tls_connection(
     };
     webhook.metrics.connection_opened();
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let result = serve_connection(tls, h2, peer, webhook, limits, &shared.closing).await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+    webhook.metrics.connection_closed();
+}
+
+/// Serves the webhook over one connection past its TLS handshake (HTTP/2 when `h2`, else
+/// HTTP/1.1) until it ends, or shuts it down gracefully once `closing` is cancelled. Public for
+/// the whole-request profile (`examples/profile_review.rs`), which runs it over an in-memory
+/// pipe.
+pub async fn serve_connection<I>(
+    io: I,
+    h2: bool,
+    peer: SocketAddr,
+    webhook: &Arc<Webhook>,
+    limits: &Limits,
+    closing: &CancellationToken,
+) -> Result<(), hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let streams = Streams::new();
     let service = {
         let (webhook, streams) = (webhook.clone(), streams.clone());
@@ -283,8 +305,8 @@ async fn serve_tls_connection(
             }
         })
     };
-    let io = TokioIo::new(tls);
-    let result = if h2 {
+    let io = TokioIo::new(io);
+    if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_concurrent_streams)
@@ -300,7 +322,7 @@ async fn serve_tls_connection(
             tracing::debug!(idle = ?limits.http2_idle_timeout, "closing an idle HTTP/2 connection");
             webhook.metrics.idle_connection_closed();
         };
-        drive(conn, &shared.closing, idle).await
+        drive(conn, closing, idle).await
     } else {
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -308,12 +330,8 @@ async fn serve_tls_connection(
             .max_buf_size(MAX_HEADER_BYTES)
             .serve_connection(io, service);
         // HTTP/1.1's idle connections are closed by hyper's header read timeout.
-        drive(conn, &shared.closing, std::future::pending()).await
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
+        drive(conn, closing, std::future::pending()).await
     }
-    webhook.metrics.connection_closed();
 }
 
 /// Runs `conn` to its end, shutting it down gracefully (in-flight requests finish, nothing new
