@@ -232,8 +232,9 @@ where
 mod tests {
     use super::*;
 
+    /// Everything written, kept (also used by `decision_line`'s tests).
     #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
+    pub(super) struct Sink(pub(super) Arc<Mutex<Vec<u8>>>);
     impl Write for Sink {
         fn write(&mut self, d: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(d);

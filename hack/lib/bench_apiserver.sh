@@ -44,7 +44,8 @@ else
   API_ROUNDS=${ROUNDS:-3}; API_WARM=500
   API_N=${KEYGATE_BENCH_API_N:-6000}; API_LAT_N=${KEYGATE_BENCH_API_LAT_N:-1000}
 fi
-API_REUSE_KEYS=${KEYGATE_BENCH_API_REUSE_KEYS:-1000}
+# Quick mode (CI) only checks that the reuse runs work: 100 tokens.
+API_REUSE_KEYS=${KEYGATE_BENCH_API_REUSE_KEYS:-$([ "$QUICK" = 1 ] && echo 100 || echo 1000)}
 # Tokens per authenticator: a warm-up slice, then a fresh slice for every run of every round
 # (part 4), then a slice of API_REUSE_KEYS per round (part 5).
 API_TOKENS=$((API_WARM + API_ROUNDS * (API_N + API_LAT_N + API_REUSE_KEYS)))

@@ -1,34 +1,20 @@
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
 use super::*;
 use crate::telemetry::subscriber;
+use crate::telemetry::tests::Sink;
 
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, d: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(d);
-        Ok(d.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Sink {
-    fn lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
+/// The lines a sink received.
+fn lines(sink: &Sink) -> Vec<String> {
+    let bytes = sink.0.lock().unwrap().clone();
+    String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The subscriber as `telemetry::init` built it before this module: tracing-subscriber's own
@@ -61,8 +47,6 @@ fn decision(key_id: &str, username: &str, result: &str, reason: &str, peer: Sock
         "tokenreview"
     );
 }
-
-use std::net::SocketAddr;
 
 /// Every event of `emit`, under each span nesting the webhook can log in, through `dispatch`.
 fn run(dispatch: &tracing::Dispatch, emit: &dyn Fn()) {
@@ -130,7 +114,7 @@ fn decision_lines_are_byte_for_byte_the_stock_formatters_lines() {
             move || got.clone()
         });
         run(&ours, &emit);
-        let (want, got) = (want.lines(), got.lines());
+        let (want, got) = (lines(&want), lines(&got));
         assert_eq!(want.len(), 20, "{format:?}: {want:#?}");
         assert_eq!(want.len(), got.len(), "{format:?}");
         for (w, g) in want.iter().zip(&got) {
