@@ -3,8 +3,8 @@
 //! `cargo bench --bench review` measures, against an index of 10 000 keys:
 //! - `review/valid/*`: decode the captured v1 fixture, decide, encode (`review::decode` +
 //!   `review::decide` + `review::encode`), and the full `Webhook::review` (metrics, log event,
-//!   HTTP response), with no log subscriber and with keygate's own text and JSON formatters
-//!   writing to a sink;
+//!   HTTP response), with no log subscriber, with keygate's own log subscriber (text and JSON)
+//!   and with tracing-subscriber's stock formatters (`*_stock`), writing to a sink;
 //! - `review/deny/*`: each denial path (unknown ID, wrong secret, foreign token, malformed);
 //! - `component/*`: the baselines the issue names (SHA-256 of 32 bytes, serde_json decode of
 //!   the fixture, an index hit (the issue names a moka hit; the index is a sharded map now), encode).
@@ -23,8 +23,10 @@ use keygate::index::Index;
 use keygate::metrics::Metrics;
 use keygate::record::KeyRecord;
 use keygate::review;
+use keygate::telemetry::LogFormat;
 use keygate::token::{IdKey, KeyId, SecretHash, Token};
 use sha2::{Digest, Sha256};
+use tracing_subscriber::EnvFilter;
 
 const FIXTURE_V1: &str = include_str!("../tests/fixtures/tokenreview/request-v1.json");
 const KEYS: usize = 10_000;
@@ -126,9 +128,18 @@ fn benches(c: &mut Criterion) {
     g.bench_function("valid/webhook_review", |b| {
         b.iter(|| s.webhook.review(black_box(&s.valid), peer))
     });
-    // keygate's own log formatters (telemetry::init minus the batching writer thread),
-    // writing to a sink: the cost of the one log event per decision.
-    g.bench_function("valid/webhook_review_text_log", |b| {
+    // keygate's own log subscriber (telemetry::init minus the batching writer thread), and
+    // tracing-subscriber's stock formatters it replaced for the decision line, writing to a
+    // sink: the cost of the one log event per decision.
+    for format in [LogFormat::Text, LogFormat::Json] {
+        let name = format!("{format:?}").to_lowercase();
+        g.bench_function(format!("valid/webhook_review_{name}_log"), |b| {
+            let sub = keygate::telemetry::subscriber(format, EnvFilter::new("info"), std::io::sink);
+            let _guard = tracing::dispatcher::set_default(&sub);
+            b.iter(|| s.webhook.review(black_box(&s.valid), peer))
+        });
+    }
+    g.bench_function("valid/webhook_review_text_log_stock", |b| {
         let sub = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_writer(std::io::sink)
@@ -136,10 +147,11 @@ fn benches(c: &mut Criterion) {
         let _guard = tracing::subscriber::set_default(sub);
         b.iter(|| s.webhook.review(black_box(&s.valid), peer))
     });
-    g.bench_function("valid/webhook_review_json_log", |b| {
+    g.bench_function("valid/webhook_review_json_log_stock", |b| {
         let sub = tracing_subscriber::fmt()
             .json()
             .flatten_event(true)
+            .with_current_span(true)
             .with_writer(std::io::sink)
             .finish();
         let _guard = tracing::subscriber::set_default(sub);

@@ -12,8 +12,13 @@
 //! apiload static --count N --csv F --tokens-out F          static tokens, before kube-apiserver starts
 //! apiload seed --kubeconfig F --keygate N --keygate-out F --bootstrap N --bootstrap-out F
 //! apiload run --server URL --ca F --tokens F --offset O --count N --conns C [--streams S]
-//!             [--proto h1|h2] [--rate R] [--label L]
+//!             [--proto h1|h2] [--rate R] [--label L] [--keys K [--zipf S]]
 //! ```
+//!
+//! With `--keys K` (issue 16, realistic reuse), a run's requests are spread over K tokens
+//! instead: request i uses a token drawn (seeded, so every authenticator gets the same
+//! sequence) with a Zipf weight 1/r^S over the K tokens, so a few keys make most requests and
+//! most make a few, and kube-apiserver's caches work as they do for real clients.
 //!
 //! `run` prints one JSON line (rate, p50, p99, statuses) and exits 3 if any answer was not 200
 //! or any request failed. Tokens never appear in any output; token files are written 0600.
@@ -123,6 +128,35 @@ struct RunArgs {
     /// Copied into the JSON line.
     #[arg(long, default_value = "")]
     label: String,
+    /// Reuse: spread the `--count` requests over this many tokens (offset..offset+keys),
+    /// unevenly (see `--zipf`). 0: every request has a token of its own.
+    #[arg(long, default_value_t = 0)]
+    keys: usize,
+    /// Exponent of the Zipf weights with `--keys`: the token of rank r is drawn with weight
+    /// 1/r^S.
+    #[arg(long, default_value_t = 1.0)]
+    zipf: f64,
+}
+
+/// Which token each request uses: each its own, or `keys` tokens drawn with Zipf weights.
+fn token_order(count: usize, keys: usize, s: f64) -> Vec<usize> {
+    if keys == 0 {
+        return (0..count).collect();
+    }
+    let mut cdf = Vec::with_capacity(keys);
+    let mut sum = 0.0;
+    for r in 1..=keys {
+        sum += 1.0 / (r as f64).powf(s);
+        cdf.push(sum);
+    }
+    // Seeded: every authenticator and every round get the same sequence.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(16);
+    (0..count)
+        .map(|_| {
+            let u = rng.random::<f64>() * sum;
+            cdf.partition_point(|c| *c < u).min(keys - 1)
+        })
+        .collect()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -487,10 +521,11 @@ async fn run(a: RunArgs) -> anyhow::Result<i32> {
 
     let text = std::fs::read_to_string(&a.tokens)
         .with_context(|| format!("cannot read {}", a.tokens.display()))?;
+    let needed = if a.keys > 0 { a.keys } else { a.count };
     let tokens: Vec<http::HeaderValue> = text
         .lines()
         .skip(a.offset)
-        .take(a.count)
+        .take(needed)
         .map(|t| {
             let mut v = http::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
                 .context("a token is not a valid header value")?;
@@ -498,16 +533,23 @@ async fn run(a: RunArgs) -> anyhow::Result<i32> {
             Ok(v)
         })
         .collect::<anyhow::Result<_>>()?;
-    if tokens.len() < a.count {
+    if tokens.len() < needed {
         bail!(
             "{} holds {} tokens after offset {}, the run needs {}",
             a.tokens.display(),
             tokens.len(),
             a.offset,
-            a.count
+            needed
         );
     }
-    let tokens = Arc::new(tokens);
+    let order = token_order(a.count, a.keys, a.zipf);
+    let distinct = order.iter().collect::<HashSet<_>>().len();
+    let tokens = Arc::new(
+        order
+            .into_iter()
+            .map(|i| tokens[i].clone())
+            .collect::<Vec<_>>(),
+    );
 
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(&a.ca)
@@ -670,6 +712,8 @@ async fn run(a: RunArgs) -> anyhow::Result<i32> {
         "offered_rate": a.rate,
         "path": a.path,
         "count": a.count,
+        "keys": if a.keys > 0 { a.keys } else { a.count },
+        "distinct_tokens": distinct,
         "done": n,
         "ok": ok,
         "non200": not_ok,

@@ -4,7 +4,14 @@
 //! builders and limits as `keygate::server`, TCP_NODELAY, one task per connection; the handler
 //! reads the whole body and returns a fixed TokenReview answer (authenticated, with a user).
 //!
-//! `cargo run --release --example floor -- --listen 127.0.0.1:18443 --tls-cert F --tls-key F`
+//! With `--bare` it is the *bare* floor (issue 16): hyper 1 and tokio-rustls with their default
+//! builders and nothing copied from keygate: `ServerConfig::builder()` (the ring provider's
+//! safe defaults) with only the certificate and ALPN (without which no client would pick h2),
+//! `http1::Builder::new()` / `http2::Builder::new()` with no setting changed (hyper's own
+//! stream limit, 200, applies), no TCP_NODELAY, no handshake timeout, the body collected
+//! without a limit. It shows what keygate's hardening itself costs.
+//!
+//! `cargo run --release --example floor -- [--bare] --listen 127.0.0.1:18443 --tls-cert F --tls-key F`
 //! It prints `floor listening on ADDR` when ready and stops on SIGINT/SIGTERM.
 
 use std::convert::Infallible;
@@ -26,8 +33,53 @@ use tokio::net::TcpListener;
 const ANSWER: &str = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":true,"user":{"extra":{"keygate.dev/key-id":["AbCdEfGhIjKlMnOpQrStUv"],"keygate.dev/key-name":["bench key"]},"groups":["keygate:keys","keygate:view"],"uid":"keygate:abcdefghijklmnopqrstuv","username":"service-account-abcdefghijklmnopqrstuv"}}}"#;
 
 fn usage() -> ! {
-    eprintln!("usage: floor [--listen ADDR] --tls-cert FILE --tls-key FILE");
+    eprintln!("usage: floor [--bare] [--listen ADDR] --tls-cert FILE --tls-key FILE");
     std::process::exit(2)
+}
+
+/// The bare floor's handler: the whole body, no limit, then the same answer.
+async fn handle_bare(
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    std::hint::black_box(req.into_body().collect().await?.to_bytes());
+    let mut r = Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// The bare floor: default builders everywhere (see the module doc).
+async fn serve_bare(listener: TcpListener, cert: PathBuf, key: PathBuf) -> anyhow::Result<()> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let chain = CertificateDer::pem_file_iter(&cert)?.collect::<Result<Vec<_>, _>>()?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, PrivateKeyDer::from_pem_file(&key)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = TokioIo::new(tls);
+            let service = service_fn(handle_bare);
+            let _ = if h2 {
+                http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(io, service)
+                    .await
+            } else {
+                http1::Builder::new().serve_connection(io, service).await
+            };
+        });
+    }
 }
 
 async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -54,7 +106,7 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut listen: SocketAddr = "127.0.0.1:18443".parse()?;
-    let (mut cert, mut key) = (None, None);
+    let (mut cert, mut key, mut bare) = (None, None, false);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage());
@@ -62,12 +114,22 @@ async fn main() -> anyhow::Result<()> {
             "--listen" => listen = val().parse()?,
             "--tls-cert" => cert = Some(PathBuf::from(val())),
             "--tls-key" => key = Some(PathBuf::from(val())),
+            "--bare" => bare = true,
             _ => usage(),
         }
     }
     let (Some(cert), Some(key)) = (cert, key) else {
         usage()
     };
+    if bare {
+        let listener = TcpListener::bind(listen).await?;
+        println!("floor (bare) listening on {}", listener.local_addr()?);
+        tokio::select! {
+            r = serve_bare(listener, cert, key) => r?,
+            _ = keygate::serve::termination() => {}
+        }
+        return Ok(());
+    }
     let config = TlsFiles {
         cert,
         key,

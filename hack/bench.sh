@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# keygate against the floor (issue 5): the same load generator over loopback TLS against
-# `keygate serve` and against examples/floor.rs (minimal hyper + tokio-rustls, same TLS setup,
-# fixed answer), alternating runs, medians, ratios; then scale (10 / 100 000 / 1 000 000 keys
+# keygate against two floors (issues 5 and 16): the same load generator over loopback TLS
+# against `keygate serve`, examples/floor.rs (minimal hyper + tokio-rustls with keygate's TLS
+# setup and hyper settings, fixed answer) and `floor --bare` (default builders, nothing of
+# keygate's), alternating runs, medians, ratios measured in the same run; then scale (10 / 100 000 / 1 000 000 keys
 # in the dir store) and a flood of unknown IDs; then part 4, end to end through a local
 # kube-apiserver 1.20.2 (keygate key vs static token vs bootstrap token, one fresh token per
 # request: hack/lib/bench_apiserver.sh). Results go to $OUT (results.tsv, summary.md,
@@ -17,7 +18,8 @@
 #                            part 4 alone (about 2.5 minutes in full mode)
 #
 # Env: KEYGATE_BENCH_OUT (default <target>/bench), KEYGATE_BENCH_PORT (base port, default 28443;
-# uses base, base+1, base+2), KEYGATE_BENCH_ROUNDS, KEYGATE_BENCH_SCALE ("10 100000 1000000"),
+# uses base to base+3), KEYGATE_BENCH_STREAMS (HTTP/2 streams per connection, and keygate's
+# --max-concurrent-streams, default 250: its default), KEYGATE_BENCH_ROUNDS, KEYGATE_BENCH_SCALE ("10 100000 1000000"),
 # KEYGATE_BENCH_FLOOD (unknown-ID requests, 1000000), KEYGATE_BENCH_VALID (valid-key requests, 200000),
 # KEYGATE_BENCH_CACHE (where generated key sets of 1000+ keys are kept between runs,
 # default ~/.cache/keygate/bench; delete it to regenerate); part 4's in hack/lib/bench_apiserver.sh.
@@ -69,7 +71,10 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/keygate-bench.XXXXXX")
 CACHE=${KEYGATE_BENCH_CACHE:-${KEYGATE_CACHE:-$HOME/.cache/keygate}/bench}
 mkdir -p "$CACHE"
 BASE=${KEYGATE_BENCH_PORT:-28443}
-KG_PORT=$BASE; FLOOR_PORT=$((BASE + 1)); ADMIN_PORT=$((BASE + 2))
+KG_PORT=$BASE; FLOOR_PORT=$((BASE + 1)); ADMIN_PORT=$((BASE + 2)); BARE_PORT=$((BASE + 3))
+# HTTP/2 runs use as many streams as keygate advertises (kube-apiserver's client opens up to
+# the advertised limit on one connection). The bare floor advertises hyper's default (200).
+H2_STREAMS=${KEYGATE_BENCH_STREAMS:-250}
 RESULTS=$OUT/results.tsv
 printf 'name\tvalue\tunit\tcommand\n' >"$RESULTS"
 result() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >>"$RESULTS"; }
@@ -189,12 +194,13 @@ end
 EOF
 
 # --- servers ----------------------------------------------------------------------------------
-KG_PID=""; FLOOR_PID=""
+KG_PID=""; FLOOR_PID=""; BARE_PID=""
 start_keygate() { # keys-dir -> sets KG_PID, KG_READY_MS
   local dir=$1 t0 t1
   t0=$(date +%s%N)
   "$KEYGATE" serve --store "dir:$dir" --tls-cert "$CERT" --tls-key "$KEY" \
     --listen "127.0.0.1:$KG_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" \
+    --max-concurrent-streams "$H2_STREAMS" \
     >>"$OUT/raw/keygate.log" 2>&1 &
   KG_PID=$!
   PIDS+=("$KG_PID")
@@ -213,20 +219,24 @@ stop_pid() {
   kill "$p" 2>/dev/null || true
   wait "$p" 2>/dev/null || true
 }
-start_floor() {
-  "$FLOOR" --listen "127.0.0.1:$FLOOR_PORT" --tls-cert "$CERT" --tls-key "$KEY" >>"$OUT/raw/floor.log" 2>&1 &
-  FLOOR_PID=$!
-  PIDS+=("$FLOOR_PID")
+start_floor() { # floor|bare -> sets FLOOR_PID or BARE_PID
+  local who=$1 port pid
+  port=$(port_of "$who")
+  # shellcheck disable=SC2046
+  "$FLOOR" $([ "$who" = bare ] && echo --bare) --listen "127.0.0.1:$port" --tls-cert "$CERT" --tls-key "$KEY" >>"$OUT/raw/$who.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  if [ "$who" = bare ]; then BARE_PID=$pid; else FLOOR_PID=$pid; fi
   local i
   for i in $(seq 1 500); do
-    curl -sk -o /dev/null "https://127.0.0.1:$FLOOR_PORT/" && return 0
-    kill -0 "$FLOOR_PID" 2>/dev/null || die "floor exited at start (see $OUT/raw/floor.log)"
+    curl -sk -o /dev/null "https://127.0.0.1:$port/" && return 0
+    kill -0 "$pid" 2>/dev/null || die "$who exited at start (see $OUT/raw/$who.log)"
     sleep 0.02
   done
-  die "floor not listening after 10 s"
+  die "$who not listening after 10 s"
 }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-port_of() { if [ "$1" = keygate ]; then echo $KG_PORT; else echo $FLOOR_PORT; fi; }
+port_of() { case $1 in keygate) echo $KG_PORT ;; bare) echo $BARE_PORT ;; *) echo $FLOOR_PORT ;; esac; }
 
 # Checks that a server answers the valid body with authenticated:true over h1 and h2.
 sanity() {
@@ -306,26 +316,28 @@ TOKEN=$(head -1 "$W/tokens-10.txt")
 body_for "$TOKEN" "$W/valid.json"
 
 start_keygate "$W/keys-10"
-start_floor
+start_floor floor
+start_floor bare
 sanity keygate
 sanity floor
+sanity bare
 result ready_ms_10_keys "$KG_READY_MS" ms "keygate serve --store dir:<10 keys> (time from exec to /readyz 200)"
 
 declare -A RATES CMDS
 for round in $(seq 1 "$ROUNDS"); do
-  for who in keygate floor; do
+  for who in keygate floor bare; do
     port=$(port_of $who)
     log "round $round: $who"
     r=$(h2load_run "h1-$who-$round" "$port" --h1 -c 64 -t 1 -n "$H1_N")
     RATES[h1_$who]+="$r "; CMDS[h1_$who]=$(cmd_of "h1-$who-$round")
-    r=$(h2load_run "h2-$who-$round" "$port" -c 1 -m 128 -t 1 -n "$H2_N")
+    r=$(h2load_run "h2-$who-$round" "$port" -c 1 -m "$H2_STREAMS" -t 1 -n "$H2_N")
     RATES[h2_$who]+="$r "; CMDS[h2_$who]=$(cmd_of "h2-$who-$round")
     r=$(BENCH_BODY=$W/valid.json wrk_run "newconn-$who-$round" "$port" "$DUR" "$W/close.lua" BENCH_BODY="$W/valid.json")
     RATES[newconn_$who]+="$r "; CMDS[newconn_$who]=$(cmd_of "newconn-$who-$round")
   done
 done
 for s in h1 h2 newconn; do
-  for who in keygate floor; do
+  for who in keygate floor bare; do
     # shellcheck disable=SC2086
     result "${s}_rps_$who" "$(median ${RATES[${s}_$who]})" "req/s (median of: ${RATES[${s}_$who]% })" "${CMDS[${s}_$who]}"
   done
@@ -351,6 +363,7 @@ for who in keygate floor; do
   result "lat_p99_us_$who" "$p99" "µs at $HALF req/s offered, $got req/s done ($n requests)" "${cmd[*]}"
 done
 stop_pid "$FLOOR_PID"; FLOOR_PID=""
+stop_pid "$BARE_PID"; BARE_PID=""
 stop_pid "$KG_PID"; KG_PID=""
 
 # --- part 3: scale ----------------------------------------------------------------------------

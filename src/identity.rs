@@ -118,8 +118,12 @@ impl IdentityPolicy {
         struct Username<'p>(&'p str, Option<IdKey>);
         impl fmt::Display for Username<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // Two plain writes, not `write!`: this is on every decision line.
                 match &self.1 {
-                    Some(id) => write!(f, "{}{id}", self.0),
+                    Some(id) => {
+                        f.write_str(self.0)?;
+                        f.write_str(id.as_str())
+                    }
                     None => Ok(()),
                 }
             }

@@ -25,6 +25,8 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+pub(crate) mod decision_line;
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -187,26 +189,52 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
     let (writer, guard) = batch_writer(std::io::stderr());
     // Only the first writer is counted; `init` is called once per process.
     let _ = INSTALLED.set(writer.clone());
+    use tracing_subscriber::util::SubscriberInitExt;
+    subscriber(format, filter, writer).init();
+    guard
+}
+
+/// The subscriber [`init`] installs, writing to `writer`: tracing-subscriber's text (no
+/// colours) or flattened JSON format, with the decision line written by
+/// [`decision_line::DecisionLines`]. Public for the benchmarks, which write to a sink.
+pub fn subscriber<W>(format: LogFormat, filter: EnvFilter, writer: W) -> tracing::Dispatch
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    use decision_line::DecisionLines;
+    use tracing_subscriber::fmt::format::Format;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
     match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Json => {
+            let json = Format::default()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true);
+            tracing::Dispatch::new(
+                builder
+                    .json()
+                    .event_format(DecisionLines::new(json, format))
+                    .finish(),
+            )
+        }
+        LogFormat::Text => tracing::Dispatch::new(
+            builder
+                .with_ansi(false)
+                .event_format(DecisionLines::new(Format::default(), format))
+                .finish(),
+        ),
     }
-    guard
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Everything written, kept (also used by `decision_line`'s tests).
     #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
+    pub(super) struct Sink(pub(super) Arc<Mutex<Vec<u8>>>);
     impl Write for Sink {
         fn write(&mut self, d: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(d);

@@ -1,21 +1,22 @@
 //! Last use of each key, recorded by the webhook: in the key's Lease (kube store, see
 //! [`crate::lastuse`]) or as the `keygate.dev/last-used` annotation of its file (dir store).
 //!
-//! [`Usage::used`] is on the request path: it only tries to queue `(id, time)` on a bounded
-//! channel (O(1), never blocks, no I/O; if the queue is full the event is dropped and counted).
-//! A background task keeps the latest time per key and writes it at most once per key per
+//! [`Usage::used`] is on the request path: it only notes `(id, time)` in a shared map under a
+//! short lock (O(1), never blocks on I/O; past [`QUEUE`] keys noted and not yet taken, the event
+//! is dropped and counted). The background task takes the map on each tick: a channel woke
+//! that task for every review, a context switch per request that cost more than the review
+//! (issue 16). The task keeps the latest time per key and writes it at most once per key per
 //! interval: the key's Lease (kube; the record itself is never written) or an atomic rewrite
 //! of the record file (dir). A failed or slow write is logged and counted; it never touches a review.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -30,8 +31,8 @@ pub trait UsageSink: Send + Sync {
     fn used(&self, id: IdKey, at: Timestamp);
 }
 
-/// Events queued between requests and the writer before new ones are dropped.
-const QUEUE: usize = 16 * 1024;
+/// Keys noted between two ticks of the writer before new ones are dropped.
+const QUEUE: usize = 64 * 1024;
 /// Longest a single write may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -122,16 +123,33 @@ pub struct UsageStats {
     pub dropped: AtomicU64,
 }
 
-/// The webhook's [`UsageSink`]: queues events for the background writer.
+/// The webhook's [`UsageSink`]: notes events for the background writer.
 pub struct Usage {
-    tx: mpsc::Sender<(IdKey, Timestamp)>,
+    /// Latest use per key since the writer last took the map.
+    noted: Mutex<HashMap<IdKey, Timestamp>>,
     pub stats: Arc<UsageStats>,
 }
 
 impl UsageSink for Usage {
     fn used(&self, id: IdKey, at: Timestamp) {
-        if self.tx.try_send((id, at)).is_err() {
+        let mut noted = self.noted.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = noted.get_mut(&id) {
+            *t = (*t).max(at);
+        } else if noted.len() < QUEUE {
+            noted.insert(id, at);
+        } else {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Usage {
+    /// Moves what was noted into `pending`, keeping the latest time per key.
+    fn take_into(&self, pending: &mut HashMap<IdKey, Timestamp>) {
+        let noted = std::mem::take(&mut *self.noted.lock().unwrap_or_else(PoisonError::into_inner));
+        for (id, at) in noted {
+            let e = pending.entry(id).or_insert(at);
+            *e = (*e).max(at);
         }
     }
 }
@@ -187,12 +205,12 @@ pub fn spawn(
     interval: Duration,
     stop: CancellationToken,
 ) -> (Arc<Usage>, JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel(QUEUE);
     let stats = Arc::new(UsageStats::default());
     let usage = Arc::new(Usage {
-        tx,
+        noted: Mutex::new(HashMap::new()),
         stats: stats.clone(),
     });
+    let noted = usage.clone();
     let tick = (interval / 10).clamp(Duration::from_millis(50), Duration::from_secs(10));
     let handle = tokio::spawn(async move {
         let mut state = State {
@@ -204,14 +222,8 @@ pub fn spawn(
         let mut flushing: Option<JoinHandle<()>> = None;
         loop {
             tokio::select! {
-                ev = rx.recv() => match ev {
-                    Some((id, at)) => {
-                        let e = state.pending.entry(id).or_insert(at);
-                        *e = (*e).max(at);
-                    }
-                    None => break,
-                },
                 _ = ticker.tick() => {
+                    noted.take_into(&mut state.pending);
                     if flushing.as_ref().is_some_and(|h| !h.is_finished()) {
                         continue;
                     }
@@ -227,10 +239,7 @@ pub fn spawn(
         if let Some(h) = flushing {
             let _ = h.await;
         }
-        while let Ok((id, at)) = rx.try_recv() {
-            let e = state.pending.entry(id).or_insert(at);
-            *e = (*e).max(at);
-        }
+        noted.take_into(&mut state.pending);
         let batch = state.due(interval, true);
         if !batch.is_empty() {
             tracing::info!(keys = batch.len(), "recording last use before exit");

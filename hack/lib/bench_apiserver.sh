@@ -17,9 +17,20 @@
 # once (examples/apiload.rs). Checked per run on keygate's /metrics: the decisions counter
 # grows by exactly the run's request count for keygate runs, and by 0 for the others.
 #
+# Then part 5 (issue 16), realistic reuse: keygate keys vs static tokens again, but each run's
+# requests spread over 1 000 tokens unevenly (Zipf weights 1/rank, `apiload run --keys`), with
+# kube-apiserver's caches as shipped: the cluster runs with the webhook cache TTL at
+# kube-apiserver's default (2m), which changes nothing for the fresh-token runs (a token never
+# seen is in no cache). Each round takes a fresh slice of 1 000 tokens per authenticator, so
+# each run includes the first use of its keys. keygate's decision count per run is reported
+# and checked to be at most the number of distinct tokens the run used (and 0 for static).
+#
 # Env: KEYGATE_BENCH_API_N (requests per throughput run), KEYGATE_BENCH_API_LAT_N (per latency
 # run), KEYGATE_BENCH_API_CONNS (connections of the throughput runs, 16),
-# KEYGATE_BENCH_API_LAST_USED (keygate's --last-used-interval, default 0s: off, see below).
+# KEYGATE_BENCH_API_LAST_USED (keygate's --last-used-interval, default 0s: off, see below),
+# KEYGATE_BENCH_API_REUSE_KEYS (tokens per reuse run, 1000), KEYGATE_BENCH_KUBE_SCALE (0: off;
+# N: at the end, N more keygate Secrets are created and keygate is restarted to measure the
+# kube store's time to ready and memory per key through this real kube-apiserver).
 # shellcheck shell=bash
 
 # Every request uses a new key, so with last-use recording on, keygate would PATCH one Secret
@@ -33,8 +44,11 @@ else
   API_ROUNDS=${ROUNDS:-3}; API_WARM=500
   API_N=${KEYGATE_BENCH_API_N:-6000}; API_LAT_N=${KEYGATE_BENCH_API_LAT_N:-1000}
 fi
-# Tokens per authenticator: a warm-up slice, then a fresh slice for every run of every round.
-API_TOKENS=$((API_WARM + API_ROUNDS * (API_N + API_LAT_N)))
+# Quick mode (CI) only checks that the reuse runs work: 100 tokens.
+API_REUSE_KEYS=${KEYGATE_BENCH_API_REUSE_KEYS:-$([ "$QUICK" = 1 ] && echo 100 || echo 1000)}
+# Tokens per authenticator: a warm-up slice, then a fresh slice for every run of every round
+# (part 4), then a slice of API_REUSE_KEYS per round (part 5).
+API_TOKENS=$((API_WARM + API_ROUNDS * (API_N + API_LAT_N + API_REUSE_KEYS)))
 APILOAD=$TARGET/$PROFILE/examples/apiload
 API_DIR=$OUT/cluster
 API_UP=0
@@ -81,8 +95,11 @@ API_CHECKED=0
 # on any failed request, and when keygate's decision count does not move as it must.
 api_run() {
   local label=$1 who=$2 count=$3; shift 3
-  local raw=$OUT/raw/$label.json off=${API_OFF[$who]}
-  API_OFF[$who]=$((off + count))
+  local raw=$OUT/raw/$label.json off=${API_OFF[$who]} keys
+  # With --keys K (reuse), the run takes K tokens and uses them again and again.
+  keys=$(printf '%s\n' "$@" | awk 'p { print; exit } $0 == "--keys" { p = 1 }')
+  keys=${keys:-0}
+  API_OFF[$who]=$((off + (keys > 0 ? keys : count)))
   local cmd=("$APILOAD" run --server "$KEYGATE_APISERVER_URL" --ca "$KEYGATE_APISERVER_CA"
     --tokens "${API_FILE[$who]}" --offset "$off" --count "$count" --max-seconds 300 --label "$label" "$@")
   local before after all_before all_after rc=0
@@ -105,7 +122,18 @@ api_run() {
   fi
   local want=0
   [ "$who" = keygate ] && want=$count
-  if [ $((after - before)) != "$want" ] || [ $((all_after - all_before)) != "$want" ]; then
+  if [ "$keys" -gt 0 ]; then
+    # Reuse: each distinct token reaches keygate at most once (then kube-apiserver's caches
+    # answer); no static request ever does.
+    local distinct
+    distinct=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["distinct_tokens"])' "$raw")
+    [ "$who" = keygate ] || distinct=0
+    if [ $((all_after - all_before)) -gt "$distinct" ] || [ $((after - before)) != $((all_after - all_before)) ]; then
+      die "$label: keygate decided $((all_after - all_before)) reviews ($((after - before)) authenticated) for $count $who requests over $distinct distinct tokens"
+    fi
+    want=$((all_after - all_before))
+    API_DECIDED=$want
+  elif [ $((after - before)) != "$want" ] || [ $((all_after - all_before)) != "$want" ]; then
     die "$label: keygate decided $((all_after - all_before)) reviews ($((after - before)) authenticated) for $count $who requests, expected $want: a cached authentication?"
   fi
   API_CHECKED=$((API_CHECKED + count))
@@ -119,6 +147,45 @@ print(" ".join(str(round((int(y) - int(x)) * 1e6 / t / n)) for x, y in zip(a, b)
 }
 jget() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
+# keygate's VmRSS (kB) in the cluster.
+api_keygate_rss() { awk '/^VmRSS/ {print $2}' "/proc/$(cat "$API_DIR/keygate.pid")/status"; }
+# Restarts keygate and echoes the milliseconds from start to /readyz (polled every 0.2 s by
+# hack/local-cluster.sh, so ±0.2 s).
+api_keygate_restart_ms() {
+  KEYGATE_CLUSTER_DIR=$API_DIR "$ROOT/hack/local-cluster.sh" stop keygate >>"$OUT/raw/apiserver-cluster.txt" 2>&1 || die "stopping keygate"
+  local t0; t0=$(date +%s%N)
+  KEYGATE_CLUSTER_DIR=$API_DIR "$ROOT/hack/local-cluster.sh" start keygate >>"$OUT/raw/apiserver-cluster.txt" 2>&1 || die "starting keygate"
+  echo $(( ($(date +%s%N) - t0) / 1000000 ))
+}
+
+# The kube store at scale (KEYGATE_BENCH_KUBE_SCALE more Secrets): time to ready and VmRSS after
+# a restart, before and after adding them; memory per key is the difference over their number.
+api_kube_scale() {
+  local n=${KEYGATE_BENCH_KUBE_SCALE:-0} before_ms before_rss after_ms after_rss t1 total loaded deadline
+  [ "$n" -gt 0 ] || return 0
+  before_ms=$(api_keygate_restart_ms); sleep 1; before_rss=$(api_keygate_rss)
+  log "kube store scale: creating $n more key Secrets"
+  t1=$SECONDS
+  "$APILOAD" seed --kubeconfig "$KEYGATE_ADMIN_KUBECONFIG" --namespace "$KEYGATE_KEY_NAMESPACE" \
+    --keygate "$n" --keygate-out "$W/api-scale.tokens" --concurrency 32 \
+    2>>"$OUT/raw/apiload.log" || die "apiload seed (scale) failed, see $OUT/raw/apiload.log"
+  total=$((API_TOKENS + n)); deadline=$((SECONDS + 600)); loaded=""
+  until [ "$loaded" = "$total" ]; do
+    [ $SECONDS -lt $deadline ] || die "keygate loaded ${loaded:-?} of $total keys 600 s after seeding"
+    sleep 0.5
+    loaded=$(curl -fsS --max-time 5 "$KEYGATE_WEBHOOK_ADMIN_URL/metrics" | awk '/^keygate_keys_loaded / {print $2}')
+  done
+  result kube_scale_seed_s "$((SECONDS - t1))" s "apiload seed --keygate $n (32 in flight), until keygate_keys_loaded = $total"
+  after_ms=$(api_keygate_restart_ms); sleep 1; after_rss=$(api_keygate_rss)
+  loaded=$(curl -fsS --max-time 5 "$KEYGATE_WEBHOOK_ADMIN_URL/metrics" | awk '/^keygate_keys_loaded / {print $2}')
+  [ "$loaded" = "$total" ] || die "after its restart keygate loaded $loaded of $total keys"
+  result kube_ready_ms_base "$before_ms" ms "keygate restart to /readyz with $API_TOKENS key Secrets (kube store, real kube-apiserver; ±200 ms)"
+  result "kube_ready_ms_$total" "$after_ms" ms "keygate restart to /readyz with $total key Secrets (±200 ms)"
+  result kube_rss_kb_base "$before_rss" kB "VmRSS 1 s after /readyz, $API_TOKENS keys"
+  result "kube_rss_kb_$total" "$after_rss" kB "VmRSS 1 s after /readyz, $total keys"
+  result kube_bytes_per_key "$(( (after_rss - before_rss) * 1024 / n ))" "bytes/key" "(VmRSS at $total keys − at $API_TOKENS keys) / $n"
+}
+
 api_bench() {
   local t0=$SECONDS
   [ -x "$APILOAD" ] || die "no $APILOAD (cargo build --example apiload)"
@@ -128,7 +195,8 @@ api_bench() {
 
   log "part 4: starting etcd + kube-apiserver + keygate (state in $API_DIR)"
   API_UP=1
-  KEYGATE_CLUSTER_DIR=$API_DIR KEYGATE_BIN=$KEYGATE KEYGATE_WEBHOOK_CACHE_TTL=0s \
+  # The webhook cache as kube-apiserver ships it (2m): fresh tokens miss it anyway.
+  KEYGATE_CLUSTER_DIR=$API_DIR KEYGATE_BIN=$KEYGATE KEYGATE_WEBHOOK_CACHE_TTL=2m \
     KEYGATE_EXTRA_STATIC_TOKENS=$W/api-static.csv \
     KEYGATE_KEYGATE_EXTRA_ARGS="--last-used-interval $API_LAST_USED" \
     "$ROOT/hack/local-cluster.sh" up >>"$OUT/raw/apiserver-cluster.txt" 2>&1 ||
@@ -178,6 +246,32 @@ api_bench() {
     done
   done
 
+  # Part 5: realistic reuse, keygate vs static, alternating which goes first.
+  declare -A rrates rp50s rp99s rdecided rdistinct
+  for round in $(seq 1 "$API_ROUNDS"); do
+    order=(keygate static)
+    [ $((round % 2)) = 0 ] && order=(static keygate)
+    for who in "${order[@]}"; do
+      log "part 5, round $round: $who, $API_N requests over $API_REUSE_KEYS tokens (Zipf), $API_CONNS connections"
+      API_DECIDED=0
+      api_run "api-reuse-$who-$round" "$who" "$API_N" --conns "$API_CONNS" --keys "$API_REUSE_KEYS"; line=$API_LINE
+      rrates[$who]+="$(jget "$line" rate) "; rp50s[$who]+="$(jget "$line" p50_us) "; rp99s[$who]+="$(jget "$line" p99_us) "
+      rdecided[$who]+="$API_DECIDED "; rdistinct[$who]+="$(jget "$line" distinct_tokens) "
+    done
+  done
+  local cmd_reuse
+  for who in keygate static; do
+    cmd_reuse="apiload run --tokens <$who tokens> --count $API_N --conns $API_CONNS --keys $API_REUSE_KEYS --zipf 1 (webhook cache TTL 2m, kube-apiserver's default)"
+    # shellcheck disable=SC2086
+    {
+      result "api_reuse_rps_$who" "$(median ${rrates[$who]})" "req/s (median of: ${rrates[$who]% }; distinct tokens per run: ${rdistinct[$who]% }; keygate decisions per run: ${rdecided[$who]% })" "$cmd_reuse"
+      result "api_reuse_p50_us_$who" "$(median ${rp50s[$who]})" "µs under full load (median of: ${rp50s[$who]% })" "$cmd_reuse"
+      result "api_reuse_p99_us_$who" "$(median ${rp99s[$who]})" "µs under full load (median of: ${rp99s[$who]% })" "$cmd_reuse"
+    }
+  done
+
+  api_kube_scale
+
   local cmd_rate cmd_lat
   for who in keygate static bootstrap; do
     cmd_rate="apiload run --tokens <$who tokens> --count $API_N --conns $API_CONNS (HTTP/1.1, keep-alive, closed loop; GET /api/v1/namespaces/default/pods)"
@@ -208,7 +302,7 @@ api_bench() {
   done
   result api_keygate_reviews_checked "$API_CHECKED" "requests whose keygate decision count was checked on /metrics (every keygate request reached keygate once, no other request reached it)" ""
   result api_tokens_per_authenticator "$API_TOKENS" "distinct tokens per authenticator, each used once ($API_WARM warm-up + $API_ROUNDS × ($API_N + $API_LAT_N))" ""
-  result api_cluster_up_s "$up_s" s "hack/local-cluster.sh up (etcd, kube-apiserver and kube-controller-manager 1.20.2, keygate --last-used-interval $API_LAST_USED; webhook cache TTL 0s)"
+  result api_cluster_up_s "$up_s" s "hack/local-cluster.sh up (etcd, kube-apiserver and kube-controller-manager 1.20.2, keygate --last-used-interval $API_LAST_USED; webhook cache TTL 2m)"
   API_OK=1
   api_down
   result api_section_s "$((SECONDS - t0))" s "part 4 in all: cluster up, seeding, warm-up, $API_ROUNDS round(s), cluster down"

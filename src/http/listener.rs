@@ -283,6 +283,27 @@ async fn serve_tls_connection(
             .clients
             .classify(tls.get_ref().1.peer_certificates()),
     });
+    let result = serve_connection(tls, h2, conn, limits, &shared.closing).await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+    metrics.connection_closed();
+}
+
+/// Serves one connection past its TLS handshake (HTTP/2 when `h2`, else HTTP/1.1) until it
+/// ends, or shuts it down gracefully once `closing` is cancelled. Public for the whole-request
+/// profile (`examples/profile_review.rs`), which runs it over an in-memory pipe.
+pub async fn serve_connection<I>(
+    io: I,
+    h2: bool,
+    conn: Arc<Connection>,
+    limits: &Limits,
+    closing: &CancellationToken,
+) -> Result<(), hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let metrics = conn.router.webhook.metrics.clone();
     let streams = Streams::new();
     let service = {
         let streams = streams.clone();
@@ -295,8 +316,8 @@ async fn serve_tls_connection(
             }
         })
     };
-    let io = TokioIo::new(tls);
-    let result = if h2 {
+    let io = TokioIo::new(io);
+    if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_concurrent_streams)
@@ -312,7 +333,7 @@ async fn serve_tls_connection(
             tracing::debug!(idle = ?limits.http2_idle_timeout, "closing an idle HTTP/2 connection");
             metrics.idle_connection_closed();
         };
-        drive(conn, &shared.closing, idle).await
+        drive(conn, closing, idle).await
     } else {
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -320,12 +341,8 @@ async fn serve_tls_connection(
             .max_buf_size(MAX_HEADER_BYTES)
             .serve_connection(io, service);
         // HTTP/1.1's idle connections are closed by hyper's header read timeout.
-        drive(conn, &shared.closing, std::future::pending()).await
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
+        drive(conn, closing, std::future::pending()).await
     }
-    metrics.connection_closed();
 }
 
 /// Runs `conn` to its end, shutting it down gracefully (in-flight requests finish, nothing new

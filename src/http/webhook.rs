@@ -290,15 +290,119 @@ fn log_decision(index: &Index, d: &review::Decision<'_>, peer: SocketAddr, elaps
         %username,
         result = %result,
         reason = %d.reason.as_str(),
-        peer = %peer,
+        peer = %Peer(peer),
         duration_us = elapsed.as_micros() as u64,
         "tokenreview"
     );
 }
 
+/// A peer address as `SocketAddr` displays it, an IPv4 one (every client on a cluster network)
+/// written in one piece instead of through the nested formatting of address, octets and port:
+/// it is on every decision line.
+struct Peer(SocketAddr);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let SocketAddr::V4(a) = self.0 else {
+            return self.0.fmt(f);
+        };
+        // "255.255.255.255:65535"
+        let mut buf = [0u8; 21];
+        let mut n = 0;
+        for (i, o) in a.ip().octets().into_iter().enumerate() {
+            if i > 0 {
+                buf[n] = b'.';
+                n += 1;
+            }
+            push_decimal(&mut buf, &mut n, u16::from(o));
+        }
+        buf[n] = b':';
+        n += 1;
+        push_decimal(&mut buf, &mut n, a.port());
+        f.write_str(std::str::from_utf8(&buf[..n]).unwrap_or_default())
+    }
+}
+
+/// Appends `v` in decimal at `buf[*n..]`.
+fn push_decimal(buf: &mut [u8], n: &mut usize, v: u16) {
+    let mut d = 10_000;
+    while d > 1 && v / d == 0 {
+        d /= 10;
+    }
+    while d > 0 {
+        buf[*n] = b'0' + ((v / d) % 10) as u8;
+        *n += 1;
+        d /= 10;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_are_written_as_socket_addresses_are() {
+        for p in [
+            "0.0.0.0:0",
+            "1.2.3.4:5",
+            "10.0.10.100:443",
+            "255.255.255.255:65535",
+            "127.0.0.1:10000",
+            "[::1]:8443",
+            "[fe80::1%3]:1",
+        ] {
+            let a: SocketAddr = p.parse().unwrap();
+            assert_eq!(Peer(a).to_string(), a.to_string());
+        }
+    }
+
+    /// The fast decision-line writer (`telemetry::decision_line`) recognises the event by its
+    /// target and fields; if this event changed shape it would silently take the slow path.
+    #[test]
+    fn the_decision_event_is_the_one_the_log_writes_itself() {
+        use std::sync::Mutex;
+        use tracing_subscriber::layer::SubscriberExt;
+        struct Seen(Arc<Mutex<Vec<bool>>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
+            fn on_event(
+                &self,
+                e: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(crate::telemetry::decision_line::is_decision(e.metadata()));
+            }
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sub = tracing_subscriber::registry().with(Seen(seen.clone()));
+        let (index, token) =
+            crate::fixtures::index_with_key(crate::identity::IdentityPolicy::default(), |_| {});
+        index.set_ready();
+        let webhook = Webhook {
+            index,
+            metrics: Metrics::new(),
+            body_timeout: Duration::from_secs(5),
+            usage: None,
+            memory: MemoryBudget::new(1 << 20),
+            admission: None,
+            read_through: None,
+        };
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        tracing::subscriber::with_default(sub, || {
+            for t in [token.as_str(), "kg_AAAAAAAAAAAAAAAAAAAAAA_x", "nope"] {
+                let body = format!(
+                    r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"{t}"}}}}"#
+                );
+                assert_eq!(
+                    webhook.review(body.as_bytes(), peer).status(),
+                    StatusCode::OK
+                );
+            }
+        });
+        assert_eq!(*seen.lock().unwrap(), [true, true, true]);
+    }
 
     #[test]
     fn bad_request_reasons_never_echo_the_body() {

@@ -185,6 +185,9 @@ pub fn read(path: &Path) -> Result<Secret, FileError> {
     let bytes = read_regular(path)?;
     let parsed = if is_json(path) {
         serde_json::from_slice::<Secret>(&bytes).map_err(|e| json_reason(&e))
+    } else if let Some(secret) = super::plain_yaml::parse(&bytes) {
+        // Most record files, read without the full parser (see `plain_yaml`).
+        Ok(secret)
     } else {
         let options = serde_saphyr::options! { with_snippet: false };
         serde_saphyr::from_slice_with_options::<Secret>(&bytes, options)

@@ -6,6 +6,7 @@
 //! [`KeyRecord::from_secret`] and are written through [`KeyRecord::to_secret`].
 
 pub mod file;
+mod plain_yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
