@@ -86,5 +86,12 @@ async fn config(settings: &ClientSettings) -> Result<Config, KubeClientError> {
             .map_err(KubeClientError::Kubeconfig)?,
         None => Config::infer().await.map_err(KubeClientError::Infer)?,
     };
+    // kube's default retry layer repeats 429/503/504 up to 15 times with a backoff growing to
+    // 1000 s: a `keys` command facing an unavailable APIService would hang for many minutes
+    // instead of saying so, and a retry inside the webhook's own timeouts only eats them. Every
+    // caller here has its own policy (the watcher's backoff, the SAR and read-through timeouts,
+    // last use retried on the next use), so requests are sent once.
+    let mut config = config;
+    config.default_retry = false;
     Ok(config)
 }
