@@ -337,10 +337,16 @@ can_ak() {
     fail "rbac: ${as} ${verb} ${what}: want ${want}, got ${got:-error}"
   fi
 }
-# The webhook identities serve the AccessKey API too (rbac-webhook.yaml + rbac-api.yaml).
+# The webhook identities serve the AccessKey API too (rbac-webhook.yaml + rbac-api.yaml): the
+# API creates, replaces and deletes records; nothing patches them any more (last use is in
+# Leases), so `patch` is not granted.
 for webhook in system:serviceaccount:keygate-system:keygate keygate-webhook; do
-  for verb in get list watch patch create update delete; do
+  for verb in get list watch create update delete; do
     can yes "$webhook" "$verb" secrets keygate-system
+  done
+  can no "$webhook" patch secrets keygate-system
+  for verb in get create update; do
+    can yes "$webhook" "$verb" leases.coordination.k8s.io keygate-system
   done
   can no "$webhook" get secrets kube-system
   can no "$webhook" create secrets default
