@@ -245,36 +245,16 @@ fn failure(code: u16, reason: &str, message: &str) -> (u16, Value) {
 pub fn fake_cluster(
     sar: impl Fn(&Value) -> Option<bool> + Send + Sync + 'static,
 ) -> (kube::Client, FakeCluster) {
-    use http::{Request, Response};
-    use kube::client::Body;
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let cluster = FakeCluster {
-        objects: Arc::default(),
+    let objects: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
+    // The answering side sees the same objects; the log is the one `fake_kube` keeps.
+    let answering = FakeCluster {
+        objects: objects.clone(),
         log: Arc::default(),
     };
-    let c = cluster.clone();
-    tokio::spawn(async move {
-        let mut rv = 100;
-        while let Some((req, send)) = handle.next_request().await {
-            let (parts, body) = req.into_parts();
-            let bytes = body.collect_bytes().await.unwrap();
-            let seen = Seen {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_owned(),
-                query: parts.uri.query().unwrap_or_default().to_owned(),
-                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            };
-            let (code, resp) = c.answer(&seen, &sar, &mut rv);
-            c.log.lock().unwrap().push(seen);
-            let resp = Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&resp).unwrap()))
-                .unwrap();
-            send.send_response(resp);
-        }
-    });
-    (kube::Client::new(svc, "default"), cluster)
+    let rv = Mutex::new(100);
+    let (client, log) =
+        fake_kube(move |seen| answering.answer(seen, &sar, &mut rv.lock().unwrap()));
+    (client, FakeCluster { objects, log })
 }
 
 /// Requests a [`fake_kube`] server saw.
