@@ -75,6 +75,7 @@ fn setup() -> Setup {
         body_timeout: Duration::from_secs(5),
         usage: None,
         memory: MemoryBudget::new(32 << 20),
+        authorizer: None,
     };
     Setup {
         valid_id_lower: valid.id.key().to_string(),

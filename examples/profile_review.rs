@@ -78,6 +78,7 @@ fn main() {
         body_timeout: Duration::from_secs(5),
         usage: None,
         memory: MemoryBudget::new(32 << 20),
+        authorizer: None,
     };
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let _guard = log.then(|| {

@@ -43,3 +43,73 @@ pub fn user_of(key: &Arc<LoadedKey>) -> UserInfo {
     key.write_user(&mut buf);
     serde_json::from_slice(&buf).expect("status.user is valid JSON")
 }
+
+/// A faked Kubernetes API server (tower-test) answering every request with `respond(body)`,
+/// and counting what it saw.
+pub struct FakeKube {
+    pub client: kube::Client,
+    seen: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl FakeKube {
+    /// Request bodies seen so far, in order.
+    pub fn seen(&self) -> Vec<serde_json::Value> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// An API server that takes requests and never answers.
+    pub fn hung() -> Self {
+        let (svc, mut handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let seen: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some((_, send)) = handle.next_request().await {
+                log.lock().unwrap().push(serde_json::Value::Null);
+                held.push(send);
+            }
+        });
+        FakeKube {
+            client: kube::Client::new(svc, "default"),
+            seen,
+        }
+    }
+}
+
+pub fn fake_kube(
+    respond: impl Fn(&serde_json::Value) -> (u16, serde_json::Value) + Send + 'static,
+) -> FakeKube {
+    let (svc, mut handle) = tower_test::mock::pair::<
+        http::Request<kube::client::Body>,
+        http::Response<kube::client::Body>,
+    >();
+    let seen: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
+            let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+            let (code, answer) = respond(&body);
+            log.lock().unwrap().push(body);
+            let resp = http::Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(
+                    serde_json::to_vec(&answer).unwrap(),
+                ))
+                .unwrap();
+            send.send_response(resp);
+        }
+    });
+    FakeKube {
+        client: kube::Client::new(svc, "default"),
+        seen,
+    }
+}

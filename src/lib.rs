@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod authorizer;
 pub mod causes;
 pub mod cli;
 pub mod commands;

@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::authorizer::metrics::AuthzMetrics;
 use crate::http::MemoryBudget;
 use crate::index::Index;
 use crate::review::Reason;
@@ -111,6 +112,8 @@ pub struct Metrics {
     memory_in_use: Gauge,
     memory: OnceLock<Arc<MemoryBudget>>,
     usage: Arc<OnceLock<Arc<UsageStats>>>,
+    /// The authorization webhook's (`/authorize`).
+    pub authz: Arc<AuthzMetrics>,
 }
 
 /// Histogram buckets from 1 µs to about 1 s, doubling: fine enough to see a 2 µs review.
@@ -236,10 +239,12 @@ impl Metrics {
             "request_memory_bytes",
             "Bytes of the --max-request-memory budget held by requests being received",
         );
+        let authz = Arc::new(AuthzMetrics::register(&mut registry));
         let usage = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(UsageCollector(usage.clone())));
         registry.register_collector(Box::new(LogCollector));
         Arc::new(Metrics {
+            authz,
             usage,
             registry,
             decisions,

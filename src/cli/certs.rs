@@ -33,9 +33,15 @@ pub struct CertsArgs {
 
 #[derive(Debug, Args)]
 pub struct WebhookConfigArgs {
-    /// URL of keygate's webhook as kube-apiserver reaches it.
-    #[arg(long, default_value = "https://127.0.0.1:8443/authenticate")]
-    pub server: String,
+    /// URL of keygate's webhook as kube-apiserver reaches it. Default
+    /// https://127.0.0.1:8443/authenticate, or .../authorize with --authorizer.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+
+    /// Print the file for kube-apiserver's --authorization-webhook-config-file (POST
+    /// /authorize) instead of --authentication-token-webhook-config-file.
+    #[arg(long)]
+    pub authorizer: bool,
 
     /// CA that signed keygate's server certificate (embedded in the output).
     #[arg(long, value_name = "FILE")]

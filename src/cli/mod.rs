@@ -131,7 +131,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Generate a CA, a server certificate and a client certificate for kube-apiserver.
     Certs(CertsArgs),
-    /// Print the kubeconfig kube-apiserver needs for --authentication-token-webhook-config-file.
+    /// Print the kubeconfig kube-apiserver needs for --authentication-token-webhook-config-file
+    /// (or, with --authorizer, for --authorization-webhook-config-file).
     WebhookConfig(WebhookConfigArgs),
     /// Create, list, rotate, disable and delete access keys.
     Keys(KeysArgs),

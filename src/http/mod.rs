@@ -3,6 +3,7 @@
 //! connections, TLS, limits and shutdown.
 
 pub mod admin;
+mod authorize;
 pub mod handshake;
 pub mod listener;
 pub mod webhook;

@@ -68,6 +68,8 @@ pub struct Webhook {
     pub usage: Option<Arc<dyn UsageSink>>,
     /// Shared by all connections: see [`MemoryBudget`].
     pub memory: Arc<MemoryBudget>,
+    /// Answers `POST /authorize` (see [`super::authorize`]); `None`: that path is not served.
+    pub authorizer: Option<Arc<crate::authorizer::Authorizer>>,
 }
 
 impl Webhook {
@@ -92,7 +94,8 @@ impl Webhook {
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if req.uri().path() != "/authenticate" {
+        let authorize = self.authorizer.is_some() && req.uri().path() == "/authorize";
+        if req.uri().path() != "/authenticate" && !authorize {
             return text(
                 StatusCode::NOT_FOUND,
                 "not found: the webhook path is /authenticate",
@@ -109,7 +112,8 @@ impl Webhook {
         }
         // Never a false denial before the store is loaded: kube-apiserver would cache it.
         // After the store stopped, never an answer that may ignore a revocation either.
-        if !self.index.is_ready() {
+        // `/authorize` answers no opinion instead (see `Webhook::authorize`).
+        if !self.index.is_ready() && !authorize {
             let why = match self.index.failure() {
                 Some(_) => "key store stopped; keygate is restarting",
                 None => "key store not loaded yet; retry",
@@ -136,7 +140,11 @@ impl Webhook {
             .map(|(k, v)| k.as_str().len() + v.len() + 32)
             .sum();
         let Some(held) = self.memory.take(REQUEST_OVERHEAD + header_bytes) else {
-            return self.busy();
+            return if authorize {
+                self.authorize_busy()
+            } else {
+                self.busy()
+            };
         };
         let first = declared.map_or(1024, |n| n.min(MAX_BODY as u64) as usize);
         let read = read_body(req.into_body(), drain, first, &self.memory, held);
@@ -148,6 +156,7 @@ impl Webhook {
                 );
             }
             Ok(Err(BodyError::TooLarge)) => return too_large(),
+            Ok(Err(BodyError::NoMemory)) if authorize => return self.authorize_busy(),
             Ok(Err(BodyError::NoMemory)) => return self.busy(),
             Ok(Err(BodyError::Read(e))) => {
                 return text(
@@ -157,6 +166,9 @@ impl Webhook {
             }
             Ok(Ok(b)) => b,
         };
+        if authorize {
+            return self.authorize(&body, peer).await;
+        }
         self.review(&body, peer)
     }
 

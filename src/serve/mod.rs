@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::authorizer::{Authorizer, AuthorizerSettings};
 use crate::http::{Limits, MemoryBudget, Webhook, listener};
 use crate::identity::{GroupPattern, IdentityError, IdentityPolicy};
 use crate::index::{self, Index, StoreStopped};
@@ -69,6 +70,9 @@ pub struct ServeSettings {
     /// Where generated certificates and the webhook kubeconfig go.
     pub data_dir: PathBuf,
     pub client: ClientSettings,
+    /// `POST /authorize`. Creators' rights are asked with the kube store's client; with the
+    /// dir store there is none, and inheriting keys get no opinion.
+    pub authorizer: AuthorizerSettings,
 }
 
 /// Why `keygate serve` could not start. Each message names the flag to change.
@@ -283,6 +287,11 @@ impl Bound {
             usage_writer,
             ..
         } = self;
+        // The authorizer asks creators' rights with the kube store's client (none with dir).
+        let kube_client = match &feed {
+            Feed::Kube(client, _) => Some(client.clone()),
+            Feed::Dir(_) => None,
+        };
         let (dir_watcher, store_stopped) = match feed {
             Feed::Dir(feed) => {
                 let stopped = feed.stopped;
@@ -329,12 +338,19 @@ impl Bound {
         );
         let memory = MemoryBudget::new(settings.max_request_memory);
         metrics.track_memory(memory.clone());
+        let authorizer = Arc::new(Authorizer::new(
+            index.clone(),
+            kube_client,
+            &settings.authorizer,
+            metrics.authz.clone(),
+        ));
         let webhook = Arc::new(Webhook {
             index: index.clone(),
             metrics: metrics.clone(),
             body_timeout: settings.request_timeout,
             usage: usage.as_ref().map(|(u, _)| u.clone() as Arc<dyn UsageSink>),
             memory,
+            authorizer: Some(authorizer),
         });
         let (draining, stop) = (CancellationToken::new(), CancellationToken::new());
         let supervisor = tokio::spawn(supervise(store_stopped, index.clone(), stop.clone()));

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use keygate::authorizer::{Authorizer, AuthorizerSettings};
 use keygate::http::{Limits, listener};
 use keygate::http::{MemoryBudget, Webhook};
 use keygate::identity::IdentityPolicy;
@@ -58,6 +59,10 @@ pub struct ServerOptions {
     pub body_timeout: Option<Duration>,
     /// Told about each successful authentication (last-used tracking); none by default.
     pub usage: Option<Arc<dyn keygate::usage::UsageSink>>,
+    /// `/authorize`'s settings, and the client it asks creators' rights with (none, as with
+    /// the dir store, by default).
+    pub authorizer: AuthorizerSettings,
+    pub kube: Option<kube::Client>,
 }
 
 /// A running webhook with its own key directory and certificates.
@@ -120,6 +125,12 @@ impl TestServer {
             usage: opts.usage,
             // `serve`'s default.
             memory: MemoryBudget::new(32 << 20),
+            authorizer: Some(Arc::new(Authorizer::new(
+                index.clone(),
+                opts.kube,
+                &opts.authorizer,
+                metrics.authz.clone(),
+            ))),
         });
         metrics.track_memory(webhook.memory.clone());
         let task = tokio::spawn(listener::serve_webhook(
