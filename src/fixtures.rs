@@ -48,7 +48,7 @@ pub fn user_of(key: &Arc<LoadedKey>) -> UserInfo {
 /// and counting what it saw.
 pub struct FakeKube {
     pub client: kube::Client,
-    seen: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    seen: Seen,
 }
 
 impl FakeKube {
@@ -63,36 +63,37 @@ impl FakeKube {
 
     /// An API server that takes requests and never answers.
     pub fn hung() -> Self {
-        let (svc, mut handle) = tower_test::mock::pair::<
-            http::Request<kube::client::Body>,
-            http::Response<kube::client::Body>,
-        >();
-        let seen: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
-        let log = seen.clone();
-        tokio::spawn(async move {
+        fake_with(|mut handle, log| async move {
             let mut held = Vec::new();
             while let Some((_, send)) = handle.next_request().await {
                 log.lock().unwrap().push(serde_json::Value::Null);
                 held.push(send);
             }
-        });
-        FakeKube {
-            client: kube::Client::new(svc, "default"),
-            seen,
-        }
+        })
+    }
+}
+
+type Seen = Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+type Handle =
+    tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>;
+
+/// A client whose requests go to `serve`, run as a task with the mock's handle and the log.
+fn fake_with<F: std::future::Future<Output = ()> + Send + 'static>(
+    serve: impl FnOnce(Handle, Seen) -> F,
+) -> FakeKube {
+    let (svc, handle) = tower_test::mock::pair();
+    let seen = Seen::default();
+    tokio::spawn(serve(handle, seen.clone()));
+    FakeKube {
+        client: kube::Client::new(svc, "default"),
+        seen,
     }
 }
 
 pub fn fake_kube(
     respond: impl Fn(&serde_json::Value) -> (u16, serde_json::Value) + Send + 'static,
 ) -> FakeKube {
-    let (svc, mut handle) = tower_test::mock::pair::<
-        http::Request<kube::client::Body>,
-        http::Response<kube::client::Body>,
-    >();
-    let seen: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
-    let log = seen.clone();
-    tokio::spawn(async move {
+    fake_with(|mut handle, log| async move {
         while let Some((req, send)) = handle.next_request().await {
             let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
             let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
@@ -107,9 +108,5 @@ pub fn fake_kube(
                 .unwrap();
             send.send_response(resp);
         }
-    });
-    FakeKube {
-        client: kube::Client::new(svc, "default"),
-        seen,
-    }
+    })
 }

@@ -89,7 +89,7 @@ pub fn check(
             if res.namespace.is_empty() {
                 return Err(Outside::ClusterWide);
             }
-            if !namespaces.iter().any(|n| *n == res.namespace) {
+            if !namespaces.contains(&res.namespace) {
                 return Err(Outside::Namespace);
             }
         }
@@ -246,7 +246,13 @@ mod tests {
         });
         let none: Vec<ScopeRule> = vec![];
         let nons: Vec<String> = vec![];
-        let table: [(&[String], &[ScopeRule], Attributes, Result<(), Outside>); 13] = [
+        type Case<'a> = (
+            &'a [String],
+            &'a [ScopeRule],
+            Attributes,
+            Result<(), Outside>,
+        );
+        let table: [Case; 13] = [
             (&nons, &none, res("delete", "", "", "nodes"), Ok(())),
             (&nons, &none, url("get", "/metrics"), Ok(())),
             (

@@ -165,7 +165,8 @@ mod tests {
     fn any_ancestor_that_stopped_breaks_the_chain() {
         let (idx, ids) = chain(4);
         let now = Timestamp::now();
-        let cases: [(&dyn Fn(&mut KeyRecord), Option<ChainBreak>); 3] = [
+        type Edit<'a> = &'a dyn Fn(&mut KeyRecord);
+        let cases: [(Edit, Option<ChainBreak>); 3] = [
             (&|r| r.disabled = true, Some(ChainBreak::AncestorDisabled)),
             (
                 &|r| r.expiration = Some(Expiry::At(now)),
