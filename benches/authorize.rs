@@ -33,6 +33,8 @@ const KEYS: usize = 10_000;
 
 /// A kube client whose API server allows every SubjectAccessReview (tower-test).
 fn allowing_kube(rt: &tokio::runtime::Runtime) -> kube::Client {
+    // The client spawns its request buffer's worker on the runtime.
+    let _in_runtime = rt.enter();
     let (svc, mut handle) =
         tower_test::mock::pair::<Request<kube::client::Body>, Response<kube::client::Body>>();
     rt.spawn(async move {
