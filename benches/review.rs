@@ -79,6 +79,7 @@ fn setup() -> Setup {
         memory: MemoryBudget::new(32 << 20),
         admission: None,
         read_through: None,
+        authorizer: None,
     };
     Setup {
         valid_id_lower: valid.id.key().to_string(),

@@ -104,6 +104,7 @@ fn main() {
         memory: MemoryBudget::new(32 << 20),
         admission: None,
         read_through: None,
+        authorizer: None,
     };
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     if let Some(h2) = whole {

@@ -76,6 +76,10 @@
 #   KEYGATE_BIN                  keygate binary (default <repo>/target/debug/keygate)
 #   KEYGATE_NO_WEBHOOK=1         no keygate, and no webhook flags on kube-apiserver
 #   KEYGATE_WEBHOOK_CACHE_TTL    --authentication-token-webhook-cache-ttl (default 2s)
+#   KEYGATE_AUTHZ_MODE           kube-apiserver's --authorization-mode (default
+#                                Node,RBAC,Webhook: keygate's POST /authorize after RBAC;
+#                                RBAC alone when KEYGATE_NO_WEBHOOK=1)
+#   KEYGATE_AUTHZ_CACHE_TTL      both --authorization-webhook-cache-*-ttl (default 2s)
 #   KEYGATE_ETCD_PORT KEYGATE_ETCD_PEER_PORT KEYGATE_APISERVER_PORT
 #   KEYGATE_WEBHOOK_PORT KEYGATE_WEBHOOK_ADMIN_PORT KEYGATE_CONTROLLER_MANAGER_PORT
 #                                fixed ports on 127.0.0.1 (default: free ports picked at `up`;
@@ -251,7 +255,7 @@ write_config() {
     for v in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT WEBHOOK_PORT WEBHOOK_ADMIN_PORT \
       KCM_PORT NO_WEBHOOK KEYGATE_BIN_PATH KEYGATE_BIN_STAMP APISERVER_BIN KCM_BIN STATIC_TOKEN API \
       CFG_WEBHOOK_CACHE_TTL CFG_APISERVER_EXTRA_ARGS CFG_APISERVER_V CFG_KEYGATE_EXTRA_ARGS \
-      CFG_KEYGATE_LOG CFG_ETCD_FSYNC CFG_KCM_EXTRA_ARGS; do
+      CFG_KEYGATE_LOG CFG_ETCD_FSYNC CFG_KCM_EXTRA_ARGS CFG_AUTHZ_MODE CFG_AUTHZ_CACHE_TTL; do
       printf '%s=%q\n' "$v" "${!v-}"
     done
   } >"$tmp"
@@ -405,6 +409,14 @@ make_webhook_config() {
   [[ -s "${STATE}/webhook.kubeconfig.tmp" ]] || kg::die "\`keygate webhook-config\` printed nothing"
   chmod 0600 "${STATE}/webhook.kubeconfig.tmp"
   mv -f "${STATE}/webhook.kubeconfig.tmp" "${STATE}/webhook.kubeconfig"
+  # The authorization webhook: same listener, same client certificate, POST /authorize.
+  "$KEYGATE_BIN_PATH" webhook-config --authorizer \
+    --server "https://127.0.0.1:${WEBHOOK_PORT}/authorize" \
+    --certificate-authority "${dir}/ca.crt" \
+    --client-certificate "${dir}/client.crt" \
+    --client-key "${dir}/client.key" \
+    -o "${STATE}/authz.kubeconfig" ||
+    kg::die "\`${KEYGATE_BIN_PATH} webhook-config --authorizer\` failed"
 }
 
 start_etcd() {
@@ -443,7 +455,6 @@ start_apiserver() {
     --service-cluster-ip-range=10.0.0.0/24
     # The "kubernetes" Service's endpoints cannot be a loopback address.
     --endpoint-reconciler-type=none
-    --authorization-mode=RBAC
     --token-auth-file="${STATE}/tokens.csv"
     --enable-bootstrap-token-auth
     --cert-dir="${STATE}/apiserver-certs"
@@ -459,6 +470,18 @@ start_apiserver() {
     --profiling=false
     --v="${CFG_APISERVER_V-${KEYGATE_APISERVER_V:-1}}"
   )
+  local mode="${CFG_AUTHZ_MODE-${KEYGATE_AUTHZ_MODE:-Node,RBAC,Webhook}}"
+  [[ "$NO_WEBHOOK" != 1 ]] || mode=RBAC
+  args+=(--authorization-mode="$mode")
+  if [[ ",${mode}," == *,Webhook,* ]]; then
+    local ttl="${CFG_AUTHZ_CACHE_TTL-${KEYGATE_AUTHZ_CACHE_TTL:-2s}}"
+    args+=(
+      --authorization-webhook-config-file="${STATE}/authz.kubeconfig"
+      --authorization-webhook-version=v1
+      --authorization-webhook-cache-authorized-ttl="$ttl"
+      --authorization-webhook-cache-unauthorized-ttl="$ttl"
+    )
+  fi
   if [[ "$NO_WEBHOOK" != 1 ]]; then
     args+=(
       --authentication-token-webhook-config-file="${STATE}/webhook.kubeconfig"
@@ -801,6 +824,8 @@ cmd_up() {
   CFG_KEYGATE_LOG="${KEYGATE_KEYGATE_LOG:-}"
   CFG_ETCD_FSYNC="${KEYGATE_ETCD_FSYNC:-0}"
   CFG_KCM_EXTRA_ARGS="${KEYGATE_CONTROLLER_MANAGER_EXTRA_ARGS:-}"
+  CFG_AUTHZ_MODE="${KEYGATE_AUTHZ_MODE:-Node,RBAC,Webhook}"
+  CFG_AUTHZ_CACHE_TTL="${KEYGATE_AUTHZ_CACHE_TTL:-2s}"
 
   [[ "${KEYGATE_SKIP_DEPS:-0}" == 1 ]] || "${KEYGATE_ROOT}/hack/install-deps.sh"
   # Build (or find in the cache) what is not given, in one go: the components share
@@ -926,6 +951,8 @@ cmd_env() {
       "KEYGATE_WEBHOOK_ADMIN_PORT=${WEBHOOK_ADMIN_PORT}"
       "KEYGATE_WEBHOOK_CERTS_DIR=${STATE}/keygate-certs"
       "KEYGATE_API_SERVED=${API:-0}"
+      "KEYGATE_AUTHZ_MODE=${CFG_AUTHZ_MODE:-Node,RBAC,Webhook}"
+      "KEYGATE_AUTHORIZE_URL=https://127.0.0.1:${WEBHOOK_PORT}/authorize"
       "KEYGATE_APISERVICE_NAME=${APISERVICE}"
       "KEYGATE_API_SERVICE=${API_SERVICE_NAMESPACE}/${API_SERVICE_NAME}"
     )

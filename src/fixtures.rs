@@ -292,6 +292,29 @@ pub fn fake_kube(
     (kube::Client::new(svc, NAMESPACE), log)
 }
 
+/// A kube client whose API server takes requests and never answers (a hung kube-apiserver),
+/// and the log of what it was sent.
+pub fn hung_kube() -> (kube::Client, SeenLog) {
+    use http::{Request, Response};
+    use kube::client::Body;
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let log = SeenLog::default();
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some((req, send)) = handle.next_request().await {
+            log2.lock().unwrap().push(Seen {
+                method: req.method().to_string(),
+                path: req.uri().path().to_owned(),
+                query: req.uri().query().unwrap_or_default().to_owned(),
+                body: serde_json::Value::Null,
+            });
+            held.push(send);
+        }
+    });
+    (kube::Client::new(svc, NAMESPACE), log)
+}
+
 /// A Kubernetes `Status` answer.
 pub fn status(code: u16, reason: &str) -> (u16, serde_json::Value) {
     failure(code, reason, reason)

@@ -113,6 +113,12 @@ impl IdentityPolicy {
         username(&self.user_prefix, id)
     }
 
+    /// The key whose username `username` is (`<prefix><id lowercased>`), if it is one.
+    pub fn key_of_username(&self, username: &str) -> Option<IdKey> {
+        let id = username.strip_prefix(self.user_prefix.as_str())?;
+        IdKey::new(id).filter(|k| k.as_str() == id)
+    }
+
     /// The username for the log line, written without allocating; empty without an ID.
     pub fn display_username(&self, id: Option<IdKey>) -> impl fmt::Display + '_ {
         struct Username<'p>(&'p str, Option<IdKey>);

@@ -50,8 +50,9 @@ pub fn single(cluster: &ClusterInfo<'_>, user_name: &str, user: AuthInfo) -> Kub
     }
 }
 
-/// The file for kube-apiserver's `--authentication-token-webhook-config-file`: the cluster is
-/// keygate, the user is kube-apiserver (with its client certificate when one is given).
+/// The file for kube-apiserver's `--authentication-token-webhook-config-file` (and, with the
+/// `/authorize` URL, `--authorization-webhook-config-file`): the cluster is keygate, the user
+/// is kube-apiserver (with its client certificate when one is given).
 pub fn webhook(server: &str, ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Kubeconfig {
     let user = AuthInfo {
         client_certificate_data: client.map(|(cert, _)| b64(cert)),

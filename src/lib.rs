@@ -12,6 +12,7 @@ pub mod admission;
 pub mod age;
 pub mod api;
 pub mod apiservice;
+pub mod authorizer;
 pub mod causes;
 pub mod cli;
 pub mod commands;

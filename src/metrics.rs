@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::authorizer::metrics::AuthzMetrics;
 use crate::http::MemoryBudget;
 use crate::index::Index;
 use crate::readthrough::ReadStats;
@@ -164,6 +165,8 @@ pub struct Metrics {
     memory: OnceLock<Arc<MemoryBudget>>,
     usage: Arc<OnceLock<Arc<UsageStats>>>,
     read_through: Arc<OnceLock<Arc<ReadStats>>>,
+    /// The authorization webhook's (`/authorize`).
+    pub authz: Arc<AuthzMetrics>,
 }
 
 /// Histogram buckets from 1 µs to about 1 s, doubling: fine enough to see a 2 µs review.
@@ -289,6 +292,7 @@ impl Metrics {
             "request_memory_bytes",
             "Bytes of the --max-request-memory budget held by requests being received",
         );
+        let authz = Arc::new(AuthzMetrics::register(&mut registry));
         let usage = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(UsageCollector(usage.clone())));
         let read_through = Arc::new(OnceLock::new());
@@ -296,6 +300,7 @@ impl Metrics {
         registry.register_collector(Box::new(LogCollector));
         let http_ok = http.get_or_create(&CodeLabels { code: 200 }).clone();
         Arc::new(Metrics {
+            authz,
             usage,
             read_through,
             registry,

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::authentication::v1::TokenReviewSpec;
 use serde::Deserialize;
 
-use crate::index::{Entry, Index, LoadedKey};
+use crate::index::{ChainBreak, Entry, Index, LoadedKey};
 use crate::record::RecordError;
 use crate::token::{self, TokenError};
 
@@ -35,10 +35,29 @@ pub enum Reason {
     SecretRotated,
     Expired,
     Disabled,
+    /// A key above this one (see [`crate::index::chain`]) is gone, refused, disabled or
+    /// expired, or the chain is too long.
+    AncestorUnknown,
+    AncestorInvalid,
+    AncestorDisabled,
+    AncestorExpired,
+    ChainTooDeep,
+}
+
+impl From<ChainBreak> for Reason {
+    fn from(b: ChainBreak) -> Self {
+        match b {
+            ChainBreak::AncestorUnknown => Reason::AncestorUnknown,
+            ChainBreak::AncestorInvalid => Reason::AncestorInvalid,
+            ChainBreak::AncestorDisabled => Reason::AncestorDisabled,
+            ChainBreak::AncestorExpired => Reason::AncestorExpired,
+            ChainBreak::TooDeep => Reason::ChainTooDeep,
+        }
+    }
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 16] = [
         Reason::Ok,
         Reason::OkPreviousSecret,
         Reason::ForeignToken,
@@ -50,6 +69,11 @@ impl Reason {
         Reason::SecretRotated,
         Reason::Expired,
         Reason::Disabled,
+        Reason::AncestorUnknown,
+        Reason::AncestorInvalid,
+        Reason::AncestorDisabled,
+        Reason::AncestorExpired,
+        Reason::ChainTooDeep,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +89,11 @@ impl Reason {
             Reason::SecretRotated => "secret_rotated",
             Reason::Expired => "expired",
             Reason::Disabled => "disabled",
+            Reason::AncestorUnknown => ChainBreak::AncestorUnknown.as_str(),
+            Reason::AncestorInvalid => ChainBreak::AncestorInvalid.as_str(),
+            Reason::AncestorDisabled => ChainBreak::AncestorDisabled.as_str(),
+            Reason::AncestorExpired => ChainBreak::AncestorExpired.as_str(),
+            Reason::ChainTooDeep => ChainBreak::TooDeep.as_str(),
         }
     }
 
@@ -121,7 +150,7 @@ pub fn decide<'t>(index: &Index, token: &'t str, now: Timestamp) -> Decision<'t>
     };
 
     let matched = key.match_secret(&parsed.secret_hash());
-    let reason = match (matched.current, matched.previous, &key.previous) {
+    let reason = match (matched.current, matched.previous, key.previous()) {
         (true, _, _) => Reason::Ok,
         (false, Some(true), Some(p)) if !p.expires.is_past(now) => Reason::OkPreviousSecret,
         (false, Some(true), _) => Reason::SecretRotated,
@@ -131,7 +160,10 @@ pub fn decide<'t>(index: &Index, token: &'t str, now: Timestamp) -> Decision<'t>
         r if !r.authenticated() => r,
         _ if key.disabled => Reason::Disabled,
         _ if key.is_expired(now) => Reason::Expired,
-        r => r,
+        r => match index.check_chain(&key, now, |_| {}) {
+            Ok(()) => r,
+            Err(broken) => Reason::from(broken.why),
+        },
     };
     Decision {
         reason,

@@ -16,6 +16,7 @@ use jiff::Timestamp;
 
 use super::Caller;
 use super::status::ApiError;
+use crate::authorizer::scope::{self, Attributes, ResourceRequest};
 use crate::identity::EXTRA_KEY_ID;
 use crate::keystore::{KeyStore, KeyStoreError};
 use crate::record::KeyRecord;
@@ -148,5 +149,77 @@ impl Actor {
             }
         }
         Ok(false)
+    }
+}
+
+impl Actor {
+    /// Holds a key to its own scope on this API: when the caller is a key, `verb` on
+    /// `accesskeys` (`subresource`, object `name`) must lie inside the scope of every
+    /// `inheritCreator` key from the caller up its chain, and every key above it must still
+    /// work. RBAC usually lets every authenticated user (keys included) use the API, and the
+    /// authorizer is asked only after RBAC, so this check is the API's own.
+    pub async fn check_scope(
+        &self,
+        verb: &str,
+        subresource: &str,
+        name: &str,
+        store: &KeyStore,
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
+        let Some(me) = &self.key else { return Ok(()) };
+        let attrs = Attributes::Resource {
+            verb: verb.to_owned(),
+            res: ResourceRequest {
+                group: super::types::GROUP.to_owned(),
+                version: "v1alpha1".to_owned(),
+                resource: super::types::PLURAL.to_owned(),
+                subresource: subresource.to_owned(),
+                name: name.to_owned(),
+                namespace: String::new(),
+            },
+        };
+        let mut rec = me.clone();
+        for depth in 0..MAX_CHAIN {
+            if rec.inherit_creator
+                && let Err(outside) = scope::check(&rec.namespaces, &rec.rules, &attrs)
+            {
+                let whose = if depth == 0 {
+                    format!("key {}", me.id)
+                } else {
+                    format!("key {} (above key {})", rec.id, me.id)
+                };
+                return Err(ApiError::forbidden(format!(
+                    "the scope of {whose} {} ({verb} accesskeys.keygate.dev): a key acts on \
+                     AccessKeys only inside its scope; use a key whose scope has a rule for \
+                     accesskeys in keygate.dev, or your own credentials",
+                    outside.explain()
+                )));
+            }
+            let Some(parent) = rec.parent.clone() else {
+                return Ok(());
+            };
+            rec = match store.get(&parent.key()).await {
+                Ok(s) => s.record,
+                Err(KeyStoreError::NotFound(_)) => {
+                    return Err(ApiError::forbidden(format!(
+                        "key {parent} above key {} no longer exists, so key {} cannot act on \
+                         AccessKeys",
+                        me.id, me.id
+                    )));
+                }
+                Err(e) => return Err(super::ops::store_error(e)),
+            };
+            if rec.disabled || rec.is_expired(now) {
+                let why = if rec.disabled { "disabled" } else { "expired" };
+                return Err(ApiError::forbidden(format!(
+                    "key {parent} above key {} is {why}, so key {} cannot act on AccessKeys",
+                    me.id, me.id
+                )));
+            }
+        }
+        Err(ApiError::forbidden(format!(
+            "key {} descends from more than {MAX_CHAIN} keys; it cannot act on AccessKeys",
+            me.id
+        )))
     }
 }

@@ -239,6 +239,16 @@ impl AccessKeyApi {
             now,
         )
         .await?;
+        let (verb, sub, name) = match (&route, method.clone()) {
+            (Route::Collection, Method::POST) => ("create", "", ""),
+            (Route::Collection, _) => ("list", "", ""),
+            (Route::Item(n), Method::GET | Method::HEAD) => ("get", "", *n),
+            (Route::Item(n), Method::DELETE) => ("delete", "", *n),
+            (Route::Item(n), _) => ("patch", "", *n),
+            (Route::Regenerate(n), _) => ("create", "regenerate", *n),
+            _ => ("get", "", ""),
+        };
+        actor.check_scope(verb, sub, name, &self.store, now).await?;
         let ctx = ops::Ctx {
             api: self,
             actor: &actor,

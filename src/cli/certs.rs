@@ -36,15 +36,18 @@ pub struct CertsArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     keygate webhook-config --certificate-authority ca.crt --client-certificate client.crt --client-key client.key -o webhook.kubeconfig\n  \
+    keygate webhook-config --authorizer --certificate-authority ca.crt --client-certificate client.crt --client-key client.key -o authz.kubeconfig\n  \
     keygate webhook-config --apiservice --service-name keygate-api --service-namespace keygate --port 8443 --certificate-authority ca.crt | kubectl apply -f -")]
 pub struct WebhookConfigArgs {
-    /// URL of keygate's webhook as kube-apiserver reaches it.
-    #[arg(
-        long,
-        default_value = "https://127.0.0.1:8443/authenticate",
-        conflicts_with = "apiservice"
-    )]
-    pub server: String,
+    /// URL of keygate's webhook as kube-apiserver reaches it. Default
+    /// https://127.0.0.1:8443/authenticate, or .../authorize with --authorizer.
+    #[arg(long, value_name = "URL", conflicts_with = "apiservice")]
+    pub server: Option<String>,
+
+    /// Print the file for kube-apiserver's --authorization-webhook-config-file (POST
+    /// /authorize) instead of --authentication-token-webhook-config-file.
+    #[arg(long, conflicts_with_all = ["apiservice", "admission"])]
+    pub authorizer: bool,
 
     /// CA that signed keygate's server certificate (embedded in the output).
     #[arg(long, value_name = "FILE")]

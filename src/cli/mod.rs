@@ -136,7 +136,8 @@ pub enum Command {
     /// Generate a CA, a server certificate and a client certificate for kube-apiserver.
     Certs(CertsArgs),
     /// Print the kubeconfig kube-apiserver needs for --authentication-token-webhook-config-file
-    /// (or, with --apiservice, the APIService and Service of the AccessKey API).
+    /// (or, with --authorizer, for --authorization-webhook-config-file; with --apiservice, the
+    /// APIService and Service of the AccessKey API).
     WebhookConfig(WebhookConfigArgs),
     /// Generate the key pair that seals key records (private: the AccessKey API; public: serve).
     SealKey(SealKeyArgs),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{ApiPolicyArgs, ByteSize, Global, HumanDuration};
+use crate::authorizer::AuthorizerSettings;
 use crate::http::Limits;
 use crate::identity::GroupPattern;
 use crate::requestheader::{self, RequestHeaderSettings};
@@ -13,8 +14,8 @@ use crate::serve::{ApiServe, ServeSettings, TlsSource};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TLS listener for POST /authenticate (and the API with --api). Default 127.0.0.1:8443, or
-    /// 0.0.0.0:8443 in a cluster.
+    /// TLS listener for POST /authenticate, POST /authorize (and the API with --api). Default
+    /// 127.0.0.1:8443, or 0.0.0.0:8443 in a cluster.
     #[arg(long, env = "KEYGATE_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
@@ -192,6 +193,40 @@ pub struct ServeArgs {
     /// them off: such a key is then refused until the watch delivers it.
     #[arg(long, env = "KEYGATE_READ_THROUGH_PER_SECOND", default_value_t = 20)]
     pub read_through_per_second: u32,
+    /// POST /authorize: how long kube-apiserver's answer about a key creator's rights is
+    /// reused. Longer saves SubjectAccessReviews; a right taken from the creator reaches the key
+    /// only after it (plus kube-apiserver's own authorization cache).
+    #[arg(
+        long,
+        env = "KEYGATE_AUTHORIZE_CACHE_TTL",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
+    pub authorize_cache_ttl: HumanDuration,
+
+    /// POST /authorize: at most this many creator answers are cached.
+    #[arg(long, env = "KEYGATE_AUTHORIZE_CACHE_SIZE", default_value_t = 10_000)]
+    pub authorize_cache_size: u64,
+
+    /// POST /authorize: time allowed for one SubjectAccessReview about a key creator. Past it,
+    /// the key is granted nothing (fail closed). Keep it well under kube-apiserver's webhook
+    /// timeout.
+    #[arg(
+        long,
+        env = "KEYGATE_AUTHORIZE_SAR_TIMEOUT",
+        default_value = "2s",
+        value_name = "DURATION"
+    )]
+    pub authorize_sar_timeout: HumanDuration,
+
+    /// POST /authorize: instant revocation. Deny every request of a disabled, expired, deleted
+    /// or unknown key (or one cut off by a key above it) instead of leaving it to the next
+    /// authorizer. For --authorization-mode=Node,Webhook,RBAC with short webhook cache TTLs:
+    /// kube-apiserver then refuses a revoked key within a second, even while it still holds
+    /// the key's authentication in its 10 s cache. Everyone else still gets no opinion.
+    #[arg(long, env = "KEYGATE_AUTHORIZE_DENY_REVOKED")]
+    pub authorize_deny_revoked: bool,
+
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -347,6 +382,12 @@ impl ServeArgs {
             }),
             read_through_per_second: self.read_through_per_second,
             api: self.api.settings(),
+            authorizer: AuthorizerSettings {
+                cache_ttl: self.authorize_cache_ttl.0,
+                cache_size: self.authorize_cache_size,
+                sar_timeout: self.authorize_sar_timeout.0,
+                deny_revoked: self.authorize_deny_revoked,
+            },
         }
     }
 }

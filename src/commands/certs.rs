@@ -81,8 +81,19 @@ fn webhook_kubeconfig(args: &WebhookConfigArgs, ca: &[u8]) -> anyhow::Result<Str
         )),
         _ => None,
     };
+    let server = match (&args.server, args.authorizer) {
+        (Some(s), _) => s.as_str(),
+        (None, false) => "https://127.0.0.1:8443/authenticate",
+        (None, true) => "https://127.0.0.1:8443/authorize",
+    };
+    if args.authorizer && !server.ends_with("/authorize") {
+        bail!("--server {server}: with --authorizer the URL ends in /authorize");
+    }
+    if !args.authorizer && server.ends_with("/authorize") {
+        bail!("--server {server}: /authorize is the authorizer's path; pass --authorizer");
+    }
     let kc = kubeconfig::webhook(
-        &args.server,
+        server,
         ca,
         client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
     );

@@ -74,9 +74,13 @@ pub async fn seal_records(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<()> 
 
 fn endpoint(args: &WebhookConfigArgs) -> anyhow::Result<Endpoint> {
     let Some(service) = &args.service else {
-        let url = match args.server.strip_suffix("/authenticate") {
+        let server = args
+            .server
+            .as_deref()
+            .unwrap_or("https://127.0.0.1:8443/authenticate");
+        let url = match server.strip_suffix("/authenticate") {
             Some(base) => format!("{base}{}", admission::PATH),
-            None => args.server.clone(),
+            None => server.to_owned(),
         };
         return Ok(Endpoint::Url(url));
     };

@@ -3,6 +3,7 @@
 //! API) know nothing of sockets; [`listener`] owns connections, TLS, limits and shutdown.
 
 pub mod admin;
+mod authorize;
 pub mod body;
 pub mod handshake;
 pub mod listener;

@@ -38,6 +38,8 @@ pub struct Webhook {
     pub admission: Option<Arc<admission::Guard>>,
     /// Direct reads of records the index does not have yet (kube store).
     pub read_through: Option<Arc<ReadThrough>>,
+    /// Answers `POST /authorize` (see [`super::authorize`]); `None`: that path is not served.
+    pub authorizer: Option<Arc<crate::authorizer::Authorizer>>,
 }
 
 impl Webhook {
@@ -62,11 +64,10 @@ impl Webhook {
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let admit = self
-            .admission
-            .as_ref()
-            .filter(|_| req.uri().path() == admission::PATH);
-        if req.uri().path() != "/authenticate" && admit.is_none() {
+        let path = req.uri().path();
+        let admit = self.admission.as_ref().filter(|_| path == admission::PATH);
+        let authorize = self.authorizer.is_some() && path == "/authorize";
+        if path != "/authenticate" && admit.is_none() && !authorize {
             return text(
                 StatusCode::NOT_FOUND,
                 "not found: the webhook path is /authenticate",
@@ -83,8 +84,9 @@ impl Webhook {
         }
         // Never a false denial before the store is loaded: kube-apiserver would cache it.
         // After the store stopped, never an answer that may ignore a revocation either.
-        // (The record guard reads no keys.)
-        if admit.is_none() && !self.index.is_ready() {
+        // (The record guard reads no keys; `/authorize` answers no opinion instead, see
+        // `Webhook::authorize`.)
+        if admit.is_none() && !authorize && !self.index.is_ready() {
             let why = match self.index.failure() {
                 Some(_) => "key store stopped; keygate is restarting",
                 None => "key store not loaded yet; retry",
@@ -114,6 +116,7 @@ impl Webhook {
                 );
             }
             Err(BodyError::TooLarge) => return too_large(),
+            Err(BodyError::NoMemory) if authorize => return self.authorize_busy(),
             Err(BodyError::NoMemory) => return self.busy(),
             Err(BodyError::Read(e)) => {
                 return text(
@@ -122,6 +125,9 @@ impl Webhook {
                 );
             }
         };
+        if authorize {
+            return self.authorize(&body, peer).await;
+        }
         match admit {
             Some(guard) => guard_answer(guard, &body, peer),
             None => self.review_reading(&body, peer).await,
@@ -388,6 +394,7 @@ mod tests {
             memory: MemoryBudget::new(1 << 20),
             admission: None,
             read_through: None,
+            authorizer: None,
         };
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         tracing::subscriber::with_default(sub, || {

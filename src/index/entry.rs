@@ -4,15 +4,18 @@
 //! neither the whole [`KeyRecord`] (display name, description, creator, lists: ~435 bytes) nor
 //! heap-allocated IDs nor a serialized answer per key: an entry is the 22-byte ID inline, the
 //! hashes, the expiry, the name as JSON, and a pointer to a [`Shape`] shared by keys alike.
+//! What few keys have (a rotation in progress, a parent key, a scope or inherited rights) is
+//! in one box, so most keys pay one pointer for all of it.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use jiff::Timestamp;
 
 use crate::identity::{self, Shape};
-use crate::record::{Expiry, KeyRecord, PreviousSecret};
-use crate::token::{ID_LEN, IdKey, SecretHash};
+use crate::record::{Creator, Expiry, KeyRecord, PreviousSecret, ScopeRule};
+use crate::token::{ID_LEN, IdKey, KeyId, SecretHash};
 
 /// A record the webhook can use. Only what a review reads; the answer's `status.user` is
 /// written from the ID, the JSON-escaped name and the shared [`Shape`] with no escaping or
@@ -22,8 +25,8 @@ pub struct LoadedKey {
     id: [u8; ID_LEN],
     pub disabled: bool,
     pub secret_hash: SecretHash,
-    /// Set only during a rotation grace window, so boxed: most keys pay 8 bytes for it.
-    pub previous: Option<Box<PreviousSecret>>,
+    /// Set only for keys with a rotation, a parent or a scope: most keys pay 8 bytes for it.
+    rare: Option<Box<Rare>>,
     /// When the key stops working: `Timestamp::MAX` for never, `Timestamp::MIN` for an
     /// unparsable expiration (fail closed). 8 bytes less than an `Option<Expiry>`, which at a
     /// million keys moves every entry into a smaller allocation class.
@@ -33,9 +36,54 @@ pub struct LoadedKey {
     shape: Arc<Shape>,
 }
 
+/// The parts of a record few keys have.
+struct Rare {
+    /// Set only during a rotation grace window.
+    previous: Option<PreviousSecret>,
+    /// The key that minted this one (see [`super::chain`]).
+    parent: Option<KeyId>,
+    grant: Option<Box<Grant>>,
+}
+
+/// What the authorizer reads of a key with a scope or inherited rights.
+#[derive(Debug)]
+pub struct Grant {
+    /// Unique to this load of the record: answers about its creator are cached under it, so a
+    /// changed (or deleted and re-created) record never meets an answer cached for another.
+    pub generation: u64,
+    pub inherit_creator: bool,
+    pub creator: Option<Creator>,
+    pub namespaces: Vec<String>,
+    pub rules: Vec<ScopeRule>,
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+impl Rare {
+    fn of(record: &mut KeyRecord) -> Option<Box<Rare>> {
+        let scoped = record.inherit_creator || !record.rules.is_empty();
+        let grant = (scoped || !record.namespaces.is_empty()).then(|| {
+            Box::new(Grant {
+                generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+                inherit_creator: record.inherit_creator,
+                creator: record.creator.take(),
+                namespaces: std::mem::take(&mut record.namespaces),
+                rules: std::mem::take(&mut record.rules),
+            })
+        });
+        let rare = Rare {
+            previous: record.previous.take(),
+            parent: record.parent.take(),
+            grant,
+        };
+        let empty = rare.previous.is_none() && rare.parent.is_none() && rare.grant.is_none();
+        (!empty).then(|| Box::new(rare))
+    }
+}
+
 impl LoadedKey {
     /// `shape` is `policy.shape(&record)`, interned by the caller when it holds many keys.
-    pub fn new(record: KeyRecord, shape: Arc<Shape>) -> Self {
+    pub fn new(mut record: KeyRecord, shape: Arc<Shape>) -> Self {
         let mut id = [0u8; ID_LEN];
         // A `KeyId` is always 22 base62 characters.
         id.copy_from_slice(&record.id.as_str().as_bytes()[..ID_LEN]);
@@ -43,7 +91,7 @@ impl LoadedKey {
             id,
             disabled: record.disabled,
             secret_hash: record.secret_hash,
-            previous: record.previous.map(Box::new),
+            rare: Rare::of(&mut record),
             expires: match record.expiration {
                 None => Timestamp::MAX,
                 Some(Expiry::At(t)) => t,
@@ -71,6 +119,23 @@ impl LoadedKey {
         self.expires <= now
     }
 
+    /// The previous secret, during a rotation grace window.
+    #[inline]
+    pub fn previous(&self) -> Option<&PreviousSecret> {
+        self.rare.as_ref()?.previous.as_ref()
+    }
+
+    /// The key that minted this one, if a key did.
+    #[inline]
+    pub fn parent(&self) -> Option<&KeyId> {
+        self.rare.as_ref()?.parent.as_ref()
+    }
+
+    /// The scope and inherited rights, for keys that have either (or namespaces).
+    pub fn grant(&self) -> Option<&Grant> {
+        self.rare.as_ref()?.grant.as_deref()
+    }
+
     /// Compares a presented secret's hash with the current secret and, during a rotation,
     /// the previous one. Both comparisons always run, each in constant time, so how long a
     /// review takes does not tell which secret (if any) matched; the result carries both.
@@ -78,7 +143,7 @@ impl LoadedKey {
     pub fn match_secret(&self, hash: &SecretHash) -> SecretMatch {
         SecretMatch {
             current: self.secret_hash.ct_eq(hash),
-            previous: self.previous.as_ref().map(|p| p.hash.ct_eq(hash)),
+            previous: self.previous().map(|p| p.hash.ct_eq(hash)),
         }
     }
 
@@ -110,7 +175,8 @@ impl fmt::Debug for LoadedKey {
             .field("id", &self.id())
             .field("disabled", &self.disabled)
             .field("expires", &self.expires)
-            .field("rotating", &self.previous.is_some())
+            .field("rotating", &self.previous().is_some())
+            .field("parent", &self.parent())
             .finish_non_exhaustive()
     }
 }

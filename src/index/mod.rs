@@ -11,6 +11,7 @@
 //! queues, timestamps, its own copy of the key) cost ~300 bytes per key and ~150 ns per hit
 //! for features the index must not use (BENCHMARKS.md, "Memory per key").
 
+pub mod chain;
 pub mod dir;
 mod entry;
 pub mod kube;
@@ -27,7 +28,8 @@ use crate::identity::{IdentityPolicy, Shape};
 use crate::record::{KeyRecord, RecordError};
 use crate::token::IdKey;
 
-pub use entry::{LoadedKey, SecretMatch};
+pub use chain::{Broken, ChainBreak, MAX_ANCESTORS};
+pub use entry::{Grant, LoadedKey, SecretMatch};
 pub use sealed::{Checked, same_entry};
 
 /// What the index holds for a key ID.

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::authorizer::{Authorizer, AuthorizerSettings};
 use crate::http::{Limits, MemoryBudget, Router, Webhook, listener};
 use crate::identity::{GroupPattern, IdentityError, IdentityPolicy};
 use crate::index::{self, Index, StoreStopped};
@@ -83,6 +84,9 @@ pub struct ServeSettings {
     pub record_guard: Option<crate::admission::Guard>,
     /// Kube store: direct reads of unknown records per second (0: none).
     pub read_through_per_second: u32,
+    /// `POST /authorize`. Creators' rights are asked with the kube store's client; with the
+    /// dir store there is none, and inheriting keys get no opinion.
+    pub authorizer: AuthorizerSettings,
 }
 
 /// Why `keygate serve` could not start. Each message names the flag to change.
@@ -338,6 +342,11 @@ impl Bound {
         if let Some(rt) = &read_through {
             metrics.track_read_through(rt.stats.clone());
         }
+        // The authorizer asks creators' rights with the kube store's client (none with dir).
+        let kube_client = match &feed {
+            Feed::Kube(client, _) => Some(client.clone()),
+            Feed::Dir(_) => None,
+        };
         let (dir_watcher, store_stopped) = match feed {
             Feed::Dir(feed) => {
                 let stopped = feed.stopped;
@@ -391,6 +400,12 @@ impl Bound {
         };
         let memory = MemoryBudget::new(settings.max_request_memory);
         metrics.track_memory(memory.clone());
+        let authorizer = Arc::new(Authorizer::new(
+            index.clone(),
+            kube_client,
+            &settings.authorizer,
+            metrics.authz.clone(),
+        ));
         let webhook = Arc::new(Webhook {
             index: index.clone(),
             metrics: metrics.clone(),
@@ -399,6 +414,7 @@ impl Bound {
             memory,
             admission: settings.record_guard.clone().map(Arc::new),
             read_through: read_through.clone(),
+            authorizer: Some(authorizer),
         });
         let router = match api {
             Some(api) => Router::new(webhook).with_api(api),

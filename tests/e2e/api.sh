@@ -289,9 +289,19 @@ check "...owned by alice, parent the minting key" jq -e --arg p "$parent_id" \
 check "...alice sees it" bash -c "kubectl --kubeconfig '$KEYGATE_ALICE_KUBECONFIG' get ak -o name | grep -q '$(jq -r .metadata.name <<<"${child_json:-null}")'"
 check "...the child key works" wait_status "$work/child.kubeconfig" ok 5
 check "alice disables the parent key" as_user alice patch ak "$parent_name" --type merge -p '{"spec":{"disabled":true}}'
-# The webhook's walk up a key's parents is on branch `authz`, not merged yet (issue 11 open).
-skip "...keygate refuses the child at once (key chains not merged yet)"
-skip "...and kube-apiserver within the revocation budget (key chains not merged yet)"
+check "...keygate refuses the child at once (a key above it is disabled)" [ "$(review "$child_token")" = false ]
+check "...and kube-apiserver within the revocation budget" wait_status "$work/child.kubeconfig" unauthorized $((cache_s + 3))
+check "alice enables the parent key" as_user alice patch ak "$parent_name" --type merge -p '{"spec":{"disabled":false}}'
+check "...and the child works again" wait_status "$work/child.kubeconfig" ok $((cache_s + 5))
+check "alice deletes the parent key" as_user alice delete ak "$parent_name"
+check "...keygate refuses the child at once (a key above it is gone)" [ "$(review "$child_token")" = false ]
+
+if [[ ",${KEYGATE_AUTHZ_MODE:-}," == *,Webhook,* ]]; then
+  # shellcheck source=tests/e2e/authorize.sh
+  source "$here/authorize.sh"
+else
+  skip "keygate as authorizer (tests/e2e/authorize.sh): kube-apiserver's --authorization-mode is ${KEYGATE_AUTHZ_MODE:-unknown}, without Webhook"
+fi
 
 # --- keygate's port without kube-apiserver's front proxy ---------------------------------------
 # direct CERT KEY: the HTTP status of a list at keygate's own port, claiming to be the admin.
@@ -328,6 +338,11 @@ check "keygate keys list as nina shows her key and not alice's" bash -c \
 count_records() { admin get secrets -n "$KEYGATE_NAMESPACE" -o name | wc -l; }
 check "the webhook stops (the APIService becomes unavailable)" "$root/hack/local-cluster.sh" stop keygate
 records_before=$(count_records)
+if [[ -n "${ninai_kc:-}" ]]; then
+  # Its authentication may still be cached; its rights come only from keygate.
+  check "...an inheriting key can do nothing while keygate is down (fails closed)" within 15 bash -c \
+    "[ \"\$(kubectl --kubeconfig '$ninai_kc' --request-timeout=20s auth can-i create configmaps -n '$apps' 2>&1)\" != yes ]"
+fi
 err=$(kg keys create --name while-down --role view 2>&1 >/dev/null)
 check "with the APIService unavailable keygate keys create fails naming it" bash -c \
   "grep -q '$KEYGATE_APISERVICE_NAME' <<<'$err'"

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod authorize;
 mod cli_api;
 mod cli_dir;
 mod cli_errors;

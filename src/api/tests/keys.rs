@@ -137,3 +137,98 @@ async fn a_disabled_or_unknown_key_cannot_use_the_api() {
     assert_eq!(got.code, 403, "{}", got.body);
     assert!(cluster.writes().is_empty());
 }
+
+/// SECURITY: an inheriting key acts on AccessKeys only inside its own scope, and inside the
+/// scope of every inheriting key above it; a key under a disabled key cannot act at all.
+#[tokio::test]
+async fn an_inheriting_key_is_held_to_its_scope_on_the_api() {
+    use crate::record::ScopeRule;
+    let (api, cluster) = api(policy());
+    let rule = |verbs: &[&str], resources: &[&str]| ScopeRule {
+        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+        api_groups: vec!["keygate.dev".to_owned()],
+        resources: resources.iter().map(|r| (*r).to_owned()).collect(),
+        ..ScopeRule::default()
+    };
+    // Pods only: nothing on AccessKeys.
+    let pods = stored_key(&cluster, "alice", None, |r| {
+        r.inherit_creator = true;
+        r.rules = vec![ScopeRule {
+            verbs: vec!["get".into()],
+            api_groups: vec![String::new()],
+            resources: vec!["pods".into()],
+            ..ScopeRule::default()
+        }];
+    });
+    let body = key_body(json!({"displayName": "child", "inheritCreator": true}));
+    let got = post(&api, &key_caller(&pods), KEYS, body.clone()).await;
+    assert_eq!(got.code, 403, "{}", got.body);
+    let msg = got.body["message"].as_str().unwrap();
+    assert!(msg.contains("has no rule that matches"), "{msg}");
+    assert!(msg.contains("create accesskeys.keygate.dev"), "{msg}");
+    assert_eq!(get(&api, &key_caller(&pods), KEYS).await.code, 403);
+
+    // A namespace scope never covers AccessKeys (cluster-scoped).
+    let ns = stored_key(&cluster, "alice", None, |r| {
+        r.inherit_creator = true;
+        r.namespaces = vec!["apps".into()];
+    });
+    let got = post(&api, &key_caller(&ns), KEYS, body.clone()).await;
+    assert_eq!(got.code, 403, "{}", got.body);
+    assert!(
+        got.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("cluster-wide")
+    );
+
+    // Create and list allowed: it mints; its child (unscoped, inheriting) is still held to the
+    // parent's scope, which has no `delete`.
+    let minter = stored_key(&cluster, "alice", None, |r| {
+        r.inherit_creator = true;
+        r.rules = vec![rule(&["create", "list", "get"], &["accesskeys"])];
+    });
+    let got = post(&api, &key_caller(&minter), KEYS, body.clone()).await;
+    assert_eq!(got.code, 201, "{}", got.body);
+    let child = record_of(&cluster, got.body["metadata"]["name"].as_str().unwrap()).unwrap();
+    assert_eq!(get(&api, &key_caller(&minter), KEYS).await.code, 200);
+    let uri = format!("{KEYS}/{}", name(&child));
+    let del = send(
+        &api,
+        &key_caller(&child),
+        Method::DELETE,
+        &uri,
+        "",
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(del.code, 403, "{}", del.body);
+    let msg = del.body["message"].as_str().unwrap();
+    assert!(msg.contains(&format!("above key {}", child.id)), "{msg}");
+    // Regenerate is `create` on the subresource: `accesskeys` alone does not cover it.
+    let regen = post(
+        &api,
+        &key_caller(&minter),
+        &format!("{uri}/regenerate"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(regen.code, 403, "{}", regen.body);
+
+    // The minter disabled: its child cannot act on the API.
+    let mut off = record_of(&cluster, &name(&minter)).unwrap();
+    off.disabled = true;
+    cluster.objects.lock().unwrap().clear();
+    for r in [&off, &child] {
+        cluster.put_secret(&r.to_secret(NAMESPACE));
+    }
+    let got = get(&api, &key_caller(&child), KEYS).await;
+    assert_eq!(got.code, 403, "{}", got.body);
+    assert!(
+        got.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("is disabled")
+    );
+}

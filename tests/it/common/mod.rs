@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use keygate::authorizer::{Authorizer, AuthorizerSettings};
 use keygate::http::router::ApiHandler;
 use keygate::http::{Limits, listener};
 use keygate::http::{MemoryBudget, Router, Webhook};
@@ -67,6 +68,10 @@ pub struct ServerOptions {
     /// Direct reads of records the index lacks, from this (faked) API server at this rate;
     /// off by default.
     pub read_through: Option<(kube::Client, u32)>,
+    /// `/authorize`'s settings, and the client it asks creators' rights with (none, as with
+    /// the dir store, by default).
+    pub authorizer: AuthorizerSettings,
+    pub kube: Option<kube::Client>,
 }
 
 /// A running webhook with its own key directory and certificates.
@@ -141,6 +146,12 @@ impl TestServer {
                     rate,
                 ))
             }),
+            authorizer: Some(Arc::new(Authorizer::new(
+                index.clone(),
+                opts.kube,
+                &opts.authorizer,
+                metrics.authz.clone(),
+            ))),
         });
         metrics.track_memory(webhook.memory.clone());
         let task = tokio::spawn(listener::serve_webhook(

@@ -1,0 +1,466 @@
+//! keygate as kube-apiserver's authorization webhook (`POST /authorize`): the rights of keys
+//! that inherit their creator's, reduced by their scope.
+//!
+//! - A user who is not a keygate key (no `keygate.dev/key-id` in `extra`, and a username that
+//!   is not `<user prefix><key ID>`) gets no opinion at once, without any lookup; so does
+//!   everyone before the index has loaded. The authorizer never answers an error that
+//!   kube-apiserver would retry.
+//! - A live key without `inheritCreator` gets no opinion: RBAC decides, as for anyone.
+//! - An `inheritCreator` key is allowed a request exactly when the request is inside its scope
+//!   and inside the scope of every key above it ([`scope`]), and when the creator of each
+//!   `inheritCreator` key in that chain may do it now: keygate asks kube-apiserver with a
+//!   SubjectAccessReview as that creator ([`creator`], cached briefly). Anything else, including
+//!   a SubjectAccessReview that failed, is no grant (fail closed), with a reason saying why.
+//! - A disabled, expired, deleted or unknown key, one with a broken chain above it, or a claim
+//!   whose ID and username disagree, gets no opinion; in the instant-revocation mode
+//!   ([`AuthorizerSettings::deny_revoked`]) it is denied, which no later authorizer can undo.
+//!
+//! Without a cluster (the dir store) there is no one to ask about creators: inheriting keys
+//! get no opinion, with a reason saying so.
+
+pub mod creator;
+pub mod metrics;
+pub mod scope;
+pub mod wire;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use crate::index::{ChainBreak, Entry, Index, LoadedKey};
+use crate::token::IdKey;
+use creator::{CreatorError, Creators};
+use metrics::AuthzMetrics;
+use scope::{Attributes, Outside};
+use wire::{KeyIdClaim, Review, Verdict};
+
+/// How the authorizer behaves; flags of `keygate serve` fill it.
+#[derive(Debug, Clone)]
+pub struct AuthorizerSettings {
+    /// How long a creator's answer is reused.
+    pub cache_ttl: Duration,
+    /// At most this many creator answers are kept.
+    pub cache_size: u64,
+    /// Time allowed for one SubjectAccessReview to kube-apiserver.
+    pub sar_timeout: Duration,
+    /// Instant revocation: deny (not only leave to RBAC) requests of keys that are disabled,
+    /// expired, deleted, unknown or cut off by a key above them.
+    pub deny_revoked: bool,
+}
+
+impl Default for AuthorizerSettings {
+    fn default() -> Self {
+        AuthorizerSettings {
+            cache_ttl: Duration::from_secs(5),
+            cache_size: 10_000,
+            sar_timeout: Duration::from_secs(2),
+            deny_revoked: false,
+        }
+    }
+}
+
+/// Why the authorizer answered as it did; the `reason` label of its metrics and log events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The index has not loaded yet (or its store stopped).
+    NotReady,
+    /// The user is not a keygate key.
+    NotAKey,
+    /// `keygate.dev/key-id` and the username name different keys, or the claim is malformed.
+    IdentityMismatch,
+    /// The username is a key's, but `extra` carries no `keygate.dev/key-id`.
+    KeyIdMissing,
+    UnknownKey,
+    InvalidRecord,
+    Disabled,
+    Expired,
+    Chain(ChainBreak),
+    /// A live key that does not inherit its creator's rights: RBAC decides.
+    NotInheriting,
+    /// An `inheritCreator` key (or one above it) with no creator recorded.
+    NoCreator,
+    /// The review names neither a resource nor a non-resource URL.
+    NoAttributes,
+    Outside(Outside),
+    /// No cluster to ask (dir store).
+    NoCluster,
+    CreatorNotAllowed,
+    /// A SubjectAccessReview for a creator failed or timed out.
+    CreatorReviewFailed,
+    CreatorAllowed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotReady => "not_ready",
+            Reason::NotAKey => "not_a_key",
+            Reason::IdentityMismatch => "identity_mismatch",
+            Reason::KeyIdMissing => "key_id_missing",
+            Reason::UnknownKey => "unknown_key",
+            Reason::InvalidRecord => "invalid_record",
+            Reason::Disabled => "disabled",
+            Reason::Expired => "expired",
+            Reason::Chain(b) => b.as_str(),
+            Reason::NotInheriting => "not_inheriting",
+            Reason::NoCreator => "no_creator",
+            Reason::NoAttributes => "no_attributes",
+            Reason::Outside(o) => o.as_str(),
+            Reason::NoCluster => "no_cluster",
+            Reason::CreatorNotAllowed => "creator_not_allowed",
+            Reason::CreatorReviewFailed => "creator_review_failed",
+            Reason::CreatorAllowed => "creator_allowed",
+        }
+    }
+
+    /// The reasons for which the instant-revocation mode denies.
+    fn revoked(self) -> bool {
+        matches!(
+            self,
+            Reason::IdentityMismatch
+                | Reason::UnknownKey
+                | Reason::InvalidRecord
+                | Reason::Disabled
+                | Reason::Expired
+                | Reason::Chain(_)
+        )
+    }
+}
+
+/// One answer.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub reason: Reason,
+    /// `status.reason`: empty for users who are not keys.
+    pub message: Cow<'static, str>,
+    /// The key the user claimed to be, if any (public, safe to log).
+    pub key_id: Option<IdKey>,
+}
+
+/// Who the user claims to be.
+enum Claim {
+    /// `keygate.dev/key-id` and a username that agree.
+    Key(IdKey),
+    /// A key's username without `keygate.dev/key-id`.
+    UsernameOnly(IdKey),
+    /// A key ID claim that is malformed or disagrees with the username.
+    Mismatch(Option<IdKey>),
+}
+
+/// The authorization webhook's decisions. Shared by all connections.
+pub struct Authorizer {
+    index: Index,
+    creators: Creators,
+    deny_revoked: bool,
+    metrics: Arc<AuthzMetrics>,
+}
+
+impl Authorizer {
+    /// `client` is keygate's own Kubernetes client, used for creators' SubjectAccessReviews;
+    /// `None` with the dir store.
+    pub fn new(
+        index: Index,
+        client: Option<kube::Client>,
+        settings: &AuthorizerSettings,
+        metrics: Arc<AuthzMetrics>,
+    ) -> Self {
+        Authorizer {
+            index,
+            creators: Creators::new(
+                client,
+                settings.cache_ttl,
+                settings.cache_size,
+                settings.sar_timeout,
+                metrics.clone(),
+            ),
+            deny_revoked: settings.deny_revoked,
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &AuthzMetrics {
+        &self.metrics
+    }
+
+    pub fn creators(&self) -> &Creators {
+        &self.creators
+    }
+
+    /// Decides one review, records its metrics, and logs it when the user is a key.
+    pub async fn decide(&self, review: &Review<'_>) -> Decision {
+        let start = Instant::now();
+        let (decision, attrs) = match self.claim(review) {
+            None => (self.plain(Reason::NotAKey), None),
+            Some(claim) => self.decide_key(claim, review).await,
+        };
+        let elapsed = start.elapsed();
+        self.metrics.decision(
+            decision.verdict.as_str(),
+            decision.reason,
+            elapsed.as_secs_f64(),
+        );
+        if let Some(id) = decision.key_id {
+            log_decision(&id, &decision, attrs.as_deref(), elapsed);
+        }
+        decision
+    }
+
+    /// Who the user claims to be, or `None` for a user who is no key (and every user before the
+    /// index has loaded).
+    fn claim(&self, review: &Review<'_>) -> Option<Claim> {
+        let policy = self.index.policy();
+        let by_name = policy.key_of_username(&review.user);
+        match &review.key_id {
+            KeyIdClaim::Absent => by_name.map(Claim::UsernameOnly),
+            KeyIdClaim::Malformed => Some(Claim::Mismatch(by_name)),
+            KeyIdClaim::One(id) => match IdKey::new(id) {
+                Some(k) if by_name == Some(k) => Some(Claim::Key(k)),
+                Some(k) => Some(Claim::Mismatch(Some(k))),
+                None => Some(Claim::Mismatch(by_name)),
+            },
+        }
+    }
+
+    /// No opinion, for a user who is no key: no text, nothing logged.
+    fn plain(&self, reason: Reason) -> Decision {
+        Decision {
+            verdict: Verdict::NoOpinion,
+            reason,
+            message: Cow::Borrowed(""),
+            key_id: None,
+        }
+    }
+
+    async fn decide_key(
+        &self,
+        claim: Claim,
+        review: &Review<'_>,
+    ) -> (Decision, Option<Arc<Attributes>>) {
+        if !self.index.is_ready() {
+            return (self.plain(Reason::NotReady), None);
+        }
+        let attrs = review.attributes().map(Arc::new);
+        let (id, exact) = match claim {
+            Claim::Mismatch(id) => {
+                let d = self.refuse(
+                    id,
+                    Reason::IdentityMismatch,
+                    "the user's keygate.dev/key-id and username do not name the same key".into(),
+                );
+                return (d, attrs);
+            }
+            Claim::UsernameOnly(id) => (id, None),
+            Claim::Key(id) => (id, review_key_id(review)),
+        };
+        let key = match self.live_key(id, exact.as_deref()) {
+            Ok(k) => k,
+            Err((reason, message)) => return (self.refuse(Some(id), reason, message), attrs),
+        };
+        if exact.is_none() {
+            let message =
+                "the user has a key's username but no keygate.dev/key-id: keygate grants nothing"
+                    .into();
+            return (self.no_opinion(id, Reason::KeyIdMissing, message), attrs);
+        }
+        let inherits = key.grant().is_some_and(|g| g.inherit_creator);
+        if !inherits && !self.deny_revoked {
+            return (self.no_opinion(id, Reason::NotInheriting, "".into()), attrs);
+        }
+        let mut chain = vec![key.clone()];
+        let walked = self
+            .index
+            .check_chain(&key, Timestamp::now(), |a| chain.push(a.clone()));
+        if let Err(b) = walked {
+            let message = format!("key {} above this one {}", b.at, b.why.explain());
+            return (
+                self.refuse(Some(id), Reason::Chain(b.why), message.into()),
+                attrs,
+            );
+        }
+        if !inherits {
+            return (self.no_opinion(id, Reason::NotInheriting, "".into()), attrs);
+        }
+        let Some(attrs) = attrs else {
+            let message = "the review names neither a resource nor a non-resource URL".into();
+            return (self.no_opinion(id, Reason::NoAttributes, message), None);
+        };
+        let decision = self.inherited(id, &chain, &attrs).await;
+        (decision, Some(attrs))
+    }
+
+    /// The key `id` from the index, if it is live; else why not.
+    fn live_key(
+        &self,
+        id: IdKey,
+        exact: Option<&str>,
+    ) -> Result<Arc<LoadedKey>, (Reason, Cow<'static, str>)> {
+        let key = match self.index.get(&id) {
+            None => return Err((Reason::UnknownKey, "no such key".into())),
+            Some(Entry::Invalid(_)) => {
+                return Err((Reason::InvalidRecord, "the key's record was refused".into()));
+            }
+            Some(Entry::Key(k)) if exact.is_some_and(|e| e != k.id()) => {
+                return Err((Reason::UnknownKey, "no such key".into()));
+            }
+            Some(Entry::Key(k)) => k,
+        };
+        let now = Timestamp::now();
+        if key.disabled {
+            return Err((Reason::Disabled, "the key is disabled".into()));
+        }
+        if key.is_expired(now) {
+            return Err((Reason::Expired, "the key has expired".into()));
+        }
+        Ok(key)
+    }
+
+    /// The decision for an `inheritCreator` key whose chain (`chain[0]` the key, then each key
+    /// above it) is live.
+    async fn inherited(
+        &self,
+        id: IdKey,
+        chain: &[Arc<LoadedKey>],
+        attrs: &Arc<Attributes>,
+    ) -> Decision {
+        for (i, k) in chain.iter().enumerate() {
+            let Some(g) = k.grant() else { continue };
+            if let Err(outside) = scope::check(&g.namespaces, &g.rules, attrs) {
+                let whose = whose(i, k);
+                let message = format!("{whose} scope {}", outside.explain());
+                return self.no_opinion(id, Reason::Outside(outside), message.into());
+            }
+        }
+        let mut allowed_as = Vec::new();
+        for (i, k) in chain.iter().enumerate() {
+            let Some(g) = k.grant().filter(|g| g.inherit_creator) else {
+                continue;
+            };
+            let Some(creator) = &g.creator else {
+                let message = format!(
+                    "{} inherits its creator's rights but has no creator recorded",
+                    whose(i, k)
+                );
+                return self.no_opinion(id, Reason::NoCreator, message.into());
+            };
+            match self
+                .creators
+                .allowed((g.generation, attrs.clone()), creator)
+                .await
+            {
+                Ok(a) if a.allowed => allowed_as.push(creator.username.as_str()),
+                Ok(a) => {
+                    let mut message = format!(
+                        "{} creator {:?} may not do this now",
+                        whose(i, k),
+                        creator.username
+                    );
+                    if !a.reason.is_empty() {
+                        message.push_str(": ");
+                        message.push_str(&a.reason);
+                    }
+                    return self.no_opinion(id, Reason::CreatorNotAllowed, message.into());
+                }
+                Err(CreatorError::NoCluster) => {
+                    let message = CreatorError::NoCluster.to_string();
+                    return self.no_opinion(id, Reason::NoCluster, message.into());
+                }
+                Err(e) => {
+                    tracing::warn!(key_id = %id, error = %e, "cannot learn a key creator's rights; no grant");
+                    let message = format!("keygate could not check the creator's rights: {e}");
+                    let verdict = if self.deny_revoked {
+                        Verdict::Deny
+                    } else {
+                        Verdict::NoOpinion
+                    };
+                    return Decision {
+                        verdict,
+                        reason: Reason::CreatorReviewFailed,
+                        message: message.into(),
+                        key_id: Some(id),
+                    };
+                }
+            }
+        }
+        Decision {
+            verdict: Verdict::Allow,
+            reason: Reason::CreatorAllowed,
+            message: format!("keygate: inherited from {}", allowed_as.join(", ")).into(),
+            key_id: Some(id),
+        }
+    }
+
+    fn no_opinion(&self, id: IdKey, reason: Reason, message: Cow<'static, str>) -> Decision {
+        Decision {
+            verdict: Verdict::NoOpinion,
+            reason,
+            message,
+            key_id: Some(id),
+        }
+    }
+
+    /// A key that is not live: denied in the instant-revocation mode, else no opinion.
+    fn refuse(&self, id: Option<IdKey>, reason: Reason, message: Cow<'static, str>) -> Decision {
+        debug_assert!(reason.revoked());
+        Decision {
+            verdict: if self.deny_revoked {
+                Verdict::Deny
+            } else {
+                Verdict::NoOpinion
+            },
+            reason,
+            message: format!("keygate: {message}").into(),
+            key_id: id,
+        }
+    }
+}
+
+/// The ID as the review wrote it (case kept), for the case-sensitive match.
+fn review_key_id<'a>(review: &'a Review<'_>) -> Option<Cow<'a, str>> {
+    match &review.key_id {
+        KeyIdClaim::One(id) => Some(Cow::Borrowed(&**id)),
+        _ => None,
+    }
+}
+
+/// "the key's" or "key X above this one's", for messages about the chain.
+fn whose(i: usize, k: &LoadedKey) -> String {
+    if i == 0 {
+        "the key's".to_owned()
+    } else {
+        format!("key {} above this one: its", k.id())
+    }
+}
+
+/// One structured event per decision on a key: key ID, verb, resource, namespace, result,
+/// reason. Never a token; the user's identity is the key ID.
+fn log_decision(id: &IdKey, d: &Decision, attrs: Option<&Attributes>, elapsed: Duration) {
+    let (verb, resource, namespace) = match attrs {
+        Some(Attributes::Resource { verb, res }) => {
+            let resource = match (res.group.is_empty(), res.subresource.is_empty()) {
+                (true, true) => res.resource.clone(),
+                (true, false) => format!("{}/{}", res.resource, res.subresource),
+                (false, true) => format!("{}.{}", res.resource, res.group),
+                (false, false) => format!("{}.{}/{}", res.resource, res.group, res.subresource),
+            };
+            (verb.as_str(), resource, res.namespace.as_str())
+        }
+        Some(Attributes::NonResource { verb, path }) => (verb.as_str(), path.clone(), ""),
+        None => ("", String::new(), ""),
+    };
+    tracing::info!(
+        key_id = %id,
+        %verb,
+        %resource,
+        %namespace,
+        result = %d.verdict.as_str(),
+        reason = %d.reason.as_str(),
+        duration_us = elapsed.as_micros() as u64,
+        "subjectaccessreview"
+    );
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2154 # work, secrets, root, apps, ... are run.sh's and api.sh's
+# keygate as kube-apiserver's authorization webhook (POST /authorize, after RBAC:
+# --authorization-mode=Node,RBAC,Webhook, hack/local-cluster.sh's default), end to end: keys that
+# inherit their creator's live rights, reduced by a scope. Sourced by tests/e2e/api.sh once the
+# APIService is up; uses its helpers (ak_create, as_user, refused) and run.sh's counters.
+#
+# Users (hack/local-cluster.sh): nina is admin in $apps only; victor has view everywhere.
+
+# can KC VERB RESOURCE NS: kubectl auth can-i as the key in KC ("yes" or "no").
+can() {
+  kubectl --kubeconfig "$1" --request-timeout=20s auth can-i "$2" "$3" -n "$4" 2>/dev/null || true
+}
+# can_be WANT KC VERB RESOURCE NS: can-i answers WANT (kube-apiserver caches answers briefly).
+can_be() { [ "$(can "$2" "$3" "$4" "$5")" = "$1" ]; }
+# forbidden_saying KC WORDS -- KUBECTL-ARGS...: kubectl as KC is refused (Forbidden) with a
+# message naming every one of WORDS.
+forbidden_saying() {
+  local kc=$1 words=() w err
+  shift
+  while [[ $1 != -- ]]; do words+=("$1"); shift; done
+  shift
+  if err=$(kubectl --kubeconfig "$kc" --request-timeout=20s "$@" 2>&1 >/dev/null); then
+    echo "allowed: $*" >&2
+    return 1
+  fi
+  grep -q Forbidden <<<"$err" || { echo "$err" >&2; return 1; }
+  for w in "${words[@]}"; do grep -qF -- "$w" <<<"$err" || { echo "no '$w' in: $err" >&2; return 1; }; done
+}
+
+echo "# --- keygate as authorizer: keys that inherit their creator's rights (${KEYGATE_AUTHZ_MODE}) ---"
+
+# --- nina: a key with her rights in $apps, without any right to bind a role ---------------------
+if ak_create nina "{\"displayName\": \"nina-inherit\", \"inheritCreator\": true, \"scope\": {\"namespaces\": [\"$apps\"]}}"; then
+  ok "nina (admin in $apps, no bind on admin) mints an inheritCreator key scoped to $apps"
+else
+  not_ok "nina (admin in $apps, no bind on admin) mints an inheritCreator key scoped to $apps: $ak_err"
+fi
+ninai_name=$ak_name ninai_kc=$ak_kc
+check "...kubectl get ak shows it inherits its creator" bash -c \
+  "kubectl --kubeconfig '$KEYGATE_NINA_KUBECONFIG' get ak '$ninai_name' | grep -q 'inherits creator'"
+check "...keygate made no RoleBinding for it" bash -c \
+  "! admin get rolebindings -A -o json | jq -e --arg u 'service-account-$ninai_name' 'any(.items[]; any(.subjects[]?; .name == \$u))' >/dev/null"
+check "the key creates a ConfigMap in $apps (nina's right, through keygate)" \
+  within 10 kubectl --kubeconfig "$ninai_kc" --request-timeout=20s create configmap nina-inherit -n "$apps"
+check "...kubectl auth can-i delete pods -n $apps: yes" can_be yes "$ninai_kc" delete pods "$apps"
+check "...but not in default, where nina has no rights either" can_be no "$ninai_kc" list pods default
+check "...nor, inside its scope, what nina may not do (create resourcequotas in $apps)" \
+  can_be no "$ninai_kc" create resourcequotas "$apps"
+check "...and it cannot create a RoleBinding (kube-apiserver 1.20's escalation check asks RBAC only)" \
+  bash -c "! kubectl --kubeconfig '$ninai_kc' --request-timeout=20s create rolebinding nina-inherit -n '$apps' --clusterrole view --user nobody 2>/dev/null"
+
+# --- the creator loses a right: the key loses it -----------------------------------------------
+check "nina loses admin in $apps" admin delete rolebinding e2e:nina:admin -n "$apps"
+# keygate's answer cache (--authorize-cache-ttl 5s) plus kube-apiserver's (2s), with slack.
+check "...her key loses it too, within the caches' TTLs" within 15 can_be no "$ninai_kc" create configmaps "$apps"
+check "nina gets admin in $apps back" admin create rolebinding e2e:nina:admin -n "$apps" --clusterrole admin --user nina
+check "...and so does her key" within 15 can_be yes "$ninai_kc" create configmaps "$apps"
+
+# --- victor: a scope that reduces his rights ---------------------------------------------------
+rules='[{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}]'
+if ak_create victor "{\"displayName\": \"victor-pods\", \"inheritCreator\": true, \"scope\": {\"namespaces\": [\"$apps\"], \"rules\": $rules}}"; then
+  ok "victor (view everywhere) mints an inheritCreator key: pods in $apps only"
+else
+  not_ok "victor (view everywhere) mints an inheritCreator key: pods in $apps only: $ak_err"
+fi
+victori_kc=$ak_kc
+check "the key lists pods in $apps" within 10 kubectl --kubeconfig "$victori_kc" --request-timeout=20s get pods -n "$apps"
+check "...not in default, which victor may list (403 naming the scope's namespaces)" \
+  forbidden_saying "$victori_kc" scope namespace -- get pods -n default
+check "...nor ConfigMaps in $apps, which victor may read (403 naming the scope's rules)" \
+  forbidden_saying "$victori_kc" scope rule -- get configmaps -n "$apps"
+check "...and it cannot mint keys: its scope does not reach AccessKeys" \
+  forbidden_saying "$victori_kc" -- get ak
+
+# --- a key minting an inheriting key: bounded by every key above it -----------------------------
+parent_rules='[{"verbs": ["create", "get", "list"], "apiGroups": ["keygate.dev"], "resources": ["accesskeys"]},
+  {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["configmaps"]}]'
+ak_create nina "{\"displayName\": \"nina-minter\", \"inheritCreator\": true, \"scope\": {\"rules\": $parent_rules}}"
+minter_kc=$ak_kc
+check "nina mints an inheriting key whose scope allows creating AccessKeys" [ -n "$ak_json" ]
+child_rules='[{"verbs": ["get", "list", "create"], "apiGroups": [""], "resources": ["configmaps"]}]'
+child_spec="{\"displayName\": \"nina-grandchild\", \"inheritCreator\": true, \"scope\": {\"namespaces\": [\"$apps\"], \"rules\": $child_rules}}"
+jq -n --argjson spec "$child_spec" \
+  '{apiVersion: "keygate.dev/v1alpha1", kind: "AccessKey", metadata: {generateName: "e2e-"}, spec: $spec}' >"$work/grandchild.json"
+gc_json=""
+within 10 bash -c "kubectl --kubeconfig '$minter_kc' create -f '$work/grandchild.json' -o json >'$work/grandchild.out' 2>'$work/grandchild.err'" &&
+  gc_json=$(<"$work/grandchild.out")
+check "...that key mints an inheriting key in turn (kubectl create -f with the key's token)" [ -n "$gc_json" ]
+gc_token=$(jq -r '.status.token // empty' <<<"${gc_json:-null}")
+[[ -n "$gc_token" ]] && echo "${gc_token:26}" >>"$secrets"
+token_kc "$gc_token" "$work/grandchild.kubeconfig"
+check "...owned by nina" jq -e '.status.owner == "nina"' <<<"${gc_json:-null}"
+check "the grandchild reads ConfigMaps in $apps (inside both scopes, nina may)" \
+  within 10 can_be yes "$work/grandchild.kubeconfig" list configmaps "$apps"
+check "...but cannot create one: the key above it has no create on ConfigMaps (403 naming the key above)" \
+  forbidden_saying "$work/grandchild.kubeconfig" "above" -- create configmap gc -n "$apps"
