@@ -14,6 +14,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KEYGATE_CACHE/target}"
 export KEYGATE_CLUSTER_DIR="${KEYGATE_E2E_CLUSTER_DIR:-$KEYGATE_CACHE/cluster-e2e}"
 # Low webhook cache TTL so revocation is measurable (kube-apiserver adds its own 10 s success cache).
 export KEYGATE_WEBHOOK_CACHE_TTL="${KEYGATE_WEBHOOK_CACHE_TTL:-1s}"
+# Short authorization-webhook TTLs too: a creator's lost right, and instant revocation, show at once.
+export KEYGATE_AUTHZ_CACHE_TTL="${KEYGATE_AUTHZ_CACHE_TTL:-1s}"
 
 cargo build --locked --bin keygate >&2
 export KEYGATE_BIN="$CARGO_TARGET_DIR/debug/keygate"

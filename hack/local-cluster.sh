@@ -56,6 +56,11 @@
 #                                   register the APIService v1alpha1.keygate.dev and wait
 #                                   until it is Available and accesskeys is discovered
 #                                   (needs keygate with --api), or remove it
+#   hack/local-cluster.sh authz-mode MODE [--deny-revoked]
+#                                   restart kube-apiserver with --authorization-mode=MODE
+#                                   (e.g. Node,Webhook,RBAC) and keygate with or without
+#                                   --authorize-deny-revoked (instant revocation); kept
+#                                   for later restarts
 #
 # Only stdout carries results (a path, export lines, the status table); progress
 # and errors go to stderr. Every process logs to a file in the state dir.
@@ -255,7 +260,8 @@ write_config() {
     for v in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT WEBHOOK_PORT WEBHOOK_ADMIN_PORT \
       KCM_PORT NO_WEBHOOK KEYGATE_BIN_PATH KEYGATE_BIN_STAMP APISERVER_BIN KCM_BIN STATIC_TOKEN API \
       CFG_WEBHOOK_CACHE_TTL CFG_APISERVER_EXTRA_ARGS CFG_APISERVER_V CFG_KEYGATE_EXTRA_ARGS \
-      CFG_KEYGATE_LOG CFG_ETCD_FSYNC CFG_KCM_EXTRA_ARGS CFG_AUTHZ_MODE CFG_AUTHZ_CACHE_TTL; do
+      CFG_KEYGATE_LOG CFG_ETCD_FSYNC CFG_KCM_EXTRA_ARGS CFG_AUTHZ_MODE CFG_AUTHZ_CACHE_TTL \
+      CFG_AUTHZ_DENY_REVOKED; do
       printf '%s=%q\n' "$v" "${!v-}"
     done
   } >"$tmp"
@@ -742,6 +748,7 @@ start_keygate() {
   [[ -n "$kg_extra" ]] && extra=(${kg_extra})
   local dir="${STATE}/keygate-certs"
   local kg_log="${CFG_KEYGATE_LOG-${KEYGATE_KEYGATE_LOG:-}}"
+  [[ "${CFG_AUTHZ_DENY_REVOKED:-0}" != 1 ]] || extra+=(--authorize-deny-revoked)
   [[ -n "$kg_log" ]] && extra+=(--log "$kg_log")
   # The binary may have been rebuilt since `up`: look again.
   API=0
@@ -1097,6 +1104,26 @@ cmd_component() {
   esac
 }
 
+cmd_authz_mode() {
+  local mode="${1:-}" deny=0
+  [[ "$mode" =~ ^[A-Za-z,]+$ ]] || kg::die "authz-mode MODE [--deny-revoked], e.g. Node,Webhook,RBAC"
+  case "${2:-}" in
+    "") ;;
+    --deny-revoked) deny=1 ;;
+    *) kg::die "authz-mode MODE [--deny-revoked]: unknown ${2}" ;;
+  esac
+  lock_state
+  load_config || kg::die "no cluster state in ${STATE}; run \`$0 up\` first"
+  [[ "$NO_WEBHOOK" != 1 ]] || kg::die "this cluster runs without keygate (KEYGATE_NO_WEBHOOK=1 at \`up\`)"
+  CFG_AUTHZ_MODE="$mode"
+  CFG_AUTHZ_DENY_REVOKED="$deny"
+  write_config
+  stop keygate
+  start_component keygate
+  stop kube-apiserver
+  start_component kube-apiserver
+}
+
 cmd_apiservice() {
   lock_state
   load_config || kg::die "no cluster state in ${STATE}; run \`$0 up\` first"
@@ -1119,6 +1146,7 @@ case "${1:-}" in
   status) cmd_status ;;
   stop | start | restart) cmd_component "$1" "${2:-}" ;;
   apiservice) cmd_apiservice "${2:-}" ;;
+  authz-mode) cmd_authz_mode "${2:-}" "${3:-}" ;;
   -h | --help | help) usage ;;
   *) usage ;;
 esac

@@ -47,8 +47,11 @@ check "...kubectl auth can-i delete pods -n $apps: yes" can_be yes "$ninai_kc" d
 check "...but not in default, where nina has no rights either" can_be no "$ninai_kc" list pods default
 check "...nor, inside its scope, what nina may not do (create resourcequotas in $apps)" \
   can_be no "$ninai_kc" create resourcequotas "$apps"
-check "...and it cannot create a RoleBinding (kube-apiserver 1.20's escalation check asks RBAC only)" \
+check "...nor anything cluster-scoped (list namespaces)" can_be no "$ninai_kc" list namespaces default
+check "...it cannot create a RoleBinding to view, which RBAC does not give the key itself (escalation check)" \
   bash -c "! kubectl --kubeconfig '$ninai_kc' --request-timeout=20s create rolebinding nina-inherit -n '$apps' --clusterrole view --user nobody 2>/dev/null"
+check "...but it can to edit, which nina may bind (kube-apiserver asks the authorizers about bind)" \
+  kubectl --kubeconfig "$ninai_kc" --request-timeout=20s create rolebinding nina-inherit-edit -n "$apps" --clusterrole edit --user nobody
 
 # --- the creator loses a right: the key loses it -----------------------------------------------
 check "nina loses admin in $apps" admin delete rolebinding e2e:nina:admin -n "$apps"
@@ -70,6 +73,7 @@ check "...not in default, which victor may list (403 naming the scope's namespac
   forbidden_saying "$victori_kc" scope namespace -- get pods -n default
 check "...nor ConfigMaps in $apps, which victor may read (403 naming the scope's rules)" \
   forbidden_saying "$victori_kc" scope rule -- get configmaps -n "$apps"
+check "...nor create a ConfigMap there" can_be no "$victori_kc" create configmaps "$apps"
 check "...and it cannot mint keys: its scope does not reach AccessKeys" \
   forbidden_saying "$victori_kc" -- get ak
 
@@ -77,7 +81,7 @@ check "...and it cannot mint keys: its scope does not reach AccessKeys" \
 parent_rules='[{"verbs": ["create", "get", "list"], "apiGroups": ["keygate.dev"], "resources": ["accesskeys"]},
   {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["configmaps"]}]'
 ak_create nina "{\"displayName\": \"nina-minter\", \"inheritCreator\": true, \"scope\": {\"rules\": $parent_rules}}"
-minter_kc=$ak_kc
+minter_kc=$ak_kc minter_json=$ak_json
 check "nina mints an inheriting key whose scope allows creating AccessKeys" [ -n "$ak_json" ]
 child_rules='[{"verbs": ["get", "list", "create"], "apiGroups": [""], "resources": ["configmaps"]}]'
 child_spec="{\"displayName\": \"nina-grandchild\", \"inheritCreator\": true, \"scope\": {\"namespaces\": [\"$apps\"], \"rules\": $child_rules}}"
@@ -95,3 +99,47 @@ check "the grandchild reads ConfigMaps in $apps (inside both scopes, nina may)" 
   within 10 can_be yes "$work/grandchild.kubeconfig" list configmaps "$apps"
 check "...but cannot create one: the key above it has no create on ConfigMaps (403 naming the key above)" \
   forbidden_saying "$work/grandchild.kubeconfig" "above" -- create configmap gc -n "$apps"
+check "nina disables the key above it" as_user nina patch ak "$(jq -r .metadata.name <<<"${minter_json:-null}")" --type merge -p '{"spec":{"disabled":true}}'
+check "...the grandchild is refused at once by keygate" [ "$(review "$gc_token")" = false ]
+check "...and by kube-apiserver within the revocation budget" wait_status "$work/grandchild.kubeconfig" unauthorized $((cache_s + 3))
+
+# --- who may not mint an inheriting key, by default ----------------------------------------------
+ak_create admin '{"displayName": "masters-inherit", "inheritCreator": true}'
+check "the cluster admin (system:masters) is refused an inheriting key (403 naming system:masters)" \
+  refused Forbidden system:masters
+sa_token=""
+if admin create serviceaccount e2e-ci -n "$apps" >/dev/null &&
+  admin create clusterrolebinding e2e:ci:self-service --clusterrole keygate:self-service \
+    --serviceaccount "$apps:e2e-ci" >/dev/null; then
+  # kube-controller-manager's token controller writes the ServiceAccount's token Secret.
+  within 30 bash -c "admin get serviceaccount e2e-ci -n '$apps' -o jsonpath='{.secrets[0].name}' | grep -q ." || true
+  sa_secret=$(admin get serviceaccount e2e-ci -n "$apps" -o jsonpath='{.secrets[0].name}' 2>/dev/null || true)
+  [[ -n "$sa_secret" ]] &&
+    sa_token=$(admin get secret "$sa_secret" -n "$apps" -o jsonpath='{.data.token}' | base64 -d)
+fi
+check "a ServiceAccount token (from kube-controller-manager) for $apps/e2e-ci" [ -n "$sa_token" ]
+kubeconfig_for "$sa_token" "$work/sa.kubeconfig"
+KEYGATE_SA_KUBECONFIG="$work/sa.kubeconfig"
+export KEYGATE_SA_KUBECONFIG
+ak_create sa '{"displayName": "sa-inherit", "inheritCreator": true}'
+check "...the ServiceAccount (with self-service) is refused an inheriting key (403 naming ServiceAccount)" \
+  refused Forbidden ServiceAccount
+ak_create sa '{"displayName": "sa-view", "role": "view"}' || true
+check "...while the same ServiceAccount, refused bind on view, gets a 403 for a role key (the API answers it)" \
+  refused Forbidden bind
+
+# --- everyone else costs keygate nothing -------------------------------------------------------
+# sar_count: SubjectAccessReviews keygate has sent for key creators; not_a_key: /authorize
+# answers for users who are not keys.
+sar_count() { curl -s "$KEYGATE_WEBHOOK_ADMIN_URL/metrics" | awk '/^keygate_authorize_creator_reviews_total/ {s += $2} END {print s + 0}'; }
+not_a_key() { curl -s "$KEYGATE_WEBHOOK_ADMIN_URL/metrics" | awk '/^keygate_authorize_decisions_total/ && /not_a_key/ {s += $2} END {print s + 0}'; }
+sars_before=$(sar_count) plain_before=$(not_a_key)
+for i in 1 2 3 4 5; do
+  # Denied by RBAC, so kube-apiserver asks keygate (a different name each time: no cache hit).
+  as_user victor delete configmap "victor-$i" -n "$apps" >/dev/null 2>&1 || true
+done
+plain_after=$(not_a_key) sars_after=$(sar_count)
+check "a plain user's requests reach /authorize and get no opinion ($plain_before -> $plain_after)" \
+  [ "$plain_after" -ge $((plain_before + 5)) ]
+check "...and never cause a SubjectAccessReview from keygate ($sars_before -> $sars_after)" \
+  [ "$sars_after" = "$sars_before" ]
