@@ -11,7 +11,10 @@
 //! stream limit, 200, applies), no TCP_NODELAY, no handshake timeout, the body collected
 //! without a limit. It shows what keygate's hardening itself costs.
 //!
-//! `cargo run --release --example floor -- [--bare] --listen 127.0.0.1:18443 --tls-cert F --tls-key F`
+//! With `--authorize` either floor answers a fixed SubjectAccessReview instead (no opinion, as
+//! keygate's `/authorize` answers a user who is not a key), for the `/authorize` comparison.
+//!
+//! `cargo run --release --example floor -- [--bare] [--authorize] --listen 127.0.0.1:18443 --tls-cert F --tls-key F`
 //! It prints `floor listening on ADDR` when ready and stops on SIGINT/SIGTERM.
 
 use std::convert::Infallible;
@@ -32,8 +35,18 @@ use tokio::net::TcpListener;
 /// What keygate answers for a valid key with a view role (same shape and size).
 const ANSWER: &str = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":true,"user":{"extra":{"keygate.dev/key-id":["AbCdEfGhIjKlMnOpQrStUv"],"keygate.dev/key-name":["bench key"]},"groups":["keygate:keys","keygate:view"],"uid":"keygate:abcdefghijklmnopqrstuv","username":"service-account-abcdefghijklmnopqrstuv"}}}"#;
 
+/// What keygate's `/authorize` answers a user who is not a key (same shape and size).
+const AUTHORIZE_ANSWER: &str = r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","status":{"allowed":false}}"#;
+
+/// The answer both handlers send: set once in `main`, before serving.
+static ANSWER_BODY: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+fn answer() -> Bytes {
+    Bytes::from_static(ANSWER_BODY.get().copied().unwrap_or(ANSWER).as_bytes())
+}
+
 fn usage() -> ! {
-    eprintln!("usage: floor [--bare] [--listen ADDR] --tls-cert FILE --tls-key FILE");
+    eprintln!("usage: floor [--bare] [--authorize] [--listen ADDR] --tls-cert FILE --tls-key FILE");
     std::process::exit(2)
 }
 
@@ -42,7 +55,7 @@ async fn handle_bare(
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     std::hint::black_box(req.into_body().collect().await?.to_bytes());
-    let mut r = Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
+    let mut r = Response::new(Full::new(answer()));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
@@ -88,7 +101,7 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
         Ok(b) => {
             // Touch the body so reading it cannot be optimised away.
             std::hint::black_box(b.to_bytes());
-            Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())))
+            Response::new(Full::new(answer()))
         }
         Err(_) => {
             let mut r = Response::new(Full::new(Bytes::from_static(b"bad body\n")));
@@ -115,6 +128,9 @@ async fn main() -> anyhow::Result<()> {
             "--tls-cert" => cert = Some(PathBuf::from(val())),
             "--tls-key" => key = Some(PathBuf::from(val())),
             "--bare" => bare = true,
+            "--authorize" => {
+                let _ = ANSWER_BODY.set(AUTHORIZE_ANSWER);
+            }
             _ => usage(),
         }
     }

@@ -219,11 +219,11 @@ stop_pid() {
   kill "$p" 2>/dev/null || true
   wait "$p" 2>/dev/null || true
 }
-start_floor() { # floor|bare -> sets FLOOR_PID or BARE_PID
+start_floor() { # floor|bare [--authorize] -> sets FLOOR_PID or BARE_PID
   local who=$1 port pid
   port=$(port_of "$who")
   # shellcheck disable=SC2046
-  "$FLOOR" $([ "$who" = bare ] && echo --bare) --listen "127.0.0.1:$port" --tls-cert "$CERT" --tls-key "$KEY" >>"$OUT/raw/$who.log" 2>&1 &
+  "$FLOOR" $([ "$who" = bare ] && echo --bare) ${2:-} --listen "127.0.0.1:$port" --tls-cert "$CERT" --tls-key "$KEY" >>"$OUT/raw/$who.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
   if [ "$who" = bare ]; then BARE_PID=$pid; else FLOOR_PID=$pid; fi
@@ -255,7 +255,8 @@ sanity() {
 h2load_run() { # label port args... ; echoes req/s
   local label=$1 port=$2; shift 2
   local raw=$OUT/raw/$label.txt
-  local cmd=(h2load "$@" -d "$W/valid.json" -H 'Content-Type: application/json' "https://127.0.0.1:$port$URL_PATH")
+  # RUN_BODY / RUN_PATH: another request than the valid TokenReview (the /authorize part).
+  local cmd=(h2load "$@" -d "${RUN_BODY:-$W/valid.json}" -H 'Content-Type: application/json' "https://127.0.0.1:$port${RUN_PATH:-$URL_PATH}")
   echo "\$ ${cmd[*]}" >"$raw"
   timeout 120 "${cmd[@]}" >>"$raw" 2>&1 || die "$label: h2load failed (exit $?), see $raw"
   python3 "$ROOT/hack/lib/bench_report.py" parse-h2load "$raw" || die "$label: h2load reported errors, see $raw"
@@ -361,6 +362,38 @@ for who in keygate floor; do
   got=$(python3 -c "print(round($n / $LAT_DUR))")
   result "lat_p50_us_$who" "$p50" "µs at $HALF req/s offered, $got req/s done ($n requests)" "${cmd[*]}"
   result "lat_p99_us_$who" "$p99" "µs at $HALF req/s offered, $got req/s done ($n requests)" "${cmd[*]}"
+done
+stop_pid "$FLOOR_PID"; FLOOR_PID=""
+stop_pid "$BARE_PID"; BARE_PID=""
+
+# --- part 2b: POST /authorize for a user who is not a key -------------------------------------------
+# What every request RBAC does not allow costs once keygate is kube-apiserver's authorization
+# webhook (and every request, in the instant-revocation mode): keygate's no-opinion answer against
+# both floors answering a fixed SubjectAccessReview of the same size.
+SAR_BODY=$W/sar.json
+cp tests/fixtures/subjectaccessreview/request-v1.json "$SAR_BODY"
+start_floor floor --authorize
+start_floor bare --authorize
+for who in keygate floor bare; do
+  a=$(curl -sk -X POST -H 'Content-Type: application/json' --data-binary "@$SAR_BODY" "https://127.0.0.1:$(port_of $who)/authorize") || die "$who: /authorize failed"
+  [[ $a == *'"allowed":false'* && $a != *denied* ]] || die "$who: /authorize did not answer no opinion: $a"
+done
+declare -A ARATES ACMDS
+for round in $(seq 1 "$ROUNDS"); do
+  for who in keygate floor bare; do
+    port=$(port_of $who)
+    log "round $round: /authorize, $who"
+    r=$(RUN_BODY=$SAR_BODY RUN_PATH=/authorize?timeout=30s h2load_run "authz-h1-$who-$round" "$port" --h1 -c 64 -t 1 -n "$H1_N")
+    ARATES[h1_$who]+="$r "; ACMDS[h1_$who]=$(cmd_of "authz-h1-$who-$round")
+    r=$(RUN_BODY=$SAR_BODY RUN_PATH=/authorize?timeout=30s h2load_run "authz-h2-$who-$round" "$port" -c 1 -m "$H2_STREAMS" -t 1 -n "$H2_N")
+    ARATES[h2_$who]+="$r "; ACMDS[h2_$who]=$(cmd_of "authz-h2-$who-$round")
+  done
+done
+for s in h1 h2; do
+  for who in keygate floor bare; do
+    # shellcheck disable=SC2086
+    result "authz_${s}_rps_$who" "$(median ${ARATES[${s}_$who]})" "req/s (median of: ${ARATES[${s}_$who]% })" "${ACMDS[${s}_$who]}"
+  done
 done
 stop_pid "$FLOOR_PID"; FLOOR_PID=""
 stop_pid "$BARE_PID"; BARE_PID=""

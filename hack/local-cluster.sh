@@ -56,11 +56,12 @@
 #                                   register the APIService v1alpha1.keygate.dev and wait
 #                                   until it is Available and accesskeys is discovered
 #                                   (needs keygate with --api), or remove it
-#   hack/local-cluster.sh authz-mode MODE [--deny-revoked]
+#   hack/local-cluster.sh authz-mode MODE [--deny-revoked] [--cache-ttl D]
 #                                   restart kube-apiserver with --authorization-mode=MODE
-#                                   (e.g. Node,Webhook,RBAC) and keygate with or without
-#                                   --authorize-deny-revoked (instant revocation); kept
-#                                   for later restarts
+#                                   (e.g. Node,Webhook,RBAC) and both authorization webhook
+#                                   cache TTLs at D (default: as before), and keygate with or
+#                                   without --authorize-deny-revoked (instant revocation);
+#                                   kept for later restarts
 #
 # Only stdout carries results (a path, export lines, the status table); progress
 # and errors go to stderr. Every process logs to a file in the state dir.
@@ -593,7 +594,8 @@ EOF
   local k=(kubectl --kubeconfig "${STATE}/keygate.kubeconfig" --request-timeout=30s)
   [[ "$("${k[@]}" auth can-i watch secrets -n "$KEY_NAMESPACE" 2>/dev/null || true)" == yes ]] ||
     kg::die "user ${WEBHOOK_USER} cannot watch secrets in ${KEY_NAMESPACE}"
-  [[ "$("${k[@]}" auth can-i get secrets -n kube-system 2>/dev/null || true)" == no ]] ||
+  # "no", perhaps followed by " - <reason>" (the authorization webhook, not running yet, is asked).
+  [[ "$("${k[@]}" auth can-i get secrets -n kube-system 2>/dev/null || true)" == no* ]] ||
     kg::die "user ${WEBHOOK_USER} can read secrets outside ${KEY_NAMESPACE}"
   apply_api_rbac
   apply_users
@@ -1105,18 +1107,28 @@ cmd_component() {
 }
 
 cmd_authz_mode() {
-  local mode="${1:-}" deny=0
-  [[ "$mode" =~ ^[A-Za-z,]+$ ]] || kg::die "authz-mode MODE [--deny-revoked], e.g. Node,Webhook,RBAC"
-  case "${2:-}" in
-    "") ;;
-    --deny-revoked) deny=1 ;;
-    *) kg::die "authz-mode MODE [--deny-revoked]: unknown ${2}" ;;
-  esac
+  local usage="authz-mode MODE [--deny-revoked] [--cache-ttl D], e.g. Node,Webhook,RBAC"
+  local mode="${1:-}" deny=0 ttl=""
+  [[ "$mode" =~ ^[A-Za-z,]+$ ]] || kg::die "$usage"
+  shift
+  while (($# > 0)); do
+    case "$1" in
+      --deny-revoked) deny=1 ;;
+      --cache-ttl)
+        [[ "${2:-}" =~ ^[0-9]+(ms|s|m|h)$ ]] || kg::die "--cache-ttl takes a duration such as 0s or 5m"
+        ttl="$2"
+        shift
+        ;;
+      *) kg::die "${usage}: unknown $1" ;;
+    esac
+    shift
+  done
   lock_state
   load_config || kg::die "no cluster state in ${STATE}; run \`$0 up\` first"
   [[ "$NO_WEBHOOK" != 1 ]] || kg::die "this cluster runs without keygate (KEYGATE_NO_WEBHOOK=1 at \`up\`)"
   CFG_AUTHZ_MODE="$mode"
   CFG_AUTHZ_DENY_REVOKED="$deny"
+  [[ -z "$ttl" ]] || CFG_AUTHZ_CACHE_TTL="$ttl"
   write_config
   stop keygate
   start_component keygate
@@ -1146,7 +1158,7 @@ case "${1:-}" in
   status) cmd_status ;;
   stop | start | restart) cmd_component "$1" "${2:-}" ;;
   apiservice) cmd_apiservice "${2:-}" ;;
-  authz-mode) cmd_authz_mode "${2:-}" "${3:-}" ;;
+  authz-mode) shift; cmd_authz_mode "$@" ;;
   -h | --help | help) usage ;;
   *) usage ;;
 esac

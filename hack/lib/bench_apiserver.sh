@@ -25,6 +25,13 @@
 # each run includes the first use of its keys. keygate's decision count per run is reported
 # and checked to be at most the number of distinct tokens the run used (and 0 for static).
 #
+# Then part 6 (issue 13), the authorizer: a key that inherits its creator's rights (no RBAC grant
+# of its own: kube-apiserver asks keygate's /authorize, which asks kube-apiserver about the
+# creator) against the creator's own token, the same request, one token each, with
+# kube-apiserver's authorization-webhook cache on (TTLs 5m/30s, its defaults) and off (0s: every
+# request of the key goes to keygate). keygate's own cache of the creator's answers stays on
+# (--authorize-cache-ttl 5s, the default).
+#
 # Env: KEYGATE_BENCH_API_N (requests per throughput run), KEYGATE_BENCH_API_LAT_N (per latency
 # run), KEYGATE_BENCH_API_CONNS (connections of the throughput runs, 16),
 # KEYGATE_BENCH_API_LAST_USED (keygate's --last-used-interval, default 0s: off, see below),
@@ -186,6 +193,78 @@ api_kube_scale() {
   result kube_bytes_per_key "$(( (after_rss - before_rss) * 1024 / n ))" "bytes/key" "(VmRSS at $total keys − at $API_TOKENS keys) / $n"
 }
 
+# authorize_decisions: keygate's /authorize answers so far.
+api_authorize_decisions() {
+  curl -fsS --max-time 5 "$KEYGATE_WEBHOOK_ADMIN_URL/metrics" |
+    awk '/^keygate_authorize_decisions_total\{/ { s += $NF } END { printf "%d\n", s }'
+}
+
+# api_inherit_run LABEL TOKENS-FILE: COUNT requests with the one token in the file; dies on any
+# answer that is not 200. Sets API_LINE and API_AUTHZ (keygate /authorize answers during it).
+api_inherit_run() {
+  local label=$1 file=$2 raw=$OUT/raw/$1.json rc=0 a0 a1
+  a0=$(api_authorize_decisions) || die "$label: keygate /metrics unreadable"
+  timeout 330 "$APILOAD" run --server "$KEYGATE_APISERVER_URL" --ca "$KEYGATE_APISERVER_CA" \
+    --tokens "$file" --offset 0 --count "$API_N" --keys 1 --conns "$API_CONNS" --max-seconds 300 \
+    --label "$label" >"$raw" 2>>"$OUT/raw/apiload.log" || rc=$?
+  a1=$(api_authorize_decisions) || die "$label: keygate /metrics unreadable"
+  [ -s "$raw" ] || die "$label: apiload failed (exit $rc) without a report"
+  local non200 errors
+  read -r non200 errors < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["non200"], d["errors"])' "$raw")
+  [ "$rc" = 0 ] && [ "$non200" = 0 ] && [ "$errors" = 0 ] ||
+    die "$label: $non200 answers not 200, $errors failed requests (apiload exit $rc), see $raw"
+  API_AUTHZ=$((a1 - a0))
+  echo "  keygate /authorize answers during the run: $API_AUTHZ" >"$raw.cmd"
+  API_LINE=$(cat "$raw")
+}
+
+# Part 6: an inheriting key of the static-token user against that user's own token.
+api_inherit_bench() {
+  local kc=$W/static-user.kubeconfig ak out token
+  log "part 6: an inheriting key of $KEYGATE_STATIC_TOKEN_USER vs its own token"
+  kubectl config --kubeconfig "$kc" set-cluster c --server "$KEYGATE_APISERVER_URL" \
+    --certificate-authority "$KEYGATE_APISERVER_CA" --embed-certs >/dev/null
+  kubectl config --kubeconfig "$kc" set-credentials u --token "$KEYGATE_STATIC_TOKEN" >/dev/null
+  kubectl config --kubeconfig "$kc" set-context c --cluster c --user u >/dev/null
+  kubectl config --kubeconfig "$kc" use-context c >/dev/null
+  kubectl --kubeconfig "$KEYGATE_ADMIN_KUBECONFIG" create clusterrolebinding bench:self-service \
+    --clusterrole keygate:self-service --user "$KEYGATE_STATIC_TOKEN_USER" >/dev/null ||
+    die "part 6: binding keygate:self-service"
+  ak=$W/inherit.json
+  printf '%s' '{"apiVersion": "keygate.dev/v1alpha1", "kind": "AccessKey", "metadata": {"generateName": "bench-"},
+    "spec": {"displayName": "bench-inherit", "inheritCreator": true, "scope": {"namespaces": ["default"],
+    "rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}]}}}' >"$ak"
+  out=$(kubectl --kubeconfig "$kc" create -f "$ak" -o json 2>>"$OUT/raw/apiload.log") ||
+    die "part 6: the static user could not create an inheriting key, see $OUT/raw/apiload.log"
+  token=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["status"]["token"])' "$out")
+  (umask 077; echo "$token" >"$W/inherit.tokens"; echo "$KEYGATE_STATIC_TOKEN" >"$W/own.tokens")
+  local mode ttl who line round
+  declare -A irate ip99 iauthz
+  for mode in on off; do
+    if [ "$mode" = on ]; then ttl=5m; else ttl=0s; fi
+    log "part 6: kube-apiserver's authorization webhook cache TTL $ttl (restarting it)"
+    KEYGATE_CLUSTER_DIR=$API_DIR "$ROOT/hack/local-cluster.sh" authz-mode Node,RBAC,Webhook --cache-ttl "$ttl" \
+      >>"$OUT/raw/apiserver-cluster.txt" 2>&1 || die "part 6: restarting kube-apiserver with TTL $ttl"
+    for round in $(seq 1 "$API_ROUNDS"); do
+      for who in inherit own; do
+        log "part 6, cache $mode, round $round: $who, $API_N requests, $API_CONNS connections"
+        api_inherit_run "api-authz-$mode-$who-$round" "$W/$who.tokens"; line=$API_LINE
+        irate[$mode-$who]+="$(jget "$line" rate) "; ip99[$mode-$who]+="$(jget "$line" p99_us) "
+        iauthz[$mode-$who]+="$API_AUTHZ "
+      done
+    done
+  done
+  for mode in on off; do
+    for who in inherit own; do
+      # shellcheck disable=SC2086
+      {
+        result "api_authz_${mode}_rps_$who" "$(median ${irate[$mode-$who]})" "req/s (median of: ${irate[$mode-$who]% }; keygate /authorize answers per run: ${iauthz[$mode-$who]% })" "apiload run --keys 1 --count $API_N --conns $API_CONNS (GET pods in default; authorization webhook cache $mode)"
+        result "api_authz_${mode}_p99_us_$who" "$(median ${ip99[$mode-$who]})" "µs under full load (median of: ${ip99[$mode-$who]% })" ""
+      }
+    done
+  done
+}
+
 api_bench() {
   local t0=$SECONDS
   [ -x "$APILOAD" ] || die "no $APILOAD (cargo build --example apiload)"
@@ -270,6 +349,7 @@ api_bench() {
     }
   done
 
+  api_inherit_bench
   api_kube_scale
 
   local cmd_rate cmd_lat

@@ -197,6 +197,9 @@ def report(out):
         ratio_row(f"HTTP/1.1 keep-alive, 64 conns: keygate / {what}", "h1", 0.85, floor)
         ratio_row(f"HTTP/2, 1 conn, {streams} streams: keygate / {what}", "h2", 0.85, floor)
         ratio_row(f"new TLS connection per request: keygate / {what}", "newconn", 0.9, floor)
+    for floor, what in (("floor", "floor"), ("bare", "bare floor (default builders)")):
+        ratio_row(f"POST /authorize, no opinion, HTTP/1.1 64 conns: keygate / {what}", "authz_h1", 0.85, floor)
+        ratio_row(f"POST /authorize, no opinion, HTTP/2 1 conn, {streams} streams: keygate / {what}", "authz_h2", 0.85, floor)
     p99 = num(rows, "lat_p99_us_keygate")
     if p99 is not None:
         lines.append(f"| p99 latency at half of keygate's max rate | **{p99:,.0f} µs** ({rows['lat_p99_us_keygate'][1]}) | ≤ 1000 µs | {'yes' if p99 <= 1000 else 'NO'} |")
@@ -232,6 +235,11 @@ def report(out):
     if rk and rs:
         k99, s99 = num(rows, "api_reuse_p99_us_keygate"), num(rows, "api_reuse_p99_us_static")
         lines.append(f"| through kube-apiserver, realistic reuse (1 000 keys, Zipf, caches as shipped): keygate key / static token | {rk:,.0f} / {rs:,.0f} req/s = **{rk / rs:.2f}**; p99 {k99:,.0f} vs {s99:,.0f} µs | reported | — |")
+    for mode, what in (("on", "authorization cache on (5m)"), ("off", "authorization cache off")):
+        ri, ro = num(rows, f"api_authz_{mode}_rps_inherit"), num(rows, f"api_authz_{mode}_rps_own")
+        if ri and ro:
+            i99, o99 = num(rows, f"api_authz_{mode}_p99_us_inherit"), num(rows, f"api_authz_{mode}_p99_us_own")
+            lines.append(f"| through kube-apiserver, {what}: inheriting key / the creator's own token | {ri:,.0f} / {ro:,.0f} req/s = **{ri / ro:.2f}**; p99 {i99:,.0f} vs {o99:,.0f} µs | reported | — |")
     for who, label in API_WHO[1:]:
         a50, a99 = num(rows, f"api_added_p50_us_vs_{who}"), num(rows, f"api_added_p99_us_vs_{who}")
         if a50 is None:

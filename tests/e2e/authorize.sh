@@ -7,9 +7,12 @@
 #
 # Users (hack/local-cluster.sh): nina is admin in $apps only; victor has view everywhere.
 
-# can KC VERB RESOURCE NS: kubectl auth can-i as the key in KC ("yes" or "no").
+# can KC VERB RESOURCE NS: kubectl auth can-i as the key in KC ("yes" or "no"; kubectl appends
+# " - <reason>" to a "no" when an authorizer gave one).
 can() {
-  kubectl --kubeconfig "$1" --request-timeout=20s auth can-i "$2" "$3" -n "$4" 2>/dev/null || true
+  local a
+  a=$(kubectl --kubeconfig "$1" --request-timeout=20s auth can-i "$2" "$3" -n "$4" 2>/dev/null || true)
+  echo "${a%% *}"
 }
 # can_be WANT KC VERB RESOURCE NS: can-i answers WANT (kube-apiserver caches answers briefly).
 can_be() { [ "$(can "$2" "$3" "$4" "$5")" = "$1" ]; }
