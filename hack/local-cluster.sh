@@ -613,7 +613,7 @@ apply_api_rbac() {
   local k=(kubectl --kubeconfig "${STATE}/keygate.kubeconfig" --request-timeout=30s)
   [[ "$("${k[@]}" auth can-i create secrets -n "$KEY_NAMESPACE" 2>/dev/null || true)" == yes &&
     "$("${k[@]}" auth can-i bind clusterroles/edit -n "$APPS_NAMESPACE" 2>/dev/null || true)" == yes &&
-    "$("${k[@]}" auth can-i bind clusterroles/cluster-admin -n "$APPS_NAMESPACE" 2>/dev/null || true)" == no ]] ||
+    "$("${k[@]}" auth can-i bind clusterroles/cluster-admin -n "$APPS_NAMESPACE" 2>/dev/null || true)" == no* ]] ||
     kg::die "user ${WEBHOOK_USER} does not hold the AccessKey API's rights of manifests/base/rbac-api.yaml"
 }
 
