@@ -343,7 +343,7 @@ check "the webhook stops (the APIService becomes unavailable)" "$root/hack/local
 if [[ -n "${ninai_kc:-}" ]]; then
   err=$(kubectl --kubeconfig "$ninai_kc" --request-timeout=20s create configmap while-down -n "$apps" 2>&1 >/dev/null)
   check "...the inheriting key, still authenticated from kube-apiserver's cache, is 403 (fails closed)" \
-    bash -c "grep -q Forbidden <<<'$err'"
+    is_forbidden "$err"
   check "...then 401 once that cache has expired" wait_status "$ninai_kc" unauthorized $((cache_s + 5))
   check "...while the admin's client certificate works as before" [ "$(status "$KEYGATE_ADMIN_KUBECONFIG")" = ok ]
   [[ -n "${sa_token:-}" ]] &&

@@ -7,6 +7,8 @@
 #
 # Users (hack/local-cluster.sh): nina is admin in $apps only; victor has view everywhere.
 
+# is_forbidden TEXT: kubectl's message says the request was forbidden (403).
+is_forbidden() { grep -qi forbidden <<<"$1" || { echo "not forbidden: $1" >&2; return 1; }; }
 # can KC VERB RESOURCE NS: kubectl auth can-i as the key in KC ("yes" or "no"; kubectl appends
 # " - <reason>" to a "no" when an authorizer gave one).
 can() {
@@ -27,7 +29,8 @@ forbidden_saying() {
     echo "allowed: $*" >&2
     return 1
   fi
-  grep -q Forbidden <<<"$err" || { echo "$err" >&2; return 1; }
+  # "Error from server (Forbidden): ..." or, from kubectl create, "... is forbidden: ...".
+  grep -qi forbidden <<<"$err" || { echo "$err" >&2; return 1; }
   for w in "${words[@]}"; do grep -qF -- "$w" <<<"$err" || { echo "no '$w' in: $err" >&2; return 1; }; done
 }
 
@@ -40,10 +43,15 @@ else
   not_ok "nina (admin in $apps, no bind on admin) mints an inheritCreator key scoped to $apps: $ak_err"
 fi
 ninai_name=$ak_name ninai_kc=$ak_kc
-check "...kubectl get ak shows it inherits its creator" bash -c \
-  "kubectl --kubeconfig '$KEYGATE_NINA_KUBECONFIG' get ak '$ninai_name' | grep -q 'inherits creator'"
-check "...keygate made no RoleBinding for it" bash -c \
-  "! admin get rolebindings -A -o json | jq -e --arg u 'service-account-$ninai_name' 'any(.items[]; any(.subjects[]?; .name == \$u))' >/dev/null"
+check "...kubectl get ak shows its role as inherited" bash -c \
+  "kubectl --kubeconfig '$KEYGATE_NINA_KUBECONFIG' get ak '$ninai_name' | grep -qw inherited"
+# bound_anywhere USER: some RoleBinding or ClusterRoleBinding names USER.
+bound_anywhere() {
+  { admin get rolebindings -A -o json; admin get clusterrolebindings -o json; } |
+    jq -e --arg u "$1" 'any(.items[]; any(.subjects[]?; .name == $u))' >/dev/null
+}
+not_bound() { ! bound_anywhere "$1"; }
+check "...no RoleBinding or ClusterRoleBinding names it" not_bound "service-account-$ninai_name"
 check "the key creates a ConfigMap in $apps (nina's right, through keygate)" \
   within 10 kubectl --kubeconfig "$ninai_kc" --request-timeout=20s create configmap nina-inherit -n "$apps"
 check "...kubectl auth can-i delete pods -n $apps: yes" can_be yes "$ninai_kc" delete pods "$apps"
