@@ -56,6 +56,11 @@
 #                                   register the APIService v1alpha1.keygate.dev and wait
 #                                   until it is Available and accesskeys is discovered
 #                                   (needs keygate with --api), or remove it
+#   hack/local-cluster.sh seal on  record seals: generate the key pair (keygate seal-key, in
+#                                   the state dir), seal the existing records (keygate keys
+#                                   seal, as the admin: the one-time migration) and restart
+#                                   keygate with --record-verify-key (and, with --api,
+#                                   --record-signing-key); kept for later restarts
 #   hack/local-cluster.sh authz-mode MODE [--deny-revoked] [--cache-ttl D]
 #                                   restart kube-apiserver with --authorization-mode=MODE
 #                                   (e.g. Node,Webhook,RBAC) and both authorization webhook
@@ -262,7 +267,7 @@ write_config() {
       KCM_PORT NO_WEBHOOK KEYGATE_BIN_PATH KEYGATE_BIN_STAMP APISERVER_BIN KCM_BIN STATIC_TOKEN API \
       CFG_WEBHOOK_CACHE_TTL CFG_APISERVER_EXTRA_ARGS CFG_APISERVER_V CFG_KEYGATE_EXTRA_ARGS \
       CFG_KEYGATE_LOG CFG_ETCD_FSYNC CFG_KCM_EXTRA_ARGS CFG_AUTHZ_MODE CFG_AUTHZ_CACHE_TTL \
-      CFG_AUTHZ_DENY_REVOKED; do
+      CFG_AUTHZ_DENY_REVOKED CFG_SEAL; do
       printf '%s=%q\n' "$v" "${!v-}"
     done
   } >"$tmp"
@@ -751,6 +756,7 @@ start_keygate() {
   local dir="${STATE}/keygate-certs"
   local kg_log="${CFG_KEYGATE_LOG-${KEYGATE_KEYGATE_LOG:-}}"
   [[ "${CFG_AUTHZ_DENY_REVOKED:-0}" != 1 ]] || extra+=(--authorize-deny-revoked)
+  [[ "${CFG_SEAL:-0}" != 1 ]] || extra+=(--record-verify-key "${STATE}/seal/seal.pub")
   [[ -n "$kg_log" ]] && extra+=(--log "$kg_log")
   # The binary may have been rebuilt since `up`: look again.
   API=0
@@ -759,6 +765,7 @@ start_keygate() {
     extra+=(--api
       --requestheader-client-ca "${STATE}/pki/front-proxy-ca.crt"
       --requestheader-allowed-names front-proxy-client)
+    [[ "${CFG_SEAL:-0}" != 1 ]] || extra+=(--record-signing-key "${STATE}/seal/seal.key")
   fi
   start keygate "$KEYGATE_BIN_PATH" serve \
     --store kube \
@@ -1106,6 +1113,28 @@ cmd_component() {
   esac
 }
 
+cmd_seal() {
+  [[ "${1:-}" == on ]] || kg::die "seal on"
+  lock_state
+  load_config || kg::die "no cluster state in ${STATE}; run \`$0 up\` first"
+  [[ "$NO_WEBHOOK" != 1 ]] || kg::die "this cluster runs without keygate (KEYGATE_NO_WEBHOOK=1 at \`up\`)"
+  local dir="${STATE}/seal"
+  mkdir -p "$dir"
+  chmod 0700 "$dir"
+  if [[ ! -s "${dir}/seal.key" ]]; then
+    "$KEYGATE_BIN_PATH" seal-key --private-key "${dir}/seal.key" --public-key "${dir}/seal.pub" >&2 ||
+      kg::die "\`keygate seal-key\` failed"
+  fi
+  kg::log "sealing the existing records (keygate keys seal, as the admin)"
+  "$KEYGATE_BIN_PATH" keys seal --store kube --namespace "$KEY_NAMESPACE" \
+    --kubeconfig "${STATE}/admin.kubeconfig" --signing-key "${dir}/seal.key" >&2 ||
+    kg::die "\`keygate keys seal\` failed"
+  CFG_SEAL=1
+  write_config
+  stop keygate
+  start_component keygate
+}
+
 cmd_authz_mode() {
   local usage="authz-mode MODE [--deny-revoked] [--cache-ttl D], e.g. Node,Webhook,RBAC"
   local mode="${1:-}" deny=0 ttl=""
@@ -1159,6 +1188,7 @@ case "${1:-}" in
   stop | start | restart) cmd_component "$1" "${2:-}" ;;
   apiservice) cmd_apiservice "${2:-}" ;;
   authz-mode) shift; cmd_authz_mode "$@" ;;
+  seal) cmd_seal "${2:-}" ;;
   -h | --help | help) usage ;;
   *) usage ;;
 esac

@@ -30,6 +30,7 @@ pub mod types;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -81,6 +82,8 @@ pub struct ApiSettings {
     pub review_timeout: Duration,
     /// How long "is this caller a key admin" is remembered per caller (default 5 s).
     pub admin_cache_ttl: Duration,
+    /// Seals every record the API writes (`--record-signing-key`); default none.
+    pub sealer: Option<Arc<crate::seal::Sealer>>,
 }
 
 impl ApiSettings {
@@ -93,6 +96,7 @@ impl ApiSettings {
             max_key_lifetime: None,
             review_timeout: Duration::from_secs(5),
             admin_cache_ttl: Duration::from_secs(5),
+            sealer: None,
         }
     }
 }
@@ -160,7 +164,8 @@ fn route(path: &str) -> Option<Route<'_>> {
 
 impl AccessKeyApi {
     pub fn new(client: kube::Client, settings: ApiSettings) -> Self {
-        let keys = KubeKeys::new(client.clone(), settings.namespace.clone());
+        let keys = KubeKeys::new(client.clone(), settings.namespace.clone())
+            .with_sealer(settings.sealer.clone());
         AccessKeyApi {
             store: KeyStore::Kube(keys.clone()),
             keys,

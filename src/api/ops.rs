@@ -44,6 +44,10 @@ pub(crate) fn store_error(e: KeyStoreError) -> ApiError {
         KeyStoreError::Invalid { .. } => ApiError::internal(format!(
             "{e}. A key admin can remove the record Secret in the key namespace"
         )),
+        KeyStoreError::Seal(_) => ApiError::internal(format!(
+            "keygate could not seal the record: {}",
+            crate::causes::chain(&e)
+        )),
         KeyStoreError::Kube(_) | KeyStoreError::Dir(_) => ApiError::unavailable(format!(
             "keygate cannot read or write its key records: {}",
             crate::causes::chain(&e)

@@ -317,6 +317,17 @@ pub struct ApiArgs {
     )]
     pub allow_inherit_for_service_accounts: bool,
 
+    /// Seal every record the API writes with this Ed25519 private key (PEM, from `keygate
+    /// seal-key`), so that webhooks started with the matching --record-verify-key refuse
+    /// records written any other way. Keep it out of the key namespace.
+    #[arg(
+        long,
+        env = "KEYGATE_RECORD_SIGNING_KEY",
+        value_name = "FILE",
+        requires = "api"
+    )]
+    pub record_signing_key: Option<PathBuf>,
+
     /// The AccessKey API's key policy (`--max-key-lifetime`).
     #[command(flatten)]
     pub api_policy: ApiPolicyArgs,
@@ -337,6 +348,7 @@ impl ApiArgs {
             allow_inherit_for_masters: self.allow_inherit_for_masters,
             allow_inherit_for_service_accounts: self.allow_inherit_for_service_accounts,
             max_key_lifetime: self.api_policy.max_key_lifetime.map(|d| d.0),
+            signing_key: self.record_signing_key,
         })
     }
 }

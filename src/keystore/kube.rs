@@ -110,6 +110,8 @@ const SECRETS: &str = "secrets";
 pub struct KubeKeys {
     pub client: Client,
     pub namespace: String,
+    /// Seals every record written (the AccessKey API with `--record-signing-key`).
+    sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
 }
 
 impl KubeKeys {
@@ -117,7 +119,14 @@ impl KubeKeys {
         KubeKeys {
             client,
             namespace: namespace.into(),
+            sealer: None,
         }
+    }
+
+    /// Seals every record this store writes from now on.
+    pub fn with_sealer(mut self, sealer: Option<std::sync::Arc<crate::seal::Sealer>>) -> Self {
+        self.sealer = sealer;
+        self
     }
 
     pub fn api(&self) -> Api<Secret> {
@@ -191,10 +200,31 @@ impl KubeKeys {
                 .extend(annotations);
         }
         match self.api().create(&PostParams::default(), &secret).await {
-            Ok(s) => parse_stored(&id, s),
+            Ok(s) => parse_stored(&id, self.seal_created(&id, s).await?),
             Err(e) if status(&e) == Some(409) => Err(KeyStoreError::Duplicate(id.to_string())),
             Err(e) => Err(self.err("create", e)),
         }
+    }
+
+    /// Seals `stored` (just created, so it has its uid) and writes the seal. On failure the
+    /// unsealed record is deleted again: it could never authenticate, and it must not linger.
+    async fn seal_created(&self, id: &IdKey, mut stored: Secret) -> Result<Secret, KeyStoreError> {
+        let Some(sealer) = &self.sealer else {
+            return Ok(stored);
+        };
+        let name = id.record_name();
+        let sealed = match sealer.seal(&mut stored, None) {
+            Ok(_) => self
+                .api()
+                .replace(&name, &PostParams::default(), &stored)
+                .await
+                .map_err(|e| self.err("update", e)),
+            Err(e) => Err(KeyStoreError::Seal(e)),
+        };
+        if sealed.is_err() {
+            let _ = self.api().delete(&name, &DeleteParams::default()).await;
+        }
+        sealed
     }
 
     pub async fn create(&self, record: &KeyRecord) -> Result<Stored, KeyStoreError> {
@@ -203,7 +233,14 @@ impl KubeKeys {
 
     pub async fn update(&self, old: &Stored, record: &KeyRecord) -> Result<Stored, KeyStoreError> {
         let id = old.record.id.key();
-        let secret = render(record, &self.namespace, Some(&old.secret));
+        let mut secret = render(record, &self.namespace, Some(&old.secret));
+        if let Some(sealer) = &self.sealer {
+            // The stored uid binds the seal to this object; the seq grows past the old one's.
+            secret.metadata.uid = old.secret.metadata.uid.clone();
+            sealer
+                .seal(&mut secret, Some(&old.secret))
+                .map_err(KeyStoreError::Seal)?;
+        }
         let name = id.record_name();
         match self
             .api()

@@ -40,6 +40,8 @@ pub enum KeyStoreError {
     Dir(#[from] dir::DirKeysError),
     #[error(transparent)]
     Kube(#[from] kube::KubeKeysError),
+    #[error(transparent)]
+    Seal(crate::seal::SealError),
 }
 
 // By hand, not `#[from]`: the message already holds the cause, which must not be a `source`

@@ -152,6 +152,13 @@ pub struct Sealer {
     pair: Ed25519KeyPair,
 }
 
+impl std::fmt::Debug for Sealer {
+    // Never the key; the public half is enough to tell two sealers apart.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer").finish_non_exhaustive()
+    }
+}
+
 impl Sealer {
     /// From a PEM `PRIVATE KEY` (PKCS#8, as keygate or openssl write it).
     pub fn from_pem(pem: &[u8], path: &Path, flag: &'static str) -> Result<Self, SealError> {
@@ -272,6 +279,12 @@ impl Verifier {
         } else {
             Err(SealFailure::Invalid)
         }
+    }
+
+    /// Whether this verifier trusts the seals `sealer` makes.
+    pub fn trusts(&self, sealer: &Sealer) -> bool {
+        let public = sealer.pair.public_key().as_ref();
+        self.keys.iter().any(|k| k.as_slice() == public)
     }
 
     /// Parses and verifies in one step: the record, or why it is refused.

@@ -11,6 +11,7 @@ use super::{ServeError, ServeSettings};
 use crate::api::{AccessKeyApi, ApiSettings};
 use crate::http::router::ApiHandler;
 use crate::requestheader::{self, LiveConfig, RequestHeaderSettings};
+use crate::seal::{Sealer, Verifier};
 
 /// What serving the AccessKey API (`--api`) takes beyond the webhook's settings.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +24,8 @@ pub struct ApiServe {
     pub allow_inherit_for_service_accounts: bool,
     /// See [`ApiSettings::max_key_lifetime`] (`--max-key-lifetime`).
     pub max_key_lifetime: Option<Duration>,
+    /// The private key that seals every record the API writes (`--record-signing-key`).
+    pub signing_key: Option<std::path::PathBuf>,
 }
 
 /// How often the front-proxy settings are read again from the ConfigMap (a CA file given by
@@ -44,11 +47,25 @@ pub(super) async fn prepare(
     api: &ApiServe,
     client: &kube::Client,
 ) -> Result<ApiParts, ServeError> {
+    let sealer = match &api.signing_key {
+        Some(path) => Some(Arc::new(Sealer::load(path, "--record-signing-key")?)),
+        None => None,
+    };
+    // A signing key the webhook does not trust would make every new key fail at once.
+    if let (Some(sealer), Some(path)) = (&sealer, &settings.record_verify_key) {
+        if !Verifier::load(path, "--record-verify-key")?.trusts(sealer) {
+            return Err(ServeError::SealKeysMismatch {
+                signing: api.signing_key.clone().unwrap_or_default(),
+                verify: path.clone(),
+            });
+        }
+    }
     let config = api.request_header.load(client).await?;
     let api_settings = ApiSettings {
         allow_inherit_for_masters: api.allow_inherit_for_masters,
         allow_inherit_for_service_accounts: api.allow_inherit_for_service_accounts,
         max_key_lifetime: api.max_key_lifetime,
+        sealer,
         ..ApiSettings::new(settings.namespace.clone(), settings.user_prefix.clone())
     };
     Ok(ApiParts {

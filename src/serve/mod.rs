@@ -132,6 +132,15 @@ pub enum ServeError {
     Dir(#[from] index::dir::DirError),
     #[error(transparent)]
     Seal(#[from] crate::seal::SealError),
+    #[error(
+        "--record-signing-key {signing} is not one of the public keys in --record-verify-key \
+         {verify}: every key the API mints would be refused; add its public key (keygate \
+         seal-key wrote it next to the private key) to the verify file"
+    )]
+    SealKeysMismatch {
+        signing: std::path::PathBuf,
+        verify: std::path::PathBuf,
+    },
     /// Not a start-up error: the store stopped while serving, and keygate shut down so that
     /// it is restarted (a supervisor, kubelet or systemd, sees the failure exit).
     #[error("{0}; keygate shut down so that it is restarted")]

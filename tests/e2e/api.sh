@@ -370,6 +370,13 @@ check "nina deletes her scoped key" as_user nina delete ak "$nina_name"
 no_binding() { ! has_binding "$@"; }
 check "...and its RoleBinding is gone when delete returns" no_binding "$apps" "service-account-$nina_name" edit
 
+if [[ -n "${ninai_token:-}" ]]; then
+  # shellcheck source=tests/e2e/seals.sh
+  source "$here/seals.sh"
+else
+  skip "record seals (tests/e2e/seals.sh): no key from the authorizer scenarios to carry over"
+fi
+
 if [[ ",${KEYGATE_AUTHZ_MODE:-}," == *,Webhook,* && -n "${ninai_kc:-}" ]]; then
   # shellcheck source=tests/e2e/revoke_now.sh
   source "$here/revoke_now.sh"

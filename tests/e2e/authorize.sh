@@ -42,7 +42,7 @@ if ak_create nina "{\"displayName\": \"nina-inherit\", \"inheritCreator\": true,
 else
   not_ok "nina (admin in $apps, no bind on admin) mints an inheritCreator key scoped to $apps: $ak_err"
 fi
-ninai_name=$ak_name ninai_kc=$ak_kc
+ninai_name=$ak_name ninai_kc=$ak_kc ninai_token=$ak_token
 check "...kubectl get ak shows its role as inherited" bash -c \
   "kubectl --kubeconfig '$KEYGATE_NINA_KUBECONFIG' get ak '$ninai_name' | grep -qw inherited"
 # bound_anywhere USER: some RoleBinding or ClusterRoleBinding names USER.

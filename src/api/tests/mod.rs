@@ -6,6 +6,7 @@ mod keys;
 mod lifetime;
 mod manage;
 mod read;
+mod sealed;
 
 use std::collections::BTreeMap;
 
