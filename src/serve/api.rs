@@ -52,13 +52,13 @@ pub(super) async fn prepare(
         None => None,
     };
     // A signing key the webhook does not trust would make every new key fail at once.
-    if let (Some(sealer), Some(path)) = (&sealer, &settings.record_verify_key) {
-        if !Verifier::load(path, "--record-verify-key")?.trusts(sealer) {
-            return Err(ServeError::SealKeysMismatch {
-                signing: api.signing_key.clone().unwrap_or_default(),
-                verify: path.clone(),
-            });
-        }
+    if let (Some(sealer), Some(path)) = (&sealer, &settings.record_verify_key)
+        && !Verifier::load(path, "--record-verify-key")?.trusts(sealer)
+    {
+        return Err(ServeError::SealKeysMismatch {
+            signing: api.signing_key.clone().unwrap_or_default(),
+            verify: path.clone(),
+        });
     }
     let config = api.request_header.load(client).await?;
     let api_settings = ApiSettings {
