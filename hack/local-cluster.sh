@@ -480,8 +480,19 @@ start_apiserver() {
     --proxy-client-cert-file="${pki}/front-proxy-client.crt"
     --proxy-client-key-file="${pki}/front-proxy-client.key"
     --profiling=false
+    # The audit log (metadata of every request, with the user's extra: a key's ID).
+    --audit-policy-file="${STATE}/audit-policy.yaml"
+    --audit-log-path="${STATE}/audit.log"
+    --audit-log-maxsize=100
     --v="${CFG_APISERVER_V-${KEYGATE_APISERVER_V:-1}}"
   )
+  cat >"${STATE}/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+EOF
   local mode="${CFG_AUTHZ_MODE-${KEYGATE_AUTHZ_MODE:-Node,RBAC,Webhook}}"
   [[ "$NO_WEBHOOK" != 1 ]] || mode=RBAC
   args+=(--authorization-mode="$mode")

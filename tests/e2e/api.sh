@@ -267,6 +267,30 @@ alice_token=$grace_token alice_kc="$work/alice-grace.kubeconfig"
 err=$(as_user nina create --raw "$api_path/$alice_name/regenerate" -f "$work/regen-plain.json" 2>&1 >/dev/null)
 check "nina cannot regenerate alice's key (404)" bash -c "grep -q NotFound <<<'$err'"
 
+# --- policy: the server's maximum key lifetime (keygate serve --max-key-lifetime 30d) ----------
+if [[ "${KEYGATE_KEYGATE_EXTRA_ARGS:-}" == *"--max-key-lifetime 30d"* ]]; then
+  ak_create alice '{"displayName": "alice-no-expiry", "role": "view"}'
+  check "a key created without expiration under --max-key-lifetime 30d expires in 30 days" \
+    python3 -c 'import json, sys, datetime as d
+e = d.datetime.fromisoformat(json.loads(sys.argv[1])["spec"]["expiration"].replace("Z", "+00:00"))
+left = e - d.datetime.now(d.timezone.utc)
+sys.exit(0 if d.timedelta(days=29, hours=23) < left <= d.timedelta(days=30) else 1)' "${ak_json:-null}"
+  later=$(date -u -d '+40 days' +%Y-%m-%dT%H:%M:%SZ)
+  ak_create alice "{\"displayName\": \"alice-40d\", \"role\": \"view\", \"expiration\": \"$later\"}"
+  check "...one asking for 40 days is refused (422 naming the 30-day maximum)" refused Invalid 30d
+else
+  skip "maximum key lifetime: keygate runs without --max-key-lifetime 30d"
+fi
+
+# --- the audit trail: kube-apiserver's audit log names the key ---------------------------------
+audit_names_key() {
+  jq -e -s --arg u "service-account-$1" --arg id "$2" \
+    'any(.[]; .user.username == $u and (.user.extra["keygate.dev/key-id"] // []) == [$id])' \
+    "$KEYGATE_CLUSTER_DIR/audit.log" >/dev/null
+}
+check "kube-apiserver's audit log names the key on its requests (user.extra keygate.dev/key-id)" \
+  within 10 audit_names_key "$nina_name" "$nina_id"
+
 # --- a key minted by a key ---------------------------------------------------------------------
 ak_create alice '{"displayName": "alice-parent", "role": "view"}'
 parent_name=$ak_name parent_id=$ak_id parent_kc=$ak_kc

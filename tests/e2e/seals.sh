@@ -43,8 +43,8 @@ check "...and so does kube-apiserver (401)" [ "$(status "$work/forged.kubeconfig
 ak_create alice '{"displayName": "alice-sealed", "role": "view"}'
 sealed_name=$ak_name sealed_token=$ak_token sealed_id=$ak_id
 check "a key minted through the API works (its record is sealed)" [ "$(review "$sealed_token")" = true ]
-check "...its record carries seal and seal-seq" bash -c \
-  "$(declare -f as_mallory secret_json); secret_json keygate-$sealed_name | jq -e '.data.seal and .data[\"seal-seq\"]' >/dev/null"
+has_seal() { secret_json "keygate-$1" | jq -e '.data.seal and .data["seal-seq"]' >/dev/null; }
+check "...its record carries seal and seal-seq" has_seal "$sealed_name"
 
 # A copy of that record under a new ID, keeping its seal and hash: the token with the new ID
 # and the real secret would work if the seal did not bind the record to its name.
@@ -64,8 +64,13 @@ check "mallory brings back the record from before the disable (kubectl replace)"
   as_mallory replace -f "$work/before-disable.json"
 check "...keygate still refuses the key (its seal-seq is older than one already seen)" \
   [ "$(review "$sealed_token")" = false ]
-check "mallory deletes the record and restores it from her copy (a restore from backup)" bash -c \
-  "$(declare -f as_mallory); as_mallory delete secret 'keygate-$sealed_name' >/dev/null && as_mallory create -f '$work/before-disable.json' >/dev/null"
+# restore NAME FILE: delete the record, create it again from FILE (a new object: a new uid).
+restore() { as_mallory delete secret "keygate-$1" >/dev/null && as_mallory create -f "$2" >/dev/null; }
+uid_before=$(secret_json "keygate-$sealed_name" | jq -r .metadata.uid)
+check "mallory deletes the record and restores it from her copy (a restore from backup)" \
+  restore "$sealed_name" "$work/before-disable.json"
+check "...a new object (uid changed)" \
+  [ "$(secret_json "keygate-$sealed_name" | jq -r .metadata.uid)" != "$uid_before" ]
 check "...keygate refuses it (the seal names the old object's uid)" [ "$(review "$sealed_token")" = false ]
 
 ak_create alice '{"displayName": "alice-sealed-2", "role": "view"}'
@@ -73,6 +78,6 @@ edit_name=$ak_name edit_token=$ak_token
 check "mallory edits a live sealed record's role to admin" \
   as_mallory patch secret "keygate-$edit_name" --type merge -p '{"stringData":{"role":"admin"}}'
 check "...keygate refuses the edited record: the key does not become admin" [ "$(review "$edit_token")" = false ]
-check "mallory edits its groups instead (role back to view, group e2e-ops)" bash -c \
-  "$(declare -f as_mallory); as_mallory patch secret 'keygate-$edit_name' --type merge -p '{\"stringData\":{\"role\":\"view\",\"groups\":\"e2e-ops\"}}' >/dev/null"
+check "mallory edits its groups instead (role back to view, group e2e-ops)" \
+  as_mallory patch secret "keygate-$edit_name" --type merge -p '{"stringData":{"role":"view","groups":"e2e-ops"}}'
 check "...still refused" [ "$(review "$edit_token")" = false ]
