@@ -29,8 +29,10 @@
 # of its own: kube-apiserver asks keygate's /authorize, which asks kube-apiserver about the
 # creator) against the creator's own token, the same request, one token each, with
 # kube-apiserver's authorization-webhook cache on (TTLs 5m/30s, its defaults) and off (0s: every
-# request of the key goes to keygate). keygate's own cache of the creator's answers stays on
-# (--authorize-cache-ttl 5s, the default).
+# request of the key goes to keygate), then in the instant-revocation mode (keygate first:
+# Node,Webhook,RBAC, --authorize-deny-revoked, TTLs 1s), where every request kube-apiserver has
+# not cached goes to keygate first, the creator's own included: what that mode costs everyone.
+# keygate's own cache of the creator's answers stays on (--authorize-cache-ttl 5s, the default).
 #
 # Env: KEYGATE_BENCH_API_N (requests per throughput run), KEYGATE_BENCH_API_LAT_N (per latency
 # run), KEYGATE_BENCH_API_CONNS (connections of the throughput runs, 16),
@@ -240,11 +242,16 @@ api_inherit_bench() {
   (umask 077; echo "$token" >"$W/inherit.tokens"; echo "$KEYGATE_STATIC_TOKEN" >"$W/own.tokens")
   local mode ttl who line round
   declare -A irate ip99 iauthz
-  for mode in on off; do
-    if [ "$mode" = on ]; then ttl=5m; else ttl=0s; fi
-    log "part 6: kube-apiserver's authorization webhook cache TTL $ttl (restarting it)"
-    KEYGATE_CLUSTER_DIR=$API_DIR "$ROOT/hack/local-cluster.sh" authz-mode Node,RBAC,Webhook --cache-ttl "$ttl" \
-      >>"$OUT/raw/apiserver-cluster.txt" 2>&1 || die "part 6: restarting kube-apiserver with TTL $ttl"
+  local -a how
+  for mode in on off revoke; do
+    case $mode in
+      on) how=(Node,RBAC,Webhook --cache-ttl 5m) ;;
+      off) how=(Node,RBAC,Webhook --cache-ttl 0s) ;;
+      revoke) how=(Node,Webhook,RBAC --deny-revoked --cache-ttl 1s) ;;
+    esac
+    log "part 6: kube-apiserver restarting with authz-mode ${how[*]}"
+    KEYGATE_CLUSTER_DIR=$API_DIR "$ROOT/hack/local-cluster.sh" authz-mode "${how[@]}" \
+      >>"$OUT/raw/apiserver-cluster.txt" 2>&1 || die "part 6: restarting kube-apiserver (${how[*]})"
     for round in $(seq 1 "$API_ROUNDS"); do
       for who in inherit own; do
         log "part 6, cache $mode, round $round: $who, $API_N requests, $API_CONNS connections"
@@ -254,11 +261,11 @@ api_inherit_bench() {
       done
     done
   done
-  for mode in on off; do
+  for mode in on off revoke; do
     for who in inherit own; do
       # shellcheck disable=SC2086
       {
-        result "api_authz_${mode}_rps_$who" "$(median ${irate[$mode-$who]})" "req/s (median of: ${irate[$mode-$who]% }; keygate /authorize answers per run: ${iauthz[$mode-$who]% })" "apiload run --keys 1 --count $API_N --conns $API_CONNS (GET pods in default; authorization webhook cache $mode)"
+        result "api_authz_${mode}_rps_$who" "$(median ${irate[$mode-$who]})" "req/s (median of: ${irate[$mode-$who]% }; keygate /authorize answers per run: ${iauthz[$mode-$who]% })" "apiload run --keys 1 --count $API_N --conns $API_CONNS (GET pods in default; authorization: $mode)"
         result "api_authz_${mode}_p99_us_$who" "$(median ${ip99[$mode-$who]})" "µs under full load (median of: ${ip99[$mode-$who]% })" ""
       }
     done

@@ -235,7 +235,11 @@ def report(out):
     if rk and rs:
         k99, s99 = num(rows, "api_reuse_p99_us_keygate"), num(rows, "api_reuse_p99_us_static")
         lines.append(f"| through kube-apiserver, realistic reuse (1 000 keys, Zipf, caches as shipped): keygate key / static token | {rk:,.0f} / {rs:,.0f} req/s = **{rk / rs:.2f}**; p99 {k99:,.0f} vs {s99:,.0f} µs | reported | — |")
-    for mode, what in (("on", "authorization cache on (5m)"), ("off", "authorization cache off")):
+    ro_on = num(rows, "api_authz_on_rps_own")
+    ro_rv = num(rows, "api_authz_revoke_rps_own")
+    if ro_on and ro_rv:
+        lines.append(f"| through kube-apiserver, a plain user's own token: instant-revocation mode (keygate first, TTLs 1s) / keygate after RBAC | {ro_rv:,.0f} / {ro_on:,.0f} req/s = **{ro_rv / ro_on:.2f}** | reported | — |")
+    for mode, what in (("on", "authorization cache on (5m)"), ("off", "authorization cache off"), ("revoke", "instant-revocation mode")):
         ri, ro = num(rows, f"api_authz_{mode}_rps_inherit"), num(rows, f"api_authz_{mode}_rps_own")
         if ri and ro:
             i99, o99 = num(rows, f"api_authz_{mode}_p99_us_inherit"), num(rows, f"api_authz_{mode}_p99_us_own")
