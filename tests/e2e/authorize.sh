@@ -95,24 +95,17 @@ ak_create nina "{\"displayName\": \"nina-minter\", \"inheritCreator\": true, \"s
 minter_kc=$ak_kc minter_json=$ak_json
 check "nina mints an inheriting key whose scope allows creating AccessKeys" [ -n "$ak_json" ]
 child_rules='[{"verbs": ["get", "list", "create"], "apiGroups": [""], "resources": ["configmaps"]}]'
-child_spec="{\"displayName\": \"nina-grandchild\", \"inheritCreator\": true, \"scope\": {\"namespaces\": [\"$apps\"], \"rules\": $child_rules}}"
-jq -n --argjson spec "$child_spec" \
-  '{apiVersion: "keygate.dev/v1alpha1", kind: "AccessKey", metadata: {generateName: "e2e-"}, spec: $spec}' >"$work/grandchild.json"
-gc_json=""
-within 10 bash -c "kubectl --kubeconfig '$minter_kc' create -f '$work/grandchild.json' -o json >'$work/grandchild.out' 2>'$work/grandchild.err'" &&
-  gc_json=$(<"$work/grandchild.out")
+within 10 ak_create "$minter_kc" "{\"displayName\": \"nina-grandchild\", \"inheritCreator\": true, \"scope\": {\"namespaces\": [\"$apps\"], \"rules\": $child_rules}}"
+gc_json=$ak_json gc_token=$ak_token gc_kc=$ak_kc
 check "...that key mints an inheriting key in turn (kubectl create -f with the key's token)" [ -n "$gc_json" ]
-gc_token=$(jq -r '.status.token // empty' <<<"${gc_json:-null}")
-[[ -n "$gc_token" ]] && echo "${gc_token:26}" >>"$secrets"
-token_kc "$gc_token" "$work/grandchild.kubeconfig"
 check "...owned by nina" jq -e '.status.owner == "nina"' <<<"${gc_json:-null}"
 check "the grandchild reads ConfigMaps in $apps (inside both scopes, nina may)" \
-  within 10 can_be yes "$work/grandchild.kubeconfig" list configmaps "$apps"
+  within 10 can_be yes "$gc_kc" list configmaps "$apps"
 check "...but cannot create one: the key above it has no create on ConfigMaps (403 naming the key above)" \
-  forbidden_saying "$work/grandchild.kubeconfig" "above" -- create configmap gc -n "$apps"
+  forbidden_saying "$gc_kc" "above" -- create configmap gc -n "$apps"
 check "nina disables the key above it" as_user nina patch ak "$(jq -r .metadata.name <<<"${minter_json:-null}")" --type merge -p '{"spec":{"disabled":true}}'
 check "...the grandchild is refused at once by keygate" [ "$(review "$gc_token")" = false ]
-check "...and by kube-apiserver within the revocation budget" wait_status "$work/grandchild.kubeconfig" unauthorized $((cache_s + 3))
+check "...and by kube-apiserver within the revocation budget" wait_status "$gc_kc" unauthorized $((cache_s + 3))
 
 # --- who may not mint an inheriting key, by default ----------------------------------------------
 ak_create admin '{"displayName": "masters-inherit", "inheritCreator": true}'
