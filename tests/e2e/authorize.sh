@@ -64,6 +64,23 @@ check "...it cannot create a RoleBinding to view, which RBAC does not give the k
 check "...but it can to edit, which nina may bind (kube-apiserver asks the authorizers about bind)" \
   kubectl --kubeconfig "$ninai_kc" --request-timeout=20s create rolebinding nina-inherit-edit -n "$apps" --clusterrole edit --user nobody
 
+# --- the same with the CLI, as docs/install.md shows it: a CI job's key ---------------------------
+if out=$(KEYGATE_KUBECONFIG="$KEYGATE_NINA_KUBECONFIG" kg --store kube keys create --name nina-ci --inherit \
+  --namespace-scope "$apps" --rule 'get,list,watch::pods' --rule 'get,list::configmaps' -o json 2>&1); then
+  ok "nina mints the CI job's key with keygate keys create --inherit --namespace-scope --rule"
+  ci_token=$(jq -r .token <<<"$out")
+  echo "${ci_token:26}" >>"$secrets"
+  kubeconfig_for "$ci_token" "$work/nina-ci.kubeconfig"
+  check "...keys list shows ROLE inherited and its scope" bash -c \
+    "KEYGATE_KUBECONFIG='$KEYGATE_NINA_KUBECONFIG' '$KEYGATE_BIN' --store kube keys list | grep nina-ci | grep -qw inherited"
+  check "...the key lists pods in $apps" \
+    within 10 kubectl --kubeconfig "$work/nina-ci.kubeconfig" --request-timeout=20s get pods -n "$apps"
+  check "...and cannot delete a ConfigMap there, which nina may (outside its rules)" \
+    forbidden_saying "$work/nina-ci.kubeconfig" rule -- delete configmap nina-inherit -n "$apps"
+else
+  not_ok "nina mints the CI job's key with keygate keys create --inherit --namespace-scope --rule: $out"
+fi
+
 # --- the creator loses a right: the key loses it -----------------------------------------------
 check "nina loses admin in $apps" admin delete rolebinding e2e:nina:admin -n "$apps"
 # keygate's answer cache (--authorize-cache-ttl 5s) plus kube-apiserver's (2s), with slack.
