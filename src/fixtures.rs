@@ -264,12 +264,26 @@ pub type SeenLog = Arc<std::sync::Mutex<Vec<Seen>>>;
 pub fn fake_kube(
     respond: impl Fn(&Seen) -> (u16, serde_json::Value) + Send + 'static,
 ) -> (kube::Client, SeenLog) {
+    serve_fake(Some(Box::new(respond)))
+}
+
+/// A kube client whose API server takes requests and never answers (a hung kube-apiserver),
+/// and the log of what it was sent.
+pub fn hung_kube() -> (kube::Client, SeenLog) {
+    serve_fake(None)
+}
+
+type Respond = Box<dyn Fn(&Seen) -> (u16, serde_json::Value) + Send>;
+
+/// Logs every request, then answers it with `respond`, or holds it forever without one.
+fn serve_fake(respond: Option<Respond>) -> (kube::Client, SeenLog) {
     use http::{Request, Response};
     use kube::client::Body;
     let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let log = SeenLog::default();
     let log2 = log.clone();
     tokio::spawn(async move {
+        let mut held = Vec::new();
         while let Some((req, send)) = handle.next_request().await {
             let (parts, body) = req.into_parts();
             let bytes = body.collect_bytes().await.unwrap_or_default();
@@ -279,37 +293,18 @@ pub fn fake_kube(
                 query: parts.uri.query().unwrap_or_default().to_owned(),
                 body: serde_json::from_slice(&bytes).unwrap_or_default(),
             };
-            let (code, resp) = respond(&seen);
+            let answer = respond.as_ref().map(|r| r(&seen));
             log2.lock().unwrap().push(seen);
+            let Some((code, resp)) = answer else {
+                held.push(send);
+                continue;
+            };
             let resp = Response::builder()
                 .status(code)
                 .header("content-type", "application/json")
                 .body(Body::from(serde_json::to_vec(&resp).unwrap()))
                 .unwrap();
             send.send_response(resp);
-        }
-    });
-    (kube::Client::new(svc, NAMESPACE), log)
-}
-
-/// A kube client whose API server takes requests and never answers (a hung kube-apiserver),
-/// and the log of what it was sent.
-pub fn hung_kube() -> (kube::Client, SeenLog) {
-    use http::{Request, Response};
-    use kube::client::Body;
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let log = SeenLog::default();
-    let log2 = log.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Some((req, send)) = handle.next_request().await {
-            log2.lock().unwrap().push(Seen {
-                method: req.method().to_string(),
-                path: req.uri().path().to_owned(),
-                query: req.uri().query().unwrap_or_default().to_owned(),
-                body: serde_json::Value::Null,
-            });
-            held.push(send);
         }
     });
     (kube::Client::new(svc, NAMESPACE), log)
