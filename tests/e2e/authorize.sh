@@ -9,15 +9,9 @@
 
 # is_forbidden TEXT: kubectl's message says the request was forbidden (403).
 is_forbidden() { grep -qi forbidden <<<"$1" || { echo "not forbidden: $1" >&2; return 1; }; }
-# can KC VERB RESOURCE NS: kubectl auth can-i as the key in KC ("yes" or "no"; kubectl appends
-# " - <reason>" to a "no" when an authorizer gave one).
-can() {
-  local a
-  a=$(kubectl --kubeconfig "$1" --request-timeout=20s auth can-i "$2" "$3" -n "$4" 2>/dev/null || true)
-  echo "${a%% *}"
-}
-# can_be WANT KC VERB RESOURCE NS: can-i answers WANT (kube-apiserver caches answers briefly).
-can_be() { [ "$(can "$2" "$3" "$4" "$5")" = "$1" ]; }
+# can_be WANT KC VERB RESOURCE NS: run.sh's `can` answers WANT (kube-apiserver caches answers
+# briefly).
+can_be() { [ "$(can "$2" "$3" "$4" -n "$5")" = "$1" ]; }
 # forbidden_saying KC WORDS -- KUBECTL-ARGS...: kubectl as KC is refused (Forbidden) with a
 # message naming every one of WORDS.
 forbidden_saying() {

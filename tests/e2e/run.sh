@@ -94,7 +94,13 @@ wait_status() {
   done
 }
 
-can() { kubectl --kubeconfig "$1" --request-timeout=10s auth can-i "${@:2}" 2>/dev/null; }
+# can KC VERB RESOURCE [ARGS...]: kubectl auth can-i as KC, the answer's first word ("yes" or
+# "no": kubectl appends " - <reason>" to a "no" when an authorizer gave one).
+can() {
+  local a
+  a=$(kubectl --kubeconfig "$1" --request-timeout=20s auth can-i "${@:2}" 2>/dev/null || true)
+  echo "${a%% *}"
+}
 
 echo "# keygate e2e against $KEYGATE_APISERVER_URL (webhook cache ttl ${ttl_s}s, apiserver success cache 10s)"
 # Phase 1 runs without the APIService, whatever an earlier run left registered.
