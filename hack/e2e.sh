@@ -16,8 +16,10 @@ export KEYGATE_CLUSTER_DIR="${KEYGATE_E2E_CLUSTER_DIR:-$KEYGATE_CACHE/cluster-e2
 export KEYGATE_WEBHOOK_CACHE_TTL="${KEYGATE_WEBHOOK_CACHE_TTL:-1s}"
 # Short authorization-webhook TTLs too: a creator's lost right, and instant revocation, show at once.
 export KEYGATE_AUTHZ_CACHE_TTL="${KEYGATE_AUTHZ_CACHE_TTL:-1s}"
+# Last use written to the keys' Leases every second, so tests/e2e/identities.sh sees it soon.
+export KEYGATE_KEYGATE_EXTRA_ARGS="${KEYGATE_KEYGATE_EXTRA_ARGS---last-used-interval 1s}"
 # A server-wide maximum key lifetime, as GitHub, GitLab and Rancher enforce one (tests/e2e/api.sh).
-export KEYGATE_KEYGATE_EXTRA_ARGS="${KEYGATE_KEYGATE_EXTRA_ARGS---max-key-lifetime 30d}"
+export KEYGATE_KEYGATE_API_EXTRA_ARGS="${KEYGATE_KEYGATE_API_EXTRA_ARGS---max-key-lifetime 30d}"
 
 cargo build --locked --bin keygate >&2
 export KEYGATE_BIN="$CARGO_TARGET_DIR/debug/keygate"

@@ -103,14 +103,14 @@ render_kind_config() {
     hack/kind/kind-config.yaml >"${DIR}/kind-config.yaml"
 }
 
-# sidecar_kubeconfig: keygate's own credentials, a token of the ServiceAccount keygate
+# sidecar_kubeconfig: keygate's own credentials, a token of the ServiceAccount keygate-webhook
 # (bound by manifests/base/rbac-webhook.yaml), talking to kube-apiserver on its own node.
 sidecar_kubeconfig() {
   local node_ip ca token kc="${ETC}/keygate.kubeconfig"
   node_ip="$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$NODE")"
   [[ -n "$node_ip" ]] || kg::die "cannot find the IP address of node ${NODE}"
   ca="$(kubectl_admin config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
-  token="$(kubectl_admin -n keygate-system create token keygate --duration=8760h)"
+  token="$(kubectl_admin -n keygate create token keygate-webhook --duration=8760h)"
   rm -f "$kc"
   kubectl config --kubeconfig "$kc" set-cluster kind --server "https://${node_ip}:6443" >/dev/null
   kubectl config --kubeconfig "$kc" set "clusters.kind.certificate-authority-data" "$ca" >/dev/null
@@ -138,7 +138,7 @@ deploy_sidecar() {
 }
 
 deploy_in_cluster() {
-  kubectl_admin -n keygate-system create secret generic keygate-tls \
+  kubectl_admin -n keygate create secret generic keygate-tls \
     --type kubernetes.io/tls \
     --from-file=tls.crt="${DIR}/certs/server.crt" \
     --from-file=tls.key="${DIR}/certs/server.key" \
@@ -148,7 +148,7 @@ deploy_in_cluster() {
   kubectl kustomize hack/kind/in-cluster |
     sed -e "s#image: keygate:dev\$#image: ${IMAGE}#" |
     kubectl_admin apply -f -
-  kubectl_admin -n keygate-system rollout status deployment/keygate --timeout=180s
+  kubectl_admin -n keygate rollout status deployment/keygate-webhook --timeout=180s
 }
 
 smoke_test() {
@@ -164,7 +164,7 @@ smoke_test() {
   # The webhook answers within a second of the key's creation; allow for the store's watch.
   local deadline=$((SECONDS + 30))
   until [[ "$("${k[@]}" auth can-i list pods 2>/dev/null)" == yes ]]; do
-    ((SECONDS < deadline)) || kg::die "the new key does not authenticate; see \`kubectl -n kube-system logs\` / \`-n keygate-system logs\` of keygate"
+    ((SECONDS < deadline)) || kg::die "the new key does not authenticate; see \`kubectl -n kube-system logs\` / \`-n keygate logs\` of keygate-webhook"
     sleep 1
   done
   [[ "$("${k[@]}" auth can-i create pods 2>/dev/null || true)" == no ]] || kg::die "a view key may create pods"
@@ -188,7 +188,7 @@ cmd_up() {
   case "$MODE" in
     sidecar) make_files "$kg" "127.0.0.1" "https://127.0.0.1:8443/authenticate" ;;
     in-cluster)
-      make_files "$kg" "${SERVICE_IP} keygate.keygate-system.svc" "https://${SERVICE_IP}:443/authenticate"
+      make_files "$kg" "${SERVICE_IP} keygate-webhook.keygate.svc" "https://${SERVICE_IP}:443/authenticate"
       ;;
   esac
   render_kind_config

@@ -15,12 +15,17 @@
 # an APIService whose Service is an ExternalName to https://<externalName>:<port>; with
 # aggregator routing on it would look for Endpoints and refuse the ExternalName type).
 #
-# The AccessKey API: when `keygate serve --help` lists --api, keygate is started with --api
-# and the front-proxy CA and allowed name (--requestheader-client-ca,
-# --requestheader-allowed-names), its serving certificate also names
-# keygate.kube-system.svc, and the APIService v1alpha1.keygate.dev points at the Service
-# keygate in kube-system, an ExternalName for localhost on keygate's port (the sidecar
-# layout of manifests/sidecar). The RBAC of manifests/base (the API component's rights,
+# keygate runs as two processes with two identities, as manifests/sidecar does: `keygate`,
+# the webhook kube-apiserver calls (TokenReview, SubjectAccessReview), as the user
+# keygate-webhook, which may only read records and keep last use in Leases
+# (manifests/base/rbac-webhook.yaml); and `keygate-api`, the AccessKey API (`serve --api`,
+# when `keygate serve --help` lists --api), as the user keygate-api, the only identity that
+# may write records (manifests/base/rbac-api.yaml). A key the API has just minted is thus
+# first used at a webhook process that did not serve the create. keygate-api gets the
+# front-proxy CA and allowed name (--requestheader-client-ca, --requestheader-allowed-names),
+# the serving certificate (shared) also names keygate.kube-system.svc, and the APIService
+# v1alpha1.keygate.dev points at the Service keygate in kube-system, an ExternalName for
+# localhost on keygate-api's port. The RBAC of manifests/base (both identities' rights,
 # the ClusterRoles keygate:self-service and keygate:key-admin) is applied at `up` either
 # way. The APIService is registered at `up` unless KEYGATE_APISERVICE=0, and `apiservice
 # on|off` registers or removes it later (tests of the Part 1 CLI, which writes Secrets
@@ -44,14 +49,14 @@
 #   hack/local-cluster.sh status    what is running (exit 0 when everything is up)
 #   hack/local-cluster.sh restart COMPONENT
 #                                   stop, then start again, one of etcd, kube-apiserver,
-#                                   kube-controller-manager, keygate (same ports,
+#                                   kube-controller-manager, keygate, keygate-api (same ports,
 #                                   certificates, flags and state as at `up`); returns
 #                                   once it is healthy again
 #   hack/local-cluster.sh stop COMPONENT   stop one component (for outage tests)
 #   hack/local-cluster.sh start COMPONENT  start a stopped component again, wait until healthy
 #                                   (what it depends on must be running: etcd for
 #                                   kube-apiserver, kube-apiserver for
-#                                   kube-controller-manager and keygate)
+#                                   kube-controller-manager and keygate*)
 #   hack/local-cluster.sh apiservice on|off
 #                                   register the APIService v1alpha1.keygate.dev and wait
 #                                   until it is Available and accesskeys is discovered
@@ -59,8 +64,15 @@
 #   hack/local-cluster.sh seal on  record seals: generate the key pair (keygate seal-key, in
 #                                   the state dir), seal the existing records (keygate keys
 #                                   seal, as the admin: the one-time migration) and restart
-#                                   keygate with --record-verify-key (and, with --api,
-#                                   --record-signing-key); kept for later restarts
+#                                   keygate and keygate-api with --record-verify-key, and
+#                                   keygate-api with --record-signing-key; kept for later
+#                                   restarts
+#   hack/local-cluster.sh guard on  the record guard: restart keygate with --record-writer
+#                                   keygate-api and register its ValidatingWebhookConfiguration
+#                                   (`keygate webhook-config --admission`), so only keygate-api
+#                                   may create, change or delete records; kept for later
+#                                   restarts (run `seal on` first: the guard refuses the
+#                                   admin's migration too)
 #   hack/local-cluster.sh authz-mode MODE [--deny-revoked] [--cache-ttl D]
 #                                   restart kube-apiserver with --authorization-mode=MODE
 #                                   (e.g. Node,Webhook,RBAC) and both authorization webhook
@@ -80,7 +92,9 @@
 # keygate serves the AccessKey API), KEYGATE_APISERVICE_NAME (v1alpha1.keygate.dev),
 # KEYGATE_API_SERVICE (kube-system/keygate), KEYGATE_FRONT_PROXY_OTHER_CERT and _KEY (signed
 # by the front-proxy CA, CN front-proxy-intruder: not an allowed name), the users'
-# kubeconfigs (above) and KEYGATE_APPS_NAMESPACE (apps).
+# kubeconfigs (above), KEYGATE_APPS_NAMESPACE (apps), KEYGATE_WEBHOOK_KUBECONFIG and
+# KEYGATE_API_KUBECONFIG (the two keygate identities), KEYGATE_API_PORT and
+# KEYGATE_API_ADMIN_URL (keygate-api's listener and admin port).
 #
 # Environment (all optional):
 #   KEYGATE_CLUSTER_DIR          state dir (default ${KEYGATE_CACHE:-$HOME/.cache/keygate}/cluster)
@@ -92,7 +106,8 @@
 #                                RBAC alone when KEYGATE_NO_WEBHOOK=1)
 #   KEYGATE_AUTHZ_CACHE_TTL      both --authorization-webhook-cache-*-ttl (default 2s)
 #   KEYGATE_ETCD_PORT KEYGATE_ETCD_PEER_PORT KEYGATE_APISERVER_PORT
-#   KEYGATE_WEBHOOK_PORT KEYGATE_WEBHOOK_ADMIN_PORT KEYGATE_CONTROLLER_MANAGER_PORT
+#   KEYGATE_WEBHOOK_PORT KEYGATE_WEBHOOK_ADMIN_PORT KEYGATE_API_PORT KEYGATE_API_ADMIN_PORT
+#   KEYGATE_CONTROLLER_MANAGER_PORT
 #                                fixed ports on 127.0.0.1 (default: free ports picked at `up`;
 #                                the last is kube-controller-manager's secure port, /healthz)
 #   KEYGATE_APISERVER_BIN        use this kube-apiserver instead of building one
@@ -102,7 +117,8 @@
 #                                use this kube-controller-manager instead of building one
 #   KEYGATE_CONTROLLER_MANAGER_EXTRA_ARGS
 #                                extra kube-controller-manager flags (word-split)
-#   KEYGATE_KEYGATE_EXTRA_ARGS   extra `keygate serve` flags (word-split)
+#   KEYGATE_KEYGATE_EXTRA_ARGS   extra `keygate serve` flags of both processes (word-split)
+#   KEYGATE_KEYGATE_API_EXTRA_ARGS  extra flags of keygate-api only (word-split)
 #   KEYGATE_KEYGATE_LOG          keygate's --log filter (default: keygate's, from KEYGATE_LOG/RUST_LOG)
 #   KEYGATE_STATIC_TOKEN_GROUPS  groups of the static-token user (default keygate:view)
 #   KEYGATE_EXTRA_STATIC_TOKENS  a file of more --token-auth-file lines (token,user,uid,"groups"),
@@ -126,9 +142,10 @@ STATE="${KEYGATE_CLUSTER_DIR:-${KEYGATE_CACHE}/cluster}"
 STATE="${STATE%/}"
 KEY_NAMESPACE=keygate-system
 WEBHOOK_USER=keygate-webhook
+API_USER=keygate-api
 STATIC_TOKEN_USER=keygate-static-bench
 START_TIMEOUT="${KEYGATE_START_TIMEOUT:-120}"
-COMPONENTS=(etcd kube-apiserver kube-controller-manager keygate)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager keygate keygate-api)
 KCM_USER=system:kube-controller-manager
 # The AccessKey API (sidecar layout: an ExternalName Service for localhost in kube-system).
 APISERVICE=v1alpha1.keygate.dev
@@ -263,11 +280,11 @@ write_config() {
   {
     echo "# written by hack/local-cluster.sh up"
     local v
-    for v in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT WEBHOOK_PORT WEBHOOK_ADMIN_PORT \
-      KCM_PORT NO_WEBHOOK KEYGATE_BIN_PATH KEYGATE_BIN_STAMP APISERVER_BIN KCM_BIN STATIC_TOKEN API \
+    for v in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT WEBHOOK_PORT WEBHOOK_ADMIN_PORT API_PORT \
+      API_ADMIN_PORT KCM_PORT NO_WEBHOOK KEYGATE_BIN_PATH KEYGATE_BIN_STAMP APISERVER_BIN KCM_BIN STATIC_TOKEN API \
       CFG_WEBHOOK_CACHE_TTL CFG_APISERVER_EXTRA_ARGS CFG_APISERVER_V CFG_KEYGATE_EXTRA_ARGS \
       CFG_KEYGATE_LOG CFG_ETCD_FSYNC CFG_KCM_EXTRA_ARGS CFG_AUTHZ_MODE CFG_AUTHZ_CACHE_TTL \
-      CFG_AUTHZ_DENY_REVOKED CFG_SEAL; do
+      CFG_AUTHZ_DENY_REVOKED CFG_SEAL CFG_GUARD CFG_KEYGATE_API_EXTRA_ARGS; do
       printf '%s=%q\n' "$v" "${!v-}"
     done
   } >"$tmp"
@@ -318,6 +335,10 @@ keygate_ready() {
   curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:${WEBHOOK_ADMIN_PORT}/readyz"
 }
 
+keygate_api_ready() {
+  curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:${API_ADMIN_PORT}/readyz"
+}
+
 # --- up -------------------------------------------------------------------------------------
 
 make_pki() {
@@ -332,8 +353,10 @@ make_pki() {
   # CA for client certificates (--client-ca-file).
   kg::pki::ca "$pki" client-ca "keygate-local-client-ca"
   kg::pki::leaf "${pki}/client-ca" "${pki}/admin" "/O=system:masters/CN=kubernetes-admin" clientAuth
-  # keygate's own, narrowly-bound identity (see grant_keygate).
+  # keygate's two narrowly-bound identities: the webhook's (read-only on records) and the
+  # AccessKey API's (the only writer of records); see apply_rbac.
   kg::pki::leaf "${pki}/client-ca" "${pki}/${WEBHOOK_USER}" "/CN=${WEBHOOK_USER}" clientAuth
+  kg::pki::leaf "${pki}/client-ca" "${pki}/${API_USER}" "/CN=${API_USER}" clientAuth
   # kube-controller-manager's identity; the bootstrap RBAC policy binds this user.
   kg::pki::leaf "${pki}/client-ca" "${pki}/kube-controller-manager" "/CN=${KCM_USER}" clientAuth
   # The aggregation layer: kube-apiserver proxies to aggregated API servers with the
@@ -351,6 +374,8 @@ make_pki() {
     "${pki}/server-ca.crt" "${pki}/admin.crt" "${pki}/admin.key" kubernetes-admin
   kg::pki::kubeconfig "${STATE}/keygate.kubeconfig" "https://127.0.0.1:${APISERVER_PORT}" \
     "${pki}/server-ca.crt" "${pki}/${WEBHOOK_USER}.crt" "${pki}/${WEBHOOK_USER}.key" "$WEBHOOK_USER"
+  kg::pki::kubeconfig "${STATE}/keygate-api.kubeconfig" "https://127.0.0.1:${APISERVER_PORT}" \
+    "${pki}/server-ca.crt" "${pki}/${API_USER}.crt" "${pki}/${API_USER}.key" "$API_USER"
   kg::pki::kubeconfig "${STATE}/kube-controller-manager.kubeconfig" "https://127.0.0.1:${APISERVER_PORT}" \
     "${pki}/server-ca.crt" "${pki}/kube-controller-manager.crt" "${pki}/kube-controller-manager.key" "$KCM_USER"
 
@@ -431,6 +456,41 @@ make_webhook_config() {
     kg::die "\`${KEYGATE_BIN_PATH} webhook-config --authorizer\` failed"
 }
 
+# admission_config: kube-apiserver presents its webhook client certificate to admission
+# webhooks at keygate's address too (the record guard, `guard on`): keygate's listener takes
+# only clients from --client-ca. An AdmissionConfiguration pointing each webhook plugin at a
+# kubeconfig whose user is named after the webhook's host:port.
+admission_config() {
+  local dir="${STATE}/keygate-certs"
+  (
+    umask 077
+    cat >"${STATE}/admission.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+users:
+- name: "127.0.0.1:${WEBHOOK_PORT}"
+  user:
+    client-certificate: ${dir}/client.crt
+    client-key: ${dir}/client.key
+EOF
+    cat >"${STATE}/admission.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: ValidatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: ${STATE}/admission.kubeconfig
+- name: MutatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: ${STATE}/admission.kubeconfig
+EOF
+  )
+}
+
 start_etcd() {
   local fsync=(--unsafe-no-fsync)
   [[ "${CFG_ETCD_FSYNC-${KEYGATE_ETCD_FSYNC:-0}}" == 1 ]] && fsync=()
@@ -506,7 +566,9 @@ EOF
     )
   fi
   if [[ "$NO_WEBHOOK" != 1 ]]; then
+    admission_config
     args+=(
+      --admission-control-config-file="${STATE}/admission.yaml"
       --authentication-token-webhook-config-file="${STATE}/webhook.kubeconfig"
       --authentication-token-webhook-version=v1
       --authentication-token-webhook-cache-ttl="${CFG_WEBHOOK_CACHE_TTL-${KEYGATE_WEBHOOK_CACHE_TTL:-2s}}"
@@ -524,113 +586,37 @@ kubectl_admin() {
   kubectl --kubeconfig "${STATE}/admin.kubeconfig" --request-timeout=30s "$@"
 }
 
-# RBAC that does not depend on keygate running: keygate's own namespace and
-# narrowly-bound identity, and the role ClusterRoleBindings.
+# RBAC that does not depend on keygate running: manifests/base as shipped (the key
+# namespace, both keygate identities' rights, the role ClusterRoleBindings, the AccessKey
+# API's ClusterRoles), checked with each identity's own credentials; then the test users'.
 apply_rbac() {
-  kg::log "applying RBAC: namespace ${KEY_NAMESPACE}, user ${WEBHOOK_USER}, keygate:{admin,edit,view}"
+  kg::log "applying manifests/base: namespace ${KEY_NAMESPACE}, users ${WEBHOOK_USER} and ${API_USER}, keygate:{admin,edit,view}"
   local out
-  if ! out="$(kubectl_admin apply -f - 2>&1 <<EOF
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: ${KEY_NAMESPACE}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  name: keygate-webhook
-  namespace: ${KEY_NAMESPACE}
-rules:
-# Read-only on records; last use goes to the Lease keygate-<id> (manifests/base/rbac-webhook.yaml).
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: ["coordination.k8s.io"]
-  resources: ["leases"]
-  verbs: ["get", "create", "update"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: keygate-webhook
-  namespace: ${KEY_NAMESPACE}
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: keygate-webhook
-subjects:
-- apiGroup: rbac.authorization.k8s.io
-  kind: User
-  name: ${WEBHOOK_USER}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: keygate:admin
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: cluster-admin
-subjects:
-- apiGroup: rbac.authorization.k8s.io
-  kind: Group
-  name: keygate:admin
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: keygate:edit
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: edit
-subjects:
-- apiGroup: rbac.authorization.k8s.io
-  kind: Group
-  name: keygate:edit
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: keygate:view
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: view
-subjects:
-- apiGroup: rbac.authorization.k8s.io
-  kind: Group
-  name: keygate:view
-EOF
-  )"; then
-    printf '%s\n' "$out" >&2
-    kg::die "applying RBAC failed; kube-apiserver log: $(logfile kube-apiserver)"
-  fi
-  # Check that the grant works as intended, with keygate's own credentials.
-  local k=(kubectl --kubeconfig "${STATE}/keygate.kubeconfig" --request-timeout=30s)
-  [[ "$("${k[@]}" auth can-i watch secrets -n "$KEY_NAMESPACE" 2>/dev/null || true)" == yes ]] ||
-    kg::die "user ${WEBHOOK_USER} cannot watch secrets in ${KEY_NAMESPACE}"
-  # "no", perhaps followed by " - <reason>" (the authorization webhook, not running yet, is asked).
-  [[ "$("${k[@]}" auth can-i get secrets -n kube-system 2>/dev/null || true)" == no* ]] ||
-    kg::die "user ${WEBHOOK_USER} can read secrets outside ${KEY_NAMESPACE}"
-  apply_api_rbac
-  apply_users
-}
-
-# apply_api_rbac: the AccessKey API's RBAC as manifests/base ships it (the API component's
-# rights, whose subjects include the sidecar user keygate-webhook, and the ClusterRoles
-# keygate:self-service and keygate:key-admin).
-apply_api_rbac() {
-  local f out
-  for f in rbac-api.yaml rbac-self-service.yaml; do
-    out="$(kubectl_admin apply -f "${KEYGATE_ROOT}/manifests/base/${f}" 2>&1)" ||
-      { printf '%s\n' "$out" >&2; kg::die "applying manifests/base/${f} failed"; }
+  out="$(kubectl_admin apply -k "${KEYGATE_ROOT}/manifests/base" 2>&1)" ||
+    { printf '%s\n' "$out" >&2; kg::die "applying manifests/base failed; kube-apiserver log: $(logfile kube-apiserver)"; }
+  # can_i KUBECONFIG VERB RESOURCE NS: the first word of `kubectl auth can-i` (a "no" may be
+  # followed by " - <reason>": the authorization webhook, perhaps not running yet, is asked).
+  can_i() {
+    local a
+    a="$(kubectl --kubeconfig "$1" --request-timeout=30s auth can-i "$2" "$3" -n "$4" 2>/dev/null || true)"
+    echo "${a%% *}"
+  }
+  local w="${STATE}/keygate.kubeconfig" api="${STATE}/keygate-api.kubeconfig" v
+  [[ "$(can_i "$w" watch secrets "$KEY_NAMESPACE")" == yes &&
+    "$(can_i "$w" update leases.coordination.k8s.io "$KEY_NAMESPACE")" == yes &&
+    "$(can_i "$w" create subjectaccessreviews.authorization.k8s.io default)" == yes ]] ||
+    kg::die "user ${WEBHOOK_USER} lacks the webhook's rights of manifests/base/rbac-webhook.yaml"
+  for v in create update patch delete; do
+    [[ "$(can_i "$w" "$v" secrets "$KEY_NAMESPACE")" == no ]] ||
+      kg::die "user ${WEBHOOK_USER} may ${v} secrets in ${KEY_NAMESPACE}: the webhook must be read-only"
   done
-  local k=(kubectl --kubeconfig "${STATE}/keygate.kubeconfig" --request-timeout=30s)
-  [[ "$("${k[@]}" auth can-i create secrets -n "$KEY_NAMESPACE" 2>/dev/null || true)" == yes &&
-    "$("${k[@]}" auth can-i bind clusterroles/edit -n "$APPS_NAMESPACE" 2>/dev/null || true)" == yes &&
-    "$("${k[@]}" auth can-i bind clusterroles/cluster-admin -n "$APPS_NAMESPACE" 2>/dev/null || true)" == no* ]] ||
-    kg::die "user ${WEBHOOK_USER} does not hold the AccessKey API's rights of manifests/base/rbac-api.yaml"
+  [[ "$(can_i "$w" get secrets kube-system)" == no ]] ||
+    kg::die "user ${WEBHOOK_USER} can read secrets outside ${KEY_NAMESPACE}"
+  [[ "$(can_i "$api" create secrets "$KEY_NAMESPACE")" == yes &&
+    "$(can_i "$api" bind clusterroles/edit "$APPS_NAMESPACE")" == yes &&
+    "$(can_i "$api" bind clusterroles/cluster-admin "$APPS_NAMESPACE")" == no ]] ||
+    kg::die "user ${API_USER} does not hold the AccessKey API's rights of manifests/base/rbac-api.yaml"
+  apply_users
 }
 
 # apply_users: the test users' rights (see the header).
@@ -668,7 +654,7 @@ apiservice_manifest() {
   ca="$(kg::pki::b64 "${STATE}/keygate-certs/ca.crt")"
   kubectl kustomize "${KEYGATE_ROOT}/manifests/sidecar/api" |
     kubectl_admin create --dry-run=client -o json -f - |
-    jq --argjson port "$WEBHOOK_PORT" --arg ca "$ca" '
+    jq --argjson port "$API_PORT" --arg ca "$ca" '
       def local: if .kind == "Service" then .spec.ports[0].port = $port
         elif .kind == "APIService" then .spec.service.port = $port | .spec.caBundle = $ca
         else . end;
@@ -687,11 +673,11 @@ apiservice_ready() {
 apiservice_on() {
   [[ "${API:-0}" == 1 ]] ||
     kg::die "keygate ${KEYGATE_BIN_PATH} has no \`serve --api\`: no AccessKey API to register"
-  kg::log "registering the APIService ${APISERVICE} (Service ${API_SERVICE_NAMESPACE}/${API_SERVICE_NAME}: ExternalName localhost, port ${WEBHOOK_PORT})"
+  kg::log "registering the APIService ${APISERVICE} (Service ${API_SERVICE_NAMESPACE}/${API_SERVICE_NAME}: ExternalName localhost, port ${API_PORT}: keygate-api)"
   local out
   out="$(apiservice_manifest | kubectl_admin apply -f - 2>&1)" ||
     { printf '%s\n' "$out" >&2; kg::die "registering the APIService failed"; }
-  wait_healthy keygate "the APIService ${APISERVICE} to be Available" apiservice_ready
+  wait_healthy keygate-api "the APIService ${APISERVICE} to be Available" apiservice_ready
 }
 
 # apiservice_off: removes the APIService (the Service stays: it routes nothing by itself).
@@ -759,36 +745,51 @@ wait_roles_aggregated() {
   wait_healthy kube-controller-manager "the aggregation of ClusterRoles view, edit, admin" roles_aggregated
 }
 
-start_keygate() {
-  local extra=()
+# keygate_flags NAME: the `keygate serve` flags both processes share, into the array KG_FLAGS.
+keygate_flags() {
+  KG_FLAGS=()
   local kg_extra="${CFG_KEYGATE_EXTRA_ARGS-${KEYGATE_KEYGATE_EXTRA_ARGS:-}}"
   # shellcheck disable=SC2206 # word splitting is the point
-  [[ -n "$kg_extra" ]] && extra=(${kg_extra})
-  local dir="${STATE}/keygate-certs"
+  [[ -n "$kg_extra" ]] && KG_FLAGS=(${kg_extra})
   local kg_log="${CFG_KEYGATE_LOG-${KEYGATE_KEYGATE_LOG:-}}"
-  [[ "${CFG_AUTHZ_DENY_REVOKED:-0}" != 1 ]] || extra+=(--authorize-deny-revoked)
-  [[ "${CFG_SEAL:-0}" != 1 ]] || extra+=(--record-verify-key "${STATE}/seal/seal.pub")
-  [[ -n "$kg_log" ]] && extra+=(--log "$kg_log")
-  # The binary may have been rebuilt since `up`: look again.
-  API=0
-  if keygate_has_api; then
-    API=1
-    extra+=(--api
-      --requestheader-client-ca "${STATE}/pki/front-proxy-ca.crt"
-      --requestheader-allowed-names front-proxy-client)
-    [[ "${CFG_SEAL:-0}" != 1 ]] || extra+=(--record-signing-key "${STATE}/seal/seal.key")
-  fi
-  start keygate "$KEYGATE_BIN_PATH" serve \
-    --store kube \
-    --namespace "$KEY_NAMESPACE" \
+  [[ -n "$kg_log" ]] && KG_FLAGS+=(--log "$kg_log")
+  [[ "${CFG_SEAL:-0}" != 1 ]] || KG_FLAGS+=(--record-verify-key "${STATE}/seal/seal.pub")
+  local dir="${STATE}/keygate-certs"
+  KG_FLAGS+=(--store kube --namespace "$KEY_NAMESPACE"
+    --tls-cert "${dir}/server.crt" --tls-key "${dir}/server.key" --client-ca "${dir}/ca.crt")
+}
+
+# start_keygate: the webhook kube-apiserver calls, as the read-only user keygate-webhook.
+start_keygate() {
+  keygate_flags
+  [[ "${CFG_AUTHZ_DENY_REVOKED:-0}" != 1 ]] || KG_FLAGS+=(--authorize-deny-revoked)
+  [[ "${CFG_GUARD:-0}" != 1 ]] || KG_FLAGS+=(--record-writer "$API_USER")
+  start keygate "$KEYGATE_BIN_PATH" serve "${KG_FLAGS[@]}" \
     --kubeconfig "${STATE}/keygate.kubeconfig" \
     --listen "127.0.0.1:${WEBHOOK_PORT}" \
-    --admin-listen "127.0.0.1:${WEBHOOK_ADMIN_PORT}" \
-    --tls-cert "${dir}/server.crt" \
-    --tls-key "${dir}/server.key" \
-    --client-ca "${dir}/ca.crt" \
-    "${extra[@]}"
+    --admin-listen "127.0.0.1:${WEBHOOK_ADMIN_PORT}"
   wait_healthy keygate "http://127.0.0.1:${WEBHOOK_ADMIN_PORT}/readyz" keygate_ready
+}
+
+# start_keygate_api: the AccessKey API, as the user keygate-api (the only writer of records).
+# Sets API=1 when the binary serves it (it may have been rebuilt since `up`: look again).
+start_keygate_api() {
+  API=0
+  keygate_has_api || { kg::log "keygate has no \`serve --api\`: no keygate-api process"; return 0; }
+  API=1
+  keygate_flags
+  local api_extra="${CFG_KEYGATE_API_EXTRA_ARGS-${KEYGATE_KEYGATE_API_EXTRA_ARGS:-}}"
+  # shellcheck disable=SC2206 # word splitting is the point
+  [[ -n "$api_extra" ]] && KG_FLAGS+=(${api_extra})
+  [[ "${CFG_SEAL:-0}" != 1 ]] || KG_FLAGS+=(--record-signing-key "${STATE}/seal/seal.key")
+  start keygate-api "$KEYGATE_BIN_PATH" serve "${KG_FLAGS[@]}" \
+    --api \
+    --requestheader-client-ca "${STATE}/pki/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --kubeconfig "${STATE}/keygate-api.kubeconfig" \
+    --listen "127.0.0.1:${API_PORT}" \
+    --admin-listen "127.0.0.1:${API_ADMIN_PORT}"
+  wait_healthy keygate-api "http://127.0.0.1:${API_ADMIN_PORT}/readyz" keygate_api_ready
 }
 
 all_running() {
@@ -798,6 +799,7 @@ all_running() {
   done
   if [[ "${NO_WEBHOOK:-0}" != 1 ]]; then
     component_pid keygate >/dev/null || return 1
+    [[ "${API:-0}" != 1 ]] || component_pid keygate-api >/dev/null || return 1
   fi
 }
 
@@ -848,6 +850,7 @@ cmd_up() {
   CFG_APISERVER_EXTRA_ARGS="${KEYGATE_APISERVER_EXTRA_ARGS:-}"
   CFG_APISERVER_V="${KEYGATE_APISERVER_V:-1}"
   CFG_KEYGATE_EXTRA_ARGS="${KEYGATE_KEYGATE_EXTRA_ARGS:-}"
+  CFG_KEYGATE_API_EXTRA_ARGS="${KEYGATE_KEYGATE_API_EXTRA_ARGS:-}"
   CFG_KEYGATE_LOG="${KEYGATE_KEYGATE_LOG:-}"
   CFG_ETCD_FSYNC="${KEYGATE_ETCD_FSYNC:-0}"
   CFG_KCM_EXTRA_ARGS="${KEYGATE_CONTROLLER_MANAGER_EXTRA_ARGS:-}"
@@ -887,6 +890,10 @@ cmd_up() {
   PICKED_PORTS+=" ${WEBHOOK_PORT}"
   WEBHOOK_ADMIN_PORT="$(pick_port "${KEYGATE_WEBHOOK_ADMIN_PORT:-}")"
   PICKED_PORTS+=" ${WEBHOOK_ADMIN_PORT}"
+  API_PORT="$(pick_port "${KEYGATE_API_PORT:-}")"
+  PICKED_PORTS+=" ${API_PORT}"
+  API_ADMIN_PORT="$(pick_port "${KEYGATE_API_ADMIN_PORT:-}")"
+  PICKED_PORTS+=" ${API_ADMIN_PORT}"
   KCM_PORT="$(pick_port "${KEYGATE_CONTROLLER_MANAGER_PORT:-}")"
   STATIC_TOKEN="$(openssl rand -hex 32)"
   API=0
@@ -914,6 +921,7 @@ cmd_up() {
     kg::log "KEYGATE_NO_WEBHOOK=1: not starting keygate; kube-apiserver has no token webhook"
   else
     start_keygate
+    start_keygate_api
     write_config
     if [[ "$API" == 1 && "${KEYGATE_APISERVICE:-1}" != 0 ]]; then
       apiservice_on
@@ -946,6 +954,7 @@ cmd_env() {
     "KEYGATE_CLUSTER_DIR=${STATE}"
     "KEYGATE_ADMIN_KUBECONFIG=${STATE}/admin.kubeconfig"
     "KEYGATE_WEBHOOK_KUBECONFIG=${STATE}/keygate.kubeconfig"
+    "KEYGATE_API_KUBECONFIG=${STATE}/keygate-api.kubeconfig"
     "KEYGATE_APISERVER_URL=https://127.0.0.1:${APISERVER_PORT}"
     "KEYGATE_APISERVER_CA=${STATE}/pki/server-ca.crt"
     "KEYGATE_APISERVER_PORT=${APISERVER_PORT}"
@@ -978,6 +987,9 @@ cmd_env() {
       "KEYGATE_WEBHOOK_ADMIN_PORT=${WEBHOOK_ADMIN_PORT}"
       "KEYGATE_WEBHOOK_CERTS_DIR=${STATE}/keygate-certs"
       "KEYGATE_API_SERVED=${API:-0}"
+      "KEYGATE_API_PORT=${API_PORT}"
+      "KEYGATE_API_ADMIN_URL=http://127.0.0.1:${API_ADMIN_PORT}"
+      "KEYGATE_GUARD=${CFG_GUARD:-0}"
       "KEYGATE_AUTHZ_MODE=${CFG_AUTHZ_MODE:-Node,RBAC,Webhook}"
       "KEYGATE_AUTHORIZE_URL=https://127.0.0.1:${WEBHOOK_PORT}/authorize"
       "KEYGATE_APISERVICE_NAME=${APISERVICE}"
@@ -997,8 +1009,12 @@ cmd_status() {
   fi
   local ok=0 c pid health
   for c in "${COMPONENTS[@]}"; do
-    if [[ "$c" == keygate && "$NO_WEBHOOK" == 1 ]]; then
+    if [[ "$c" == keygate* && "$NO_WEBHOOK" == 1 ]]; then
       printf '%-23s %-9s %s\n' "$c" disabled "(KEYGATE_NO_WEBHOOK=1)"
+      continue
+    fi
+    if [[ "$c" == keygate-api && "${API:-0}" != 1 ]]; then
+      printf '%-23s %-9s %s\n' "$c" disabled "(keygate has no --api)"
       continue
     fi
     if ! pid="$(component_pid "$c")"; then
@@ -1011,6 +1027,7 @@ cmd_status() {
       kube-apiserver) health=ready; apiserver_ready 2>/dev/null || health=not-ready ;;
       kube-controller-manager) health=healthy; kcm_healthy 2>/dev/null || health=unhealthy ;;
       keygate) health=ready; keygate_ready 2>/dev/null || health=not-ready ;;
+      keygate-api) health=ready; keygate_api_ready 2>/dev/null || health=not-ready ;;
     esac
     [[ "$health" == healthy || "$health" == ready ]] || ok=1
     printf '%-23s %-9s pid %-7s %-10s log %s\n' "$c" running "$pid" "$health" "$(logfile "$c")"
@@ -1021,6 +1038,9 @@ cmd_status() {
   if [[ "$NO_WEBHOOK" != 1 ]]; then
     printf 'keygate                 https://127.0.0.1:%s/authenticate  admin http://127.0.0.1:%s\n' \
       "$WEBHOOK_PORT" "$WEBHOOK_ADMIN_PORT"
+    [[ "${API:-0}" != 1 ]] ||
+      printf 'keygate-api             https://127.0.0.1:%s/apis/keygate.dev  admin http://127.0.0.1:%s\n' \
+        "$API_PORT" "$API_ADMIN_PORT"
     local avail=""
     if [[ "${API:-0}" != 1 ]]; then
       avail="(keygate has no --api)"
@@ -1042,7 +1062,7 @@ check_component() {
   local name="${1:-}"
   case "$name" in
     etcd | kube-apiserver | kube-controller-manager) ;;
-    keygate)
+    keygate | keygate-api)
       [[ "$NO_WEBHOOK" != 1 ]] || kg::die "this cluster runs without keygate (KEYGATE_NO_WEBHOOK=1 at \`up\`)"
       ;;
     "") kg::die "which component? one of: ${COMPONENTS[*]}" ;;
@@ -1077,7 +1097,7 @@ start_component() {
         kg::die "kube-apiserver is not running: \`$0 start kube-apiserver\` first"
       [[ -x "$KCM_BIN" ]] || kg::die "kube-controller-manager binary ${KCM_BIN} is gone"
       ;;
-    keygate)
+    keygate | keygate-api)
       component_pid kube-apiserver >/dev/null ||
         kg::die "kube-apiserver is not running: \`$0 start kube-apiserver\` first"
       [[ -x "$KEYGATE_BIN_PATH" ]] || kg::die "keygate binary ${KEYGATE_BIN_PATH} is gone"
@@ -1095,8 +1115,8 @@ start_component() {
     etcd) start_etcd ;;
     kube-apiserver) start_apiserver ;;
     kube-controller-manager) start_controller_manager ;;
-    keygate)
-      start_keygate
+    keygate | keygate-api)
+      if [[ "$name" == keygate ]]; then start_keygate; else start_keygate_api; fi
       # A rebuilt binary is now what runs: record it, so `up` keeps reusing this cluster.
       KEYGATE_BIN_STAMP="$(stat -L -c '%Y.%s' "$KEYGATE_BIN_PATH")"
       write_config
@@ -1142,8 +1162,46 @@ cmd_seal() {
     kg::die "\`keygate keys seal\` failed"
   CFG_SEAL=1
   write_config
+  restart_keygates
+}
+
+# restart_keygates: both keygate processes, with what cluster.env says now.
+restart_keygates() {
   stop keygate
   start_component keygate
+  if [[ "${API:-0}" == 1 ]]; then
+    stop keygate-api
+    start_keygate_api
+  fi
+}
+
+# guard_config: the record guard's ValidatingWebhookConfiguration, as `keygate webhook-config
+# --admission` prints it for keygate's port.
+guard_config() {
+  local dir="${STATE}/keygate-certs"
+  "$KEYGATE_BIN_PATH" webhook-config --admission --namespace "$KEY_NAMESPACE" \
+    --server "https://127.0.0.1:${WEBHOOK_PORT}/authenticate" \
+    --certificate-authority "${dir}/ca.crt"
+}
+
+cmd_guard() {
+  [[ "${1:-}" == on ]] || kg::die "guard on"
+  lock_state
+  load_config || kg::die "no cluster state in ${STATE}; run \`$0 up\` first"
+  [[ "$NO_WEBHOOK" != 1 ]] || kg::die "this cluster runs without keygate (KEYGATE_NO_WEBHOOK=1 at \`up\`)"
+  [[ "${API:-0}" == 1 ]] || kg::die "the guard lets only keygate-api write records, and this keygate has no \`serve --api\`"
+  CFG_GUARD=1
+  write_config
+  stop keygate
+  start_component keygate
+  # kube-apiserver 1.20 does not label namespaces with their name (1.21+ does); the
+  # configuration selects the key namespace by that label.
+  kubectl_admin label namespace "$KEY_NAMESPACE" "kubernetes.io/metadata.name=${KEY_NAMESPACE}" --overwrite >/dev/null ||
+    kg::die "labelling namespace ${KEY_NAMESPACE} failed"
+  local out
+  out="$(guard_config | kubectl_admin apply -f - 2>&1)" ||
+    { printf '%s\n' "$out" >&2; kg::die "registering the record guard failed"; }
+  kg::log "record guard registered: only ${API_USER} may write records in ${KEY_NAMESPACE}"
 }
 
 cmd_authz_mode() {
@@ -1170,8 +1228,7 @@ cmd_authz_mode() {
   CFG_AUTHZ_DENY_REVOKED="$deny"
   [[ -z "$ttl" ]] || CFG_AUTHZ_CACHE_TTL="$ttl"
   write_config
-  stop keygate
-  start_component keygate
+  restart_keygates
   stop kube-apiserver
   start_component kube-apiserver
 }
@@ -1200,6 +1257,7 @@ case "${1:-}" in
   apiservice) cmd_apiservice "${2:-}" ;;
   authz-mode) shift; cmd_authz_mode "$@" ;;
   seal) cmd_seal "${2:-}" ;;
+  guard) cmd_guard "${2:-}" ;;
   -h | --help | help) usage ;;
   *) usage ;;
 esac

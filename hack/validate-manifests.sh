@@ -13,12 +13,15 @@
 # 3. Every other *.yaml file under manifests/ (each file of each base on its own, and the
 #    static pod, as the mirror pod the kubelet would create): the same, with -f.
 # 4. RBAC semantics: applies manifests/base for real (the cluster is a throw-away one) and
-#    asks kube-apiserver, with impersonation, what the webhook identities (which also serve
-#    the AccessKey API: one process, one identity, in both layouts), the role groups, a key
+#    asks kube-apiserver, with impersonation, what the webhook identities (read-only on
+#    records), the AccessKey API's identities (the only writers), the role groups, a key
 #    manager, a self-service user and a key admin may and may not do.
-# 5. The AccessKey API's wiring: each layout's APIService names its layout's Service and
-#    port (sidecar: the ExternalName for localhost and the static pod's --listen port;
-#    in-cluster: the Deployment's Service), and both run keygate with --api.
+# 5. The layouts' wiring: no workload in the key namespace; the webhook runs without --api and
+#    the API with it, each as its own identity; with the API, the webhook verifies seals and
+#    serves the record guard for the API's identity, and the API signs; each APIService names
+#    its layout's Service and port (sidecar: the ExternalName for localhost and
+#    keygate-api.yaml's --listen port; in-cluster: the API Deployment's Service), and the
+#    record guard's configuration the webhook's Service.
 #
 # Prints PASS/FAIL per check and `N passed, N failed`; exits 1 if anything failed.
 #
@@ -167,6 +170,7 @@ for dir in "${KDIRS[@]}"; do
   fi
   compat <<<"$out" >"$built"
   [[ "$dir" == manifests/in-cluster ]] && IN_CLUSTER_BUILT="$built"
+  [[ "$dir" == manifests/in-cluster-api ]] && IN_CLUSTER_API_BUILT="$built"
   pass "kustomize build ${dir}"
   dry_run "apply --dry-run=server -k ${dir}" "$built"
 done
@@ -184,7 +188,7 @@ for f in "${FILES[@]}"; do
     continue
   fi
   compat <"$f" >"$one"
-  if [[ "$f" == manifests/sidecar/keygate.yaml ]]; then
+  if [[ "$f" == manifests/sidecar/keygate*.yaml ]]; then
     as_mirror_pod "$one" "${one%.yaml}.json"
     one="${one%.yaml}.json"
   fi
@@ -223,30 +227,43 @@ check_pod_spec() {
     fi
   done
 }
-deploy=""
-if [[ -n "${IN_CLUSTER_BUILT:-}" ]]; then
-  deploy="$("${KUBECTL[@]}" create --dry-run=client -o json -f "$IN_CLUSTER_BUILT" 2>/dev/null |
-    jq -c 'select(.kind == "Deployment") | .spec.template.spec')" || deploy=""
-fi
-if [[ -n "$deploy" ]]; then
-  check_pod_spec "in-cluster Deployment" "$deploy"
-  if jq -e '[.containers[].args[] | select(. == "--admin-listen=0.0.0.0:9090")] | length == 1' <<<"$deploy" >/dev/null; then
-    pass "in-cluster Deployment: admin port reachable by the kubelet's probes"
-  else
-    fail "in-cluster Deployment: admin port reachable by the kubelet's probes"
+# objects FILE: a built kustomization as a stream of JSON objects.
+objects() {
+  "${KUBECTL[@]}" create --dry-run=client -o json -f "$1" 2>/dev/null | jq -c 'if .kind == "List" then .items[] else . end'
+}
+# deployment_spec NAME JSON-STREAM: the pod spec of the Deployment NAME.
+deployment_spec() { jq -c --arg n "$1" 'select(.kind == "Deployment" and .metadata.name == $n) | .spec.template.spec' <<<"$2"; }
+in_cluster="" in_cluster_api=""
+[[ -z "${IN_CLUSTER_BUILT:-}" ]] || in_cluster="$(objects "$IN_CLUSTER_BUILT")"
+[[ -z "${IN_CLUSTER_API_BUILT:-}" ]] || in_cluster_api="$(objects "$IN_CLUSTER_API_BUILT")"
+webhook_deploy="$(deployment_spec keygate-webhook "$in_cluster")"
+api_deploy="$(deployment_spec keygate-api "$in_cluster_api")"
+webhook_with_api="$(deployment_spec keygate-webhook "$in_cluster_api")"
+for d in "in-cluster webhook Deployment:${webhook_deploy}" "in-cluster API Deployment:${api_deploy}"; do
+  name="${d%%:*}" spec="${d#*:}"
+  if [[ -z "$spec" ]]; then
+    fail "${name}: could not read it back"
+    continue
   fi
-else
-  fail "in-cluster Deployment: could not read it back"
-fi
+  check_pod_spec "$name" "$spec"
+  if jq -e '[.containers[].args[] | select(. == "--admin-listen=0.0.0.0:9090")] | length == 1' <<<"$spec" >/dev/null; then
+    pass "${name}: admin port reachable by the kubelet's probes"
+  else
+    fail "${name}: admin port reachable by the kubelet's probes"
+  fi
+done
 static="$("${KUBECTL[@]}" create --dry-run=client -o json -f manifests/sidecar/keygate.yaml | jq -c .spec)"
-check_pod_spec "sidecar static pod" "$static"
-if jq -e '.hostNetwork == true and ([.containers[].args[] | select(startswith("--listen=127.0.0.1:"))] | length == 1)' <<<"$static" >/dev/null; then
-  pass "sidecar static pod: host network, webhook on loopback only"
-else
-  fail "sidecar static pod: host network, webhook on loopback only"
-fi
+static_api="$("${KUBECTL[@]}" create --dry-run=client -o json -f manifests/sidecar/keygate-api.yaml | jq -c .spec)"
+for p in "sidecar static pod:${static}" "sidecar API static pod:${static_api}"; do
+  check_pod_spec "${p%%:*}" "${p#*:}"
+  if jq -e '.hostNetwork == true and ([.containers[].args[] | select(startswith("--listen=127.0.0.1:"))] | length == 1)' <<<"${p#*:}" >/dev/null; then
+    pass "${p%%:*}: host network, listens on loopback only"
+  else
+    fail "${p%%:*}: host network, listens on loopback only"
+  fi
+done
 
-# --- the AccessKey API's wiring ------------------------------------------------------------
+# --- the layouts' wiring ---------------------------------------------------------------------
 
 # built_json DIR: the kustomization in DIR as a stream of JSON objects.
 built_json() {
@@ -257,9 +274,45 @@ built_json() {
 wired() {
   if jq -e -s "$2" <<<"$3" >/dev/null; then pass "$1"; else fail "$1"; fi
 }
+# arg NAME POD-SPEC ARG: the pod's container runs with ARG exactly; with !ARG, without it (in
+# any form, ARG=...).
+args_of() { jq -r '.containers[0].args[]' <<<"$1" 2>/dev/null; }
+arg() {
+  local name="$1" spec="$2" want="$3" a
+  a="$(args_of "$spec")"
+  if [[ "$want" == !* ]]; then
+    if grep -qxF -- "${want#!}" <<<"$a" || grep -q -- "^${want#!}=" <<<"$a"; then fail "${name}: runs without ${want#!}"; else pass "${name}: runs without ${want#!}"; fi
+  elif grep -qxF -- "$want" <<<"$a"; then
+    pass "${name}: runs with ${want}"
+  else
+    fail "${name}: runs with ${want}"
+  fi
+}
+# The two sidecar pods read different host directories: the webhook never sees the API's
+# credentials or its signing key.
+wired "sidecar: the webhook and the API mount different host directories" \
+  '(.[0].volumes | map(.hostPath.path)) as $w | (.[1].volumes | map(.hostPath.path)) as $a
+   | ($w - $a) == $w and all($a[]; startswith("/etc/kubernetes/keygate-api"))' "$(printf '%s\n%s' "$static" "$static_api")"
+arg "in-cluster webhook" "$webhook_deploy" '!--api'
+arg "in-cluster webhook" "$webhook_deploy" '!--record-signing-key'
+arg "in-cluster API" "$api_deploy" --api
+arg "in-cluster API" "$api_deploy" --record-signing-key=/etc/keygate/seal/seal.key
+arg "in-cluster API" "$api_deploy" --record-verify-key=/etc/keygate/seal-public/seal.pub
+arg "in-cluster webhook with the API" "$webhook_with_api" --record-verify-key=/etc/keygate/seal-public/seal.pub
+arg "in-cluster webhook with the API" "$webhook_with_api" --record-writer=system:serviceaccount:keygate:keygate-api
+arg "in-cluster webhook with the API" "$webhook_with_api" '!--api'
+arg "sidecar webhook" "$static" '!--api'
+arg "sidecar API" "$static_api" --api
+arg "sidecar API" "$static_api" --record-signing-key=/etc/kubernetes/keygate-api/seal.key
+wired "in-cluster: each Deployment runs as its own ServiceAccount (webhook keygate-webhook, API keygate-api)" \
+  '.[0].serviceAccountName == "keygate-webhook" and .[1].serviceAccountName == "keygate-api"' \
+  "$(printf '%s\n%s' "$webhook_deploy" "$api_deploy")"
+wired "in-cluster: no workload, ServiceAccount or seal key in the key namespace keygate-system" \
+  'all(.[]; .metadata.namespace != "keygate-system"
+     or (.kind | IN("Role", "RoleBinding", "Namespace")))' "${in_cluster_api:-null}"
 sidecar_api="$(built_json manifests/sidecar/api)"
-listen_port="$(jq -r '[.containers[].args[] | select(startswith("--listen=127.0.0.1:"))][0] | split(":")[1]' <<<"$static")"
-wired "sidecar api: APIService v1alpha1.keygate.dev -> Service keygate in kube-system, port ${listen_port} (the static pod's --listen)" \
+listen_port="$(jq -r '[.containers[].args[] | select(startswith("--listen=127.0.0.1:"))][0] | split(":")[1]' <<<"$static_api")"
+wired "sidecar api: APIService v1alpha1.keygate.dev -> Service keygate in kube-system, port ${listen_port} (keygate-api.yaml's --listen)" \
   "any(.[]; .kind == \"APIService\" and .metadata.name == \"v1alpha1.keygate.dev\" and .spec.group == \"keygate.dev\"
      and .spec.version == \"v1alpha1\" and .spec.service == {name: \"keygate\", namespace: \"kube-system\", port: ${listen_port:-0}})" \
   "$sidecar_api"
@@ -269,24 +322,23 @@ wired "sidecar api: Service kube-system/keygate is an ExternalName for localhost
 wired "sidecar api: no caBundle shipped (set per cluster), no insecureSkipTLSVerify" \
   'all(.[] | select(.kind == "APIService"); .spec.caBundle == null and (.spec.insecureSkipTLSVerify // false) == false)' \
   "$sidecar_api"
-if [[ -n "${IN_CLUSTER_BUILT:-}" ]]; then
-  in_cluster_api="$(built_json manifests/in-cluster/api)
-$("${KUBECTL[@]}" create --dry-run=client -o json -f "$IN_CLUSTER_BUILT" | jq -c 'if .kind == "List" then .items[] else . end')"
-  wired "in-cluster api: APIService v1alpha1.keygate.dev -> the Deployment's Service keygate in keygate-system, port 443" \
-    'any(.[]; .kind == "APIService" and .spec.service == {name: "keygate", namespace: "keygate-system", port: 443})
-     and any(.[]; .kind == "Service" and .metadata.name == "keygate" and .metadata.namespace == "keygate-system"
-       and .spec.type == "ClusterIP" and any(.spec.ports[]; .port == 443))' "$in_cluster_api"
-  wired "in-cluster api: no caBundle shipped, no insecureSkipTLSVerify" \
-    'all(.[] | select(.kind == "APIService"); .spec.caBundle == null and (.spec.insecureSkipTLSVerify // false) == false)' \
-    "$in_cluster_api"
-fi
-for layout in "in-cluster Deployment:${deploy}" "sidecar static pod:${static}"; do
-  if jq -e '[.containers[].args[] | select(. == "--api")] | length == 1' <<<"${layout#*:}" >/dev/null 2>&1; then
-    pass "${layout%%:*}: serves the AccessKey API (--api)"
-  else
-    fail "${layout%%:*}: serves the AccessKey API (--api)"
-  fi
-done
+registration="$(built_json manifests/in-cluster-api/registration)
+${in_cluster_api}"
+wired "in-cluster api: APIService v1alpha1.keygate.dev -> the API Deployment's Service keygate-api in keygate, port 443" \
+  'any(.[]; .kind == "APIService" and .spec.service == {name: "keygate-api", namespace: "keygate", port: 443})
+   and any(.[]; .kind == "Service" and .metadata.name == "keygate-api" and .metadata.namespace == "keygate"
+     and .spec.type == "ClusterIP" and .spec.selector["app.kubernetes.io/component"] == "api" and any(.spec.ports[]; .port == 443))' \
+  "$registration"
+wired "in-cluster record guard: Service keygate-webhook in keygate, /validate-records, key namespace only, fails closed" \
+  'any(.[]; .kind == "ValidatingWebhookConfiguration" and (.webhooks[0] | .failurePolicy == "Fail"
+     and .clientConfig.service == {name: "keygate-webhook", namespace: "keygate", path: "/validate-records", port: 443}
+     and .namespaceSelector.matchLabels["kubernetes.io/metadata.name"] == "keygate-system"))
+   and any(.[]; .kind == "Service" and .metadata.name == "keygate-webhook" and .spec.selector["app.kubernetes.io/component"] == "webhook")' \
+  "$registration"
+wired "in-cluster registration: no caBundle shipped, no insecureSkipTLSVerify" \
+  'all(.[] | select(.kind == "APIService"); .spec.caBundle == null and (.spec.insecureSkipTLSVerify // false) == false)
+   and all(.[] | select(.kind == "ValidatingWebhookConfiguration") | .webhooks[]; .clientConfig.caBundle == null)' \
+  "$registration"
 
 # --- 3. RBAC semantics ----------------------------------------------------------------------
 
@@ -343,35 +395,56 @@ can_ak() {
     fail "rbac: ${as} ${verb} ${what}: want ${want}, got ${got:-error}"
   fi
 }
-# The webhook identities serve the AccessKey API too (rbac-webhook.yaml + rbac-api.yaml): the
-# API creates, replaces and deletes records; nothing patches them any more (last use is in
-# Leases), so `patch` is not granted.
-for webhook in system:serviceaccount:keygate-system:keygate keygate-webhook; do
-  for verb in get list watch create update delete; do
+# The webhook's identities: read records, keep last use in Leases, ask SubjectAccessReviews;
+# never write a record.
+for webhook in system:serviceaccount:keygate:keygate-webhook keygate-webhook; do
+  for verb in get list watch; do
     can yes "$webhook" "$verb" secrets keygate-system
   done
-  can no "$webhook" patch secrets keygate-system
+  for verb in create update patch delete; do
+    can no "$webhook" "$verb" secrets keygate-system
+  done
   for verb in get create update; do
     can yes "$webhook" "$verb" leases.coordination.k8s.io keygate-system
   done
   can no "$webhook" get secrets kube-system
-  can no "$webhook" create secrets default
+  can no "$webhook" get secrets keygate
   can no "$webhook" list secrets "*"
   can yes "$webhook" create subjectaccessreviews.authorization.k8s.io "*"
-  can yes "$webhook" get configmaps/extension-apiserver-authentication kube-system
-  can no "$webhook" get configmaps/kube-proxy kube-system
-  can no "$webhook" list configmaps kube-system
-  # RoleBindings for namespace-scoped role keys: to admin, edit and view only.
-  can yes "$webhook" create rolebindings.rbac.authorization.k8s.io default
-  can yes "$webhook" delete rolebindings.rbac.authorization.k8s.io default
-  for role in admin edit view; do
-    can yes "$webhook" bind "clusterroles.rbac.authorization.k8s.io/${role}" default
-  done
-  can no "$webhook" bind clusterroles.rbac.authorization.k8s.io/cluster-admin default
-  can no "$webhook" escalate clusterroles.rbac.authorization.k8s.io default
-  can no "$webhook" create clusterrolebindings.rbac.authorization.k8s.io "*"
+  can no "$webhook" create rolebindings.rbac.authorization.k8s.io default
+  can no "$webhook" bind clusterroles.rbac.authorization.k8s.io/view default
   can no "$webhook" impersonate groups "*"
   can_ak no "$webhook" get
+done
+# The AccessKey API's identities: the only writers of records. Nothing patches them (last
+# use is in Leases), so `patch` is not granted; Leases are only read.
+for api in system:serviceaccount:keygate:keygate-api keygate-api; do
+  for verb in get list watch create update delete; do
+    can yes "$api" "$verb" secrets keygate-system
+  done
+  can no "$api" patch secrets keygate-system
+  for verb in get list; do
+    can yes "$api" "$verb" leases.coordination.k8s.io keygate-system
+  done
+  can no "$api" update leases.coordination.k8s.io keygate-system
+  can no "$api" get secrets kube-system
+  can no "$api" create secrets default
+  can no "$api" list secrets "*"
+  can yes "$api" create subjectaccessreviews.authorization.k8s.io "*"
+  can yes "$api" get configmaps/extension-apiserver-authentication kube-system
+  can no "$api" get configmaps/kube-proxy kube-system
+  can no "$api" list configmaps kube-system
+  # RoleBindings for namespace-scoped role keys: to admin, edit and view only.
+  can yes "$api" create rolebindings.rbac.authorization.k8s.io default
+  can yes "$api" delete rolebindings.rbac.authorization.k8s.io default
+  for role in admin edit view; do
+    can yes "$api" bind "clusterroles.rbac.authorization.k8s.io/${role}" default
+  done
+  can no "$api" bind clusterroles.rbac.authorization.k8s.io/cluster-admin default
+  can no "$api" escalate clusterroles.rbac.authorization.k8s.io default
+  can no "$api" create clusterrolebindings.rbac.authorization.k8s.io "*"
+  can no "$api" impersonate groups "*"
+  can_ak no "$api" get
 done
 can yes group:keygate:view list pods default
 can no group:keygate:view create pods default

@@ -103,7 +103,11 @@ impl Ctx<'_> {
     }
 
     pub async fn get(&self, name: &str) -> Result<Answer, ApiError> {
-        let (stored, _) = self.load(name).await?;
+        let (mut stored, _) = self.load(name).await?;
+        // Last use is in the key's Lease, written by the webhooks: other processes, which
+        // may not write records (a list reads every Lease the same way).
+        let lease = self.api.store.last_use(&stored.record.id.key()).await;
+        stored.record.last_used = stored.record.last_used.max(lease);
         self.render(vec![self.view(&stored)], true)
     }
 

@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod provision;
 mod spec;
 
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -130,11 +131,17 @@ impl KeyStore {
     /// [`KeyStore::get`] for showing: with the kube store, last use also from the key's Lease.
     pub async fn get_shown(&self, id: &IdKey) -> Result<Stored, KeyStoreError> {
         let mut stored = self.get(id).await?;
-        if let KeyStore::Kube(k) = self {
-            let lease = k.last_use(id).await;
-            stored.record.last_used = stored.record.last_used.max(lease);
-        }
+        stored.record.last_used = stored.record.last_used.max(self.last_use(id).await);
         Ok(stored)
+    }
+
+    /// Last use kept apart from the record: the key's Lease in the kube store (written by the
+    /// webhooks, which may not write records); nothing in the dir store, whose records carry it.
+    pub async fn last_use(&self, id: &IdKey) -> Option<Timestamp> {
+        match self {
+            KeyStore::Dir(_) => None,
+            KeyStore::Kube(k) => k.last_use(id).await,
+        }
     }
 
     /// Writes a new record; fails with [`KeyStoreError::Duplicate`] if the ID exists.

@@ -7,11 +7,11 @@
 # review, admin, kg, $work, $secrets, $cache_s, $ttl_s, $revocation_budget_ms) and registers
 # the APIService itself, so everything before it ran with the CLI writing Secrets directly.
 #
-# While keygate is stopped below, the APIService is unavailable and kube-apiserver 1.20
+# While keygate-api is stopped below, the APIService is unavailable and kube-apiserver 1.20
 # cannot finish deleting namespaces: nothing here deletes a namespace.
 
 : "${KEYGATE_ALICE_KUBECONFIG:?}" "${KEYGATE_NINA_KUBECONFIG:?}" "${KEYGATE_VICTOR_KUBECONFIG:?}"
-: "${KEYGATE_KIM_KUBECONFIG:?}" "${KEYGATE_WEBHOOK_PORT:?}" "${KEYGATE_APISERVICE_NAME:?}"
+: "${KEYGATE_KIM_KUBECONFIG:?}" "${KEYGATE_API_PORT:?}" "${KEYGATE_APISERVICE_NAME:?}"
 : "${KEYGATE_FRONT_PROXY_CLIENT_CERT:?}" "${KEYGATE_FRONT_PROXY_OTHER_CERT:?}"
 apps=${KEYGATE_APPS_NAMESPACE:-apps}
 api_path=/apis/keygate.dev/v1alpha1/accesskeys
@@ -270,7 +270,7 @@ err=$(as_user nina create --raw "$api_path/$alice_name/regenerate" -f "$work/reg
 check "nina cannot regenerate alice's key (404)" bash -c "grep -q NotFound <<<'$err'"
 
 # --- policy: the server's maximum key lifetime (keygate serve --max-key-lifetime 30d) ----------
-if [[ "${KEYGATE_KEYGATE_EXTRA_ARGS:-}" == *"--max-key-lifetime 30d"* ]]; then
+if [[ "${KEYGATE_KEYGATE_API_EXTRA_ARGS:-}" == *"--max-key-lifetime 30d"* ]]; then
   ak_create alice '{"displayName": "alice-no-expiry", "role": "view"}'
   check "a key created without expiration under --max-key-lifetime 30d expires in 30 days" \
     python3 -c 'import json, sys, datetime as d
@@ -323,15 +323,18 @@ else
   skip "keygate as authorizer (tests/e2e/authorize.sh): kube-apiserver's --authorization-mode is ${KEYGATE_AUTHZ_MODE:-unknown}, without Webhook"
 fi
 
-# --- keygate's port without kube-apiserver's front proxy ---------------------------------------
-# direct CERT KEY: the HTTP status of a list at keygate's own port, claiming to be the admin.
+# shellcheck source=tests/e2e/identities.sh
+source "$here/identities.sh"
+
+# --- keygate-api's port without kube-apiserver's front proxy -----------------------------------
+# direct CERT KEY: the HTTP status of a list at keygate-api's own port, claiming to be the admin.
 direct() {
   local tls=()
   [[ -n "$1" ]] && tls=(--cert "$1" --key "$2")
   curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$KEYGATE_WEBHOOK_CERTS_DIR/ca.crt" "${tls[@]}" \
     -H 'X-Remote-User: kubernetes-admin' -H 'X-Remote-Group: system:masters' \
     -H 'X-Remote-Group: system:authenticated' -H 'X-Remote-Extra-Scopes: all' \
-    "https://127.0.0.1:$KEYGATE_WEBHOOK_PORT$api_path"
+    "https://127.0.0.1:$KEYGATE_API_PORT$api_path"
 }
 certs=$KEYGATE_WEBHOOK_CERTS_DIR
 check "straight to keygate, no client certificate, forged X-Remote-* headers: 401" [ "$(direct "" "")" = 401 ]
@@ -341,7 +344,7 @@ check "...with a front-proxy-CA certificate whose name is not allowed: 401" \
   [ "$(direct "$KEYGATE_FRONT_PROXY_OTHER_CERT" "$KEYGATE_FRONT_PROXY_OTHER_KEY")" = 401 ]
 check "...with the front proxy's own certificate: 200 (the control)" \
   [ "$(direct "$KEYGATE_FRONT_PROXY_CLIENT_CERT" "$KEYGATE_FRONT_PROXY_CLIENT_KEY")" = 200 ]
-check "the webhook still answers kube-apiserver's client certificate on the same port" [ "$(review "$alice_token")" = true ]
+check "the webhook (its own process and port) answers kube-apiserver's client certificate" [ "$(review "$alice_token")" = true ]
 
 # --- the CLI goes through the API once the APIService exists -----------------------------------
 if out=$(KEYGATE_KUBECONFIG="$KEYGATE_ALICE_KUBECONFIG" kg keys create --name alice-cli --role view -o json 2>&1); then
@@ -367,7 +370,7 @@ refused_at_authorization() {
 # An inheriting key used a moment before keygate stops: kube-apiserver holds its authentication
 # for 10 s (plus the webhook cache TTL), but its rights come only from keygate.
 [[ -n "${ninai_kc:-}" ]] && status "$ninai_kc" >/dev/null
-check "the webhook stops (the APIService becomes unavailable)" "$root/hack/local-cluster.sh" stop keygate
+check "the webhook stops" "$root/hack/local-cluster.sh" stop keygate
 if [[ -n "${ninai_kc:-}" ]]; then
   err=$(kubectl --kubeconfig "$ninai_kc" --request-timeout=20s create configmap while-down -n "$apps" 2>&1 >/dev/null)
   # kube-apiserver 1.20 answers a failed authorization-webhook call that no other authorizer
@@ -381,12 +384,14 @@ if [[ -n "${ninai_kc:-}" ]]; then
   [[ -f "$work/static.kubeconfig" ]] &&
     check "...and the static token" [ "$(status "$work/static.kubeconfig")" = ok ]
 fi
+check "the API stops too (the APIService becomes unavailable)" "$root/hack/local-cluster.sh" stop keygate-api
 records_before=$(count_records)
 err=$(kg keys create --name while-down --role view 2>&1 >/dev/null)
 check "with the APIService unavailable keygate keys create fails naming it" bash -c \
   "grep -q '$KEYGATE_APISERVICE_NAME' <<<'$err'"
 check "...and writes no Secret" [ "$(count_records)" = "$records_before" ]
 check "the webhook starts again" "$root/hack/local-cluster.sh" start keygate
+check "...and the API" "$root/hack/local-cluster.sh" start keygate-api
 check "the APIService is Available again" "$root/hack/local-cluster.sh" apiservice on
 
 # --- delete ------------------------------------------------------------------------------------
@@ -403,6 +408,8 @@ check "...and its RoleBinding is gone when delete returns" no_binding "$apps" "s
 if [[ -n "${ninai_token:-}" ]]; then
   # shellcheck source=tests/e2e/seals.sh
   source "$here/seals.sh"
+  # shellcheck source=tests/e2e/guard.sh
+  source "$here/guard.sh"
 else
   skip "record seals (tests/e2e/seals.sh): no key from the authorizer scenarios to carry over"
 fi

@@ -127,7 +127,8 @@ if admin create serviceaccount e2e-ci -n "$apps" >/dev/null &&
   admin create clusterrolebinding e2e:ci:self-service --clusterrole keygate:self-service \
     --serviceaccount "$apps:e2e-ci" >/dev/null; then
   # kube-controller-manager's token controller writes the ServiceAccount's token Secret.
-  within 30 bash -c "admin get serviceaccount e2e-ci -n '$apps' -o jsonpath='{.secrets[0].name}' | grep -q ." || true
+  sa_has_secret() { admin get serviceaccount e2e-ci -n "$apps" -o jsonpath='{.secrets[0].name}' | grep -q .; }
+  within 30 sa_has_secret || true
   sa_secret=$(admin get serviceaccount e2e-ci -n "$apps" -o jsonpath='{.secrets[0].name}' 2>/dev/null || true)
   [[ -n "$sa_secret" ]] &&
     sa_token=$(admin get secret "$sa_secret" -n "$apps" -o jsonpath='{.data.token}' | base64 -d)

@@ -119,3 +119,31 @@ async fn get_prints_kubectls_table() {
     assert_eq!(one.body["rows"].as_array().unwrap().len(), 1);
     assert!(one.body["rows"][0].get("object").is_none());
 }
+
+/// Last use lives in the key's Lease, written by the webhook (another process, another
+/// identity); `get` and `list` both show it as `status.lastUsed`, and reading it writes nothing.
+#[tokio::test]
+async fn last_use_comes_from_the_keys_lease() {
+    let (api, cluster) = api(Policy::default());
+    let key = stored_key(&cluster, "alice", None, |_| {});
+    let n = name(&key);
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": format!("keygate-{n}"), "namespace": NAMESPACE},
+        "spec": {"holderIdentity": "keygate", "renewTime": "2030-01-02T03:04:05.000000Z"},
+    });
+    cluster.objects.lock().unwrap().insert(
+        format!("/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/keygate-{n}"),
+        lease,
+    );
+    let alice = person("alice", &[]);
+    let one = get(&api, &alice, &format!("{KEYS}/{n}")).await;
+    assert_eq!(one.code, 200, "{}", one.body);
+    assert_eq!(one.body["status"]["lastUsed"], "2030-01-02T03:04:05Z");
+    let all = get(&api, &alice, KEYS).await;
+    assert_eq!(
+        all.body["items"][0]["status"]["lastUsed"],
+        "2030-01-02T03:04:05Z"
+    );
+    assert!(cluster.writes().is_empty(), "{:?}", cluster.writes());
+}
