@@ -14,7 +14,6 @@ use hyper_util::rt::TokioIo;
 use keygate::console::dir::DirBackend;
 use keygate::console::security::CONTENT_SECURITY_POLICY;
 use keygate::console::{self, ConsoleError, ConsoleSettings};
-use keygate::identity::IdentityPolicy;
 use keygate::keystore::DirKeys;
 use tokio::net::TcpStream;
 
@@ -38,7 +37,7 @@ impl Console {
     async fn start() -> Console {
         let tmp = tempfile::tempdir().unwrap();
         let keys = DirKeys::new(tmp.path().join("keys"), "keygate-system");
-        let backend = DirBackend::new(keys, IdentityPolicy::default(), "alice");
+        let backend = DirBackend::new(keys, keygate::identity::DEFAULT_USER_PREFIX, "alice");
         let settings = ConsoleSettings {
             listen: "127.0.0.1:0".parse().unwrap(),
             cluster: None,
@@ -354,7 +353,7 @@ async fn console_binds_loopback_only() {
     let tmp = tempfile::tempdir().unwrap();
     let backend = DirBackend::new(
         DirKeys::new(tmp.path().join("keys"), "ns"),
-        IdentityPolicy::default(),
+        keygate::identity::DEFAULT_USER_PREFIX,
         "alice",
     );
     let settings = ConsoleSettings {
