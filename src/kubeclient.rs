@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::{Api, Client, Config};
 
 /// Where the cluster's address and credentials come from.
 #[derive(Debug, Clone, Default)]
@@ -30,7 +32,11 @@ pub enum KubeClientError {
          or use the local store with --store dir:PATH"
     )]
     Infer(kube::config::InferConfigError),
-    #[error("cannot create a Kubernetes client: {}", crate::causes::Chain(.0))]
+    #[error(
+        "cannot create a Kubernetes client from the kubeconfig: {} ({})",
+        crate::causes::Chain(.0),
+        crate::causes::kube_fix(.0)
+    )]
     Client(kube::Error),
 }
 
@@ -45,10 +51,15 @@ impl ClientSettings {
 
     /// A client, and the API server URL it talks to (for messages about that server).
     pub async fn client_and_server(&self) -> Result<(Client, String), KubeClientError> {
+        let (client, config) = self.client_and_config().await?;
+        Ok((client, config.cluster_url.to_string()))
+    }
+
+    /// A client, and the configuration it was made from (server URL, CA certificates).
+    pub async fn client_and_config(&self) -> Result<(Client, Config), KubeClientError> {
         let config = config(self).await?;
-        let server = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(KubeClientError::Client)?;
-        Ok((client, server))
+        let client = Client::try_from(config.clone()).map_err(KubeClientError::Client)?;
+        Ok((client, config))
     }
 
     /// The user name of the kubeconfig's context, without contacting the cluster.
@@ -64,6 +75,17 @@ impl ClientSettings {
             .and_then(|c| c.context.as_ref())
             .and_then(|c| c.user.clone())
     }
+}
+
+/// The caller's username, from a SelfSubjectReview (kube-apiserver 1.28 and later; `None`
+/// where it is not served or not allowed).
+pub async fn whoami(client: &Client) -> Option<String> {
+    let api: Api<SelfSubjectReview> = Api::all(client.clone());
+    let review = api
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .ok()?;
+    review.status?.user_info?.username
 }
 
 async fn config(settings: &ClientSettings) -> Result<Config, KubeClientError> {

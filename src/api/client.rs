@@ -6,16 +6,19 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
+use super::status::Cause;
 use super::types::{API_VERSION, AccessKey, AccessKeySpec, KIND};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The API answered with a failure `Status`; `message` is the server's.
+    /// The API answered with a failure `Status`; `message` is the server's, and `causes` the
+    /// fields a `422` is about (`details.causes`), so a form can show each next to its input.
     #[error("{message}")]
     Api {
         code: u16,
         reason: String,
         message: String,
+        causes: Vec<Cause>,
     },
     #[error("cannot reach the AccessKey API: {} ({})", crate::causes::Chain(&**.error), crate::causes::kube_fix(&**.error))]
     Transport { error: Box<kube::Error> },
@@ -26,8 +29,18 @@ impl From<kube::Error> for ClientError {
         match e {
             kube::Error::Api(s) => ClientError::Api {
                 code: s.code,
-                reason: s.reason.clone(),
-                message: s.message.clone(),
+                causes: s
+                    .details
+                    .iter()
+                    .flat_map(|d| &d.causes)
+                    .filter(|c| !c.field.is_empty())
+                    .map(|c| Cause {
+                        field: c.field.clone(),
+                        message: c.message.clone(),
+                    })
+                    .collect(),
+                reason: s.reason,
+                message: s.message,
             },
             other => ClientError::Transport {
                 error: Box::new(other),

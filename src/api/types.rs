@@ -114,6 +114,13 @@ pub struct AccessKeyStatus {
     pub previous_secret_expiration: Option<String>,
 }
 
+impl AccessKey {
+    /// `metadata.name`: the key ID lowercased, what the API's paths use.
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+}
+
 /// `AccessKeyList`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

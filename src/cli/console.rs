@@ -12,10 +12,14 @@ use clap::Args;
         rename and delete keys.\n\n\
         The console listens on loopback only and prints a URL holding a secret for this session; \
         only a browser that opened that URL can use it. It keeps no token after showing it.\n\n\
-        It works on the store --store names (the default rule of `keygate keys`): with no cluster, \
-        the embedded dir store.",
+        It works on the store --store names (the default rule of `keygate keys`). With --store \
+        kube it acts through the AccessKey API with your own kubeconfig (--kubeconfig, \
+        --context, $KUBECONFIG), whatever credential that holds: the page can do exactly what \
+        the cluster lets you do, and shows its refusals in its own words. With no cluster, it \
+        works on the embedded dir store.",
     after_help = "Examples:\n  \
     keygate console\n  \
+    keygate console --store kube --kubeconfig ~/.kube/config --context prod\n  \
     keygate console --no-open --listen 127.0.0.1:8080\n  \
     keygate --store dir:./keygate-data/keys console --server https://my-cluster:6443 \\\n      \
     --certificate-authority ca.crt"
@@ -36,7 +40,8 @@ pub struct ConsoleArgs {
     pub no_open: bool,
 
     /// Kubernetes API server URL for the kubeconfig the page offers with each new token
-    /// (e.g. https://my-cluster:6443). Without it the page says how to make one.
+    /// (e.g. https://my-cluster:6443). With --store kube it defaults to your kubeconfig's
+    /// server and CA; on a dir store, without it the page says how to make one.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
 

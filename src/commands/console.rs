@@ -1,28 +1,88 @@
 //! `keygate console`: binds the console on loopback, prints its URL, opens the browser.
 
 use anyhow::{Context as _, bail};
+use base64::Engine as _;
 
 use super::keys::local_user;
+use crate::api::client::AccessKeys;
+use crate::api::served::{APISERVICE, Served, served};
 use crate::cli::{ConsoleArgs, Global};
+use crate::console::api::ApiBackend;
 use crate::console::dir::DirBackend;
 use crate::console::{self, ClusterTarget, ConsoleSettings, KeyBackend, browser};
-use crate::identity::{GroupPattern, IdentityPolicy};
 use crate::keystore::{DirKeys, StoreSpec};
 
 pub async fn run(global: &Global, args: ConsoleArgs) -> anyhow::Result<()> {
-    let identity = IdentityPolicy::new(args.user_prefix.clone(), vec![GroupPattern::any()])?;
-    let settings = settings(&args)?;
+    crate::identity::check_user_prefix(&args.user_prefix)?;
+    let mut settings = settings(&args)?;
     match global.store() {
         StoreSpec::Dir(dir) => {
             let keys = DirKeys::new(dir, global.namespace.clone());
-            let backend = DirBackend::new(keys, identity, &local_user());
+            let backend = DirBackend::new(keys, &args.user_prefix, &local_user());
             serve(settings, backend, !args.no_open).await
         }
-        StoreSpec::Kube => bail!(
-            "--store kube: the console manages cluster keys through the AccessKey API, which \
-             this keygate does not reach yet; run it on a dir store (--store dir:PATH)"
+        StoreSpec::Kube => {
+            let (backend, cluster) = on_cluster(global).await?;
+            // The kubeconfig offered with a token points where the user's own does, unless
+            // --server says otherwise (e.g. a public address of the same cluster).
+            settings.cluster.get_or_insert(cluster);
+            serve(settings, backend, !args.no_open).await
+        }
+    }
+}
+
+/// The AccessKey API with the user's kubeconfig (--kubeconfig, --context, $KUBECONFIG), and
+/// the cluster it names.
+async fn on_cluster(global: &Global) -> anyhow::Result<(ApiBackend, ClusterTarget)> {
+    let client_settings = global.client();
+    let (client, config) = client_settings.client_and_config().await?;
+    let server = config
+        .cluster_url
+        .to_string()
+        .trim_end_matches('/')
+        .to_owned();
+    // Only ever through the API: with no API there is nothing the console could do with the
+    // user's rights alone (writing record Secrets directly is the admin's CLI, not the page).
+    match served(&client).await? {
+        Served::Api => {}
+        Served::NotRegistered => bail!(
+            "the cluster at {server} does not serve the AccessKey API (no APIService \
+             {APISERVICE}), which `keygate console --store kube` works through; install it \
+             (docs/install.md), or use `keygate keys` with an admin's kubeconfig"
         ),
     }
+    // kube-apiserver says who the credentials are from 1.28 on; before that, the kubeconfig's
+    // user entry is the best name there is, and the header says where it comes from.
+    let user = match crate::kubeclient::whoami(&client).await {
+        Some(u) => u,
+        None => match client_settings.kubeconfig_user() {
+            Some(u) => format!("{u} (kubeconfig user)"),
+            None => "your kubeconfig's user".to_owned(),
+        },
+    };
+    let cluster = ClusterTarget {
+        name: "keygate".to_owned(),
+        server: server.clone(),
+        ca_pem: config
+            .root_cert
+            .as_ref()
+            .and_then(|c| c.first())
+            .map(|der| pem(der)),
+    };
+    let backend = ApiBackend::new(AccessKeys::new(client), &server, &user);
+    Ok((backend, cluster))
+}
+
+/// A DER certificate as PEM, as a kubeconfig's certificate-authority-data holds it.
+fn pem(der: &[u8]) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out.into_bytes()
 }
 
 fn settings(args: &ConsoleArgs) -> anyhow::Result<ConsoleSettings> {

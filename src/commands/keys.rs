@@ -77,15 +77,7 @@ impl Ctx {
                 Ok(Ctx::new(KeyStore::Dir(keys), user_prefix, &local_user()))
             }
             StoreSpec::Kube => {
-                let config = global.client().config().await?;
-                let server = config.cluster_url.to_string();
-                let client = kube::Client::try_from(config).map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot create a Kubernetes client from the kubeconfig: {} ({})",
-                        crate::causes::Chain(&e),
-                        crate::causes::kube_fix(&e)
-                    )
-                })?;
+                let (client, server) = global.client().client_and_server().await?;
                 let server = Some(server.trim_end_matches('/').to_owned());
                 Ctx::for_cluster(client, &global.namespace, user_prefix, server).await
             }

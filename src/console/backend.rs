@@ -7,7 +7,7 @@ use std::future::Future;
 
 use http::StatusCode;
 
-use super::model::{AccessKey, AccessKeySpec};
+use crate::api::types::{AccessKey, AccessKeySpec};
 
 /// A refusal or failure, as the API's `Status` object describes it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,34 +8,43 @@ use http::StatusCode;
 use jiff::Timestamp;
 
 use super::backend::{About, BackendError, KeyBackend, KeyPatch};
-use super::model::{AccessKey, AccessKeySpec};
-use crate::identity::IdentityPolicy;
+use crate::api::types::{AccessKey, AccessKeySpec, access_key};
 use crate::keystore::lifecycle::{self, Edit, Field, LifecycleError, NewKey};
-use crate::keystore::{DirKeys, KeyStore, KeyStoreError};
+use crate::keystore::{DirKeys, KeyStore, KeyStoreError, Stored};
 use crate::record::Role;
 use crate::token::IdKey;
 
 pub struct DirBackend {
     store: KeyStore,
     dir: String,
-    identity: IdentityPolicy,
+    /// `keygate serve --user-prefix`: the username each key's status shows.
+    user_prefix: String,
     /// The person at the keyboard (`$USER`): recorded as each new key's creator and owner.
     user: String,
 }
 
 impl DirBackend {
-    pub fn new(keys: DirKeys, identity: IdentityPolicy, user: &str) -> Self {
+    pub fn new(keys: DirKeys, user_prefix: &str, user: &str) -> Self {
         DirBackend {
             dir: keys.dir.display().to_string(),
             store: KeyStore::Dir(keys),
-            identity,
+            user_prefix: user_prefix.to_owned(),
             user: user.to_owned(),
         }
     }
 
-    fn view(&self, stored: &crate::keystore::Stored) -> AccessKey {
-        AccessKey::from_record(&stored.record, &self.identity, Timestamp::now())
+    /// The record as the API would show it: the same conversion the API's own handlers use.
+    fn view(&self, stored: &Stored) -> AccessKey {
+        access_key(stored, &self.user_prefix, Timestamp::now())
     }
+}
+
+/// `key` as the answer to a create or a regenerate: with its new token, once.
+fn with_token(mut key: AccessKey, token: String) -> AccessKey {
+    if let Some(status) = key.status.as_mut() {
+        status.token = Some(token);
+    }
+    key
 }
 
 /// The API's field path for a lifecycle input.
@@ -93,20 +102,31 @@ fn new_key(spec: AccessKeySpec, user: &str) -> Result<NewKey, BackendError> {
             )
         })?),
     };
-    let scope = spec.scope.unwrap_or_default();
+    let scope = spec.scope;
     if !scope.rules.is_empty() {
         return Err(BackendError::invalid(
             "spec.scope.rules",
             "scope rules apply to keys that inherit their creator's rights only",
         ));
     }
+    let expiration = spec
+        .expiration
+        .map(|t| {
+            t.parse::<Timestamp>().map_err(|_| {
+                BackendError::invalid(
+                    "spec.expiration",
+                    format!("{t:?} is not a time (RFC 3339, e.g. 2030-01-01T00:00:00Z)"),
+                )
+            })
+        })
+        .transpose()?;
     Ok(NewKey {
         name: spec.display_name,
         description: spec.description,
         role,
         namespaces: scope.namespaces,
         groups: spec.groups,
-        expiration: spec.expiration,
+        expiration,
         created_by: user.to_owned(),
     })
 }
@@ -125,19 +145,19 @@ impl KeyBackend for DirBackend {
     }
 
     async fn list(&self) -> Result<Vec<AccessKey>, BackendError> {
-        let (keys, bad) = self.store.list().await.map_err(|e| store_error(e, ""))?;
+        let (mut keys, bad) = self.store.list().await.map_err(|e| store_error(e, ""))?;
         for (name, reason) in bad {
             tracing::warn!(record = %name, %reason, "skipping an invalid key record");
         }
-        let now = Timestamp::now();
-        let mut keys: Vec<AccessKey> = keys
-            .iter()
-            .map(|s| AccessKey::from_record(&s.record, &self.identity, now))
-            .collect();
+        // Oldest first, as `keygate keys list` shows them.
         keys.sort_by(|a, b| {
-            (a.status.created_at, &a.status.id).cmp(&(b.status.created_at, &b.status.id))
+            (a.record.created, &a.record.id).cmp(&(b.record.created, &b.record.id))
         });
-        Ok(keys)
+        let now = Timestamp::now();
+        Ok(keys
+            .iter()
+            .map(|s| access_key(s, &self.user_prefix, now))
+            .collect())
     }
 
     async fn get(&self, name: &str) -> Result<AccessKey, BackendError> {
@@ -160,9 +180,7 @@ impl KeyBackend for DirBackend {
             .create(&record)
             .await
             .map_err(|e| store_error(e, ""))?;
-        let mut key = self.view(&stored);
-        key.status.token = Some(token.expose());
-        Ok(key)
+        Ok(with_token(self.view(&stored), token.expose()))
     }
 
     async fn regenerate(
@@ -177,9 +195,7 @@ impl KeyBackend for DirBackend {
         let done = lifecycle::regenerate(&self.store, &id, grace, Timestamp::now())
             .await
             .map_err(|e| lifecycle_error(e, name))?;
-        let mut key = self.view(&done.stored);
-        key.status.token = Some(done.token.expose());
-        Ok(key)
+        Ok(with_token(self.view(&done.stored), done.token.expose()))
     }
 
     async fn patch(&self, name: &str, patch: KeyPatch) -> Result<AccessKey, BackendError> {
@@ -208,11 +224,11 @@ impl KeyBackend for DirBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::console::model::{Scope, State};
+    use crate::api::types::Scope;
 
     fn backend(tmp: &tempfile::TempDir) -> DirBackend {
         let keys = DirKeys::new(tmp.path().join("keys"), "keygate-system");
-        DirBackend::new(keys, IdentityPolicy::default(), "alice")
+        DirBackend::new(keys, crate::identity::DEFAULT_USER_PREFIX, "alice")
     }
 
     fn spec(name: &str) -> AccessKeySpec {
@@ -228,20 +244,24 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let b = backend(&tmp);
         let k = b.create(spec("ci")).await.unwrap();
-        let token = k.status.token.clone().unwrap();
-        assert!(token.starts_with(&format!("kg_{}_", k.status.id)));
+        let status = k.status.clone().unwrap();
+        let token = status.token.clone().unwrap();
+        assert!(token.starts_with(&format!("kg_{}_", status.id)));
         assert_eq!(
-            (k.status.owner.as_str(), k.status.state),
-            ("alice", State::Active)
+            (status.owner.as_str(), status.state.as_str()),
+            ("alice", "Active")
         );
+        assert_eq!(status.username, format!("service-account-{}", k.name()));
 
         let listed = b.list().await.unwrap();
         assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].status.token, None, "a read never shows the token");
+        let listed = listed[0].status.as_ref().unwrap();
+        assert_eq!(listed.token, None, "a read never shows the token");
 
         let r = b.regenerate(k.name(), Some(3600)).await.unwrap();
-        assert_ne!(r.status.token.as_deref(), Some(token.as_str()));
-        assert!(r.status.previous_secret_expiration.is_some());
+        let r = r.status.unwrap();
+        assert_ne!(r.token.as_deref(), Some(token.as_str()));
+        assert!(r.previous_secret_expiration.is_some());
 
         let patch = KeyPatch {
             display_name: Some("renamed".into()),
@@ -250,8 +270,11 @@ mod tests {
         };
         let p = b.patch(k.name(), patch).await.unwrap();
         assert_eq!(
-            (p.spec.display_name.as_str(), p.status.state),
-            ("renamed", State::Disabled)
+            (
+                p.spec.display_name.as_str(),
+                p.status.unwrap().state.as_str()
+            ),
+            ("renamed", "Disabled")
         );
 
         b.delete(k.name()).await.unwrap();
@@ -272,7 +295,10 @@ mod tests {
             e.field.unwrap()
         };
         let mut s = spec("ci");
-        s.expiration = Some("2020-01-01T00:00:00Z".parse().unwrap());
+        s.expiration = Some("2020-01-01T00:00:00Z".into());
+        assert_eq!(field(b.create(s).await.unwrap_err()), "spec.expiration");
+        let mut s = spec("ci");
+        s.expiration = Some("tomorrow".into());
         assert_eq!(field(b.create(s).await.unwrap_err()), "spec.expiration");
         let mut s = spec(" ");
         s.role = None;
@@ -285,10 +311,10 @@ mod tests {
         assert_eq!(field(b.create(s).await.unwrap_err()), "spec.role");
         let mut s = spec("ci");
         s.role = None;
-        s.scope = Some(Scope {
+        s.scope = Scope {
             namespaces: vec!["apps".into()],
             ..Scope::default()
-        });
+        };
         assert_eq!(
             field(b.create(s).await.unwrap_err()),
             "spec.scope.namespaces"

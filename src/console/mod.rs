@@ -3,17 +3,18 @@
 //! A small server-rendered app: axum routes ([`pages`]), askama templates compiled into the
 //! binary ([`views`]), a stylesheet and a little script embedded too ([`assets`]). It works on
 //! any [`KeyBackend`]: the embedded dir store ([`dir`]) or the AccessKey API with the user's
-//! own credentials, both speaking the API's object ([`model`]).
+//! own credentials ([`api`]), both speaking the API's own object
+//! ([`crate::api::types::AccessKey`]), so the page has one model whichever store is behind it.
 //!
 //! It listens on loopback only, and [`security`] makes sure only the person who started it,
 //! through their browser, can drive it. A token is shown in the answer to the request that
 //! minted it and is kept nowhere else.
 
+pub mod api;
 mod assets;
 pub mod backend;
 pub mod browser;
 pub mod dir;
-pub mod model;
 mod pages;
 pub mod security;
 mod views;

@@ -17,12 +17,12 @@ use serde::Deserialize;
 
 use super::App;
 use super::backend::{BackendError, KeyBackend, KeyPatch};
-use super::model::{AccessKey, AccessKeySpec, Scope};
 use super::security::random_secret;
 use super::views::{
     Base, CreateForm, CreatePage, DeletePage, Download, EditPage, Errors, ListPage, RegeneratePage,
     RevealPage, Row, RowError, describe, page,
 };
+use crate::api::types::{AccessKey, AccessKeySpec, Scope};
 use crate::keystore::lifecycle::{Expires, parse_duration};
 use crate::kubeconfig::{self, ClusterInfo};
 
@@ -168,10 +168,10 @@ fn spec_of(form: &CreateForm, now: Timestamp) -> Result<AccessKeySpec, Errors> {
         text => {
             let e: Expires = text.parse().map_err(|m| Errors::on("expires", m))?;
             // Whether it is in the future is the store's to say, as the API does.
-            Some(
-                e.resolve(now)
-                    .map_err(|m| Errors::on("expires", m.to_string()))?,
-            )
+            let at = e
+                .resolve(now)
+                .map_err(|m| Errors::on("expires", m.to_string()))?;
+            Some(at.to_string())
         }
     };
     Ok(AccessKeySpec {
@@ -179,10 +179,10 @@ fn spec_of(form: &CreateForm, now: Timestamp) -> Result<AccessKeySpec, Errors> {
         description: form.description.trim().to_owned(),
         role,
         inherit_creator,
-        scope: (!namespaces.is_empty()).then(|| Scope {
+        scope: Scope {
             namespaces,
             rules: Vec::new(),
-        }),
+        },
         expiration,
         ..AccessKeySpec::default()
     })
@@ -244,7 +244,8 @@ fn download(app_cluster: &super::ClusterTarget, key: &AccessKey, token: &str) ->
 
 /// The one page that shows a token: built from the API's answer, sent, forgotten.
 fn reveal<B: KeyBackend>(app: &App<B>, key: AccessKey, heading: &str) -> Response {
-    let Some(token) = key.status.token.clone() else {
+    let status = key.status.clone().unwrap_or_default();
+    let Some(token) = status.token else {
         let e = BackendError::new(
             StatusCode::BAD_GATEWAY,
             "the store answered without a token; regenerate the key to get one",
@@ -265,7 +266,7 @@ fn reveal<B: KeyBackend>(app: &App<B>, key: AccessKey, heading: &str) -> Respons
     let t = RevealPage {
         base: base(app, heading),
         heading: heading.to_owned(),
-        old_secret_until: key.status.previous_secret_expiration.map(|t| t.to_string()),
+        old_secret_until: status.previous_secret_expiration,
         key: Row::new(&key, Timestamp::now()),
         token,
         kubeconfig,
@@ -486,10 +487,10 @@ mod tests {
         let s = spec_of(&form("edit", "apps, web  batch", "1d"), now).unwrap();
         assert_eq!(s.display_name, "ci");
         assert_eq!(s.role.as_deref(), Some("edit"));
-        assert_eq!(s.scope.unwrap().namespaces, vec!["apps", "web", "batch"]);
-        assert_eq!(s.expiration, Some("2030-01-02T00:00:00Z".parse().unwrap()));
+        assert_eq!(s.scope.namespaces, vec!["apps", "web", "batch"]);
+        assert_eq!(s.expiration.as_deref(), Some("2030-01-02T00:00:00Z"));
         let s = spec_of(&form("inherit", "", ""), now).unwrap();
-        assert!(s.inherit_creator && s.role.is_none() && s.scope.is_none());
+        assert!(s.inherit_creator && s.role.is_none() && s.scope.is_empty());
         // A past time is the store's to refuse (with the API's message), not the form's.
         let s = spec_of(&form("view", "", "2020-01-01T00:00:00Z"), now).unwrap();
         assert!(s.expiration.is_some());

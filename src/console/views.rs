@@ -7,8 +7,8 @@ use http::StatusCode;
 use jiff::Timestamp;
 
 use super::backend::{About, BackendError};
-use super::model::{AccessKey, State};
 use crate::age::short;
+use crate::api::types::{AccessKey, AccessKeyStatus};
 
 /// What every page around the console's content needs.
 pub struct Base {
@@ -46,66 +46,67 @@ pub struct Row {
     pub shown: bool,
 }
 
-fn at(t: Option<Timestamp>) -> String {
-    t.map(|t| t.to_string()).unwrap_or_default()
+/// A time of the API object (RFC 3339 text), if it is one.
+fn time(t: Option<&String>) -> Option<Timestamp> {
+    t.and_then(|t| t.parse().ok())
 }
 
 impl Row {
     pub fn new(k: &AccessKey, now: Timestamp) -> Self {
         let spec = &k.spec;
+        // A key without a status is one the store has not described: shown with empty facts
+        // rather than not at all, so it can still be deleted.
+        let empty = AccessKeyStatus::default();
+        let status = k.status.as_ref().unwrap_or(&empty);
         let role = if spec.inherit_creator {
             "inherits creator".to_owned()
         } else {
             spec.role.clone().unwrap_or_else(|| "none".to_owned())
         };
-        let scope = spec.scope.as_ref();
-        let namespaces = scope.map(|s| s.namespaces.join(", ")).unwrap_or_default();
-        let mut scope_text = if namespaces.is_empty() {
+        let mut scope_text = if spec.scope.namespaces.is_empty() {
             "cluster".to_owned()
         } else {
-            namespaces
+            spec.scope.namespaces.join(", ")
         };
-        if let Some(n) = scope.map(|s| s.rules.len()).filter(|n| *n > 0) {
-            scope_text.push_str(&format!(" +{n} rules"));
+        if !spec.scope.rules.is_empty() {
+            scope_text.push_str(&format!(" +{} rules", spec.scope.rules.len()));
         }
         let secs = |t: Timestamp| t.as_second() - now.as_second();
-        let expires = match (k.status.state, spec.expiration) {
-            (State::Expired, _) => "expired".to_owned(),
+        let (state, state_class) = match status.state.as_str() {
+            "Disabled" => ("Disabled", "disabled"),
+            "Expired" => ("Expired", "expired"),
+            _ => ("Active", "active"),
+        };
+        let expires = match (state, time(spec.expiration.as_ref())) {
+            ("Expired", _) => "expired".to_owned(),
             (_, None) => "never".to_owned(),
             (_, Some(t)) => format!("in {}", short(secs(t))),
         };
-        let (state, state_class) = match k.status.state {
-            State::Active => ("Active", "active"),
-            State::Disabled => ("Disabled", "disabled"),
-            State::Expired => ("Expired", "expired"),
-        };
+        let last_used = time(status.last_used.as_ref());
+        let created = time(status.created_at.as_ref());
         let mut row = Row {
             name: k.name().to_owned(),
-            id: k.status.id.clone(),
+            id: status.id.clone(),
             display_name: spec.display_name.clone(),
             description: spec.description.clone(),
-            username: k.status.username.clone(),
-            owner: k.status.owner.clone(),
+            username: status.username.clone(),
+            owner: status.owner.clone(),
             role,
             scope: scope_text,
             state,
             state_class,
             disabled: spec.disabled,
-            old_secret_until: k.status.previous_secret_expiration.map(|t| t.to_string()),
+            old_secret_until: status.previous_secret_expiration.clone(),
             expires,
-            expires_at: at(spec.expiration),
-            last_used: k
-                .status
-                .last_used
+            expires_at: spec.expiration.clone().unwrap_or_default(),
+            last_used: last_used
                 .map(|t| format!("{} ago", short(secs(t))))
                 .unwrap_or_else(|| "never".to_owned()),
-            last_used_at: at(k.status.last_used),
-            age: k
-                .status
-                .created_at
+            last_used_at: status.last_used.clone().unwrap_or_default(),
+            age: created
                 .map(|t| short(secs(t)))
                 .unwrap_or_else(|| "-".to_owned()),
-            created_at: at(k.status.created_at),
+            created_at: status.created_at.clone().unwrap_or_default(),
             search: String::new(),
             shown: true,
         };
@@ -329,7 +330,7 @@ pub fn enter() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::console::model::{AccessKeySpec, Scope};
+    use crate::api::types::{AccessKeySpec, Scope};
 
     #[test]
     fn rows_say_role_scope_and_times_in_words() {
@@ -338,16 +339,20 @@ mod tests {
             spec: AccessKeySpec {
                 display_name: "CI deployer".into(),
                 inherit_creator: true,
-                scope: Some(Scope {
+                scope: Scope {
                     namespaces: vec!["apps".into(), "web".into()],
                     rules: vec![Default::default()],
-                }),
-                expiration: Some("2030-02-09T00:00:00Z".parse().unwrap()),
+                },
+                expiration: Some("2030-02-09T00:00:00Z".into()),
                 ..AccessKeySpec::default()
             },
             ..AccessKey::default()
         };
-        k.status.last_used = Some("2030-01-09T23:55:00Z".parse().unwrap());
+        k.status = Some(AccessKeyStatus {
+            state: "Active".into(),
+            last_used: Some("2030-01-09T23:55:00Z".into()),
+            ..AccessKeyStatus::default()
+        });
         let r = Row::new(&k, now);
         assert_eq!(r.role, "inherits creator");
         assert_eq!(r.scope, "apps, web +1 rules");

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
@@ -298,11 +297,6 @@ impl KubeKeys {
 
     /// The caller's username from a SelfSubjectReview, if the API server offers it.
     pub async fn whoami(&self) -> Option<String> {
-        let api: Api<SelfSubjectReview> = Api::all(self.client.clone());
-        let review = api
-            .create(&PostParams::default(), &SelfSubjectReview::default())
-            .await
-            .ok()?;
-        review.status?.user_info?.username
+        crate::kubeclient::whoami(&self.client).await
     }
 }

@@ -308,6 +308,8 @@ check "keys minted after the apiserver restart work (watch resumed)" wait_status
 if [[ "${KEYGATE_API_SERVED:-0}" == 1 ]]; then
   # shellcheck source=tests/e2e/api.sh
   source "$here/api.sh"
+  # shellcheck source=tests/e2e/console.sh
+  source "$here/console.sh"
 elif [[ "${KEYGATE_E2E_REQUIRE_API:-0}" == 1 ]]; then
   not_ok "the AccessKey API scenarios (keygate serve has no --api)"
 else

@@ -1,7 +1,7 @@
 //! `keygate console`'s guard, over real HTTP: the session secret and its cookie, the Host
 //! header, CSRF tokens and the origin of state-changing requests, the headers on every
 //! answer, and a token shown once and never kept. The whole page in a real browser is
-//! tests/browser (hack/browser-tests.sh).
+//! tests/browser (hack/browser-tests.sh on the dir store, tests/e2e/console.sh on a cluster).
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -14,7 +14,6 @@ use hyper_util::rt::TokioIo;
 use keygate::console::dir::DirBackend;
 use keygate::console::security::CONTENT_SECURITY_POLICY;
 use keygate::console::{self, ConsoleError, ConsoleSettings};
-use keygate::identity::IdentityPolicy;
 use keygate::keystore::DirKeys;
 use tokio::net::TcpStream;
 
@@ -38,7 +37,7 @@ impl Console {
     async fn start() -> Console {
         let tmp = tempfile::tempdir().unwrap();
         let keys = DirKeys::new(tmp.path().join("keys"), "keygate-system");
-        let backend = DirBackend::new(keys, IdentityPolicy::default(), "alice");
+        let backend = DirBackend::new(keys, keygate::identity::DEFAULT_USER_PREFIX, "alice");
         let settings = ConsoleSettings {
             listen: "127.0.0.1:0".parse().unwrap(),
             cluster: None,
@@ -354,7 +353,7 @@ async fn console_binds_loopback_only() {
     let tmp = tempfile::tempdir().unwrap();
     let backend = DirBackend::new(
         DirKeys::new(tmp.path().join("keys"), "ns"),
-        IdentityPolicy::default(),
+        keygate::identity::DEFAULT_USER_PREFIX,
         "alice",
     );
     let settings = ConsoleSettings {
@@ -413,4 +412,68 @@ async fn console_command_prints_its_url_and_logs_no_token() {
         !logs.contains(query),
         "no session secret in the logs: {logs}"
     );
+}
+
+/// An API server on plain HTTP whose discovery of `keygate.dev/v1alpha1` answers `code` (a
+/// Kubernetes `Status`), and a kubeconfig for it.
+async fn cluster_answering(code: u16, dir: &std::path::Path) -> std::path::PathBuf {
+    let status = http::StatusCode::from_u16(code).unwrap();
+    let app = axum::Router::new().route(
+        "/apis/keygate.dev/v1alpha1",
+        axum::routing::get(move || async move {
+            let body = serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                "status": "Failure", "code": code, "message": "the server could not find it"});
+            (
+                status,
+                [(http::header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let kc = keygate::kubeconfig::single(
+        &keygate::kubeconfig::ClusterInfo {
+            name: "no-api",
+            server: &server,
+            ca_pem: None,
+        },
+        "alice",
+        kube::config::AuthInfo {
+            token: Some("not-a-real-token".to_owned().into()),
+            ..Default::default()
+        },
+    );
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, keygate::kubeconfig::to_yaml(&kc).unwrap()).unwrap();
+    path
+}
+
+/// `--store kube` works through the AccessKey API only: without it (no APIService, or one that
+/// does not answer) the console says so and never starts, so it never falls back to Secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_on_a_cluster_without_a_working_accesskey_api_says_so_and_does_not_start() {
+    for (code, says) in [
+        (404, "does not serve the AccessKey API"),
+        (503, "is not available"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let kc = cluster_answering(code, tmp.path()).await;
+        let mut cmd = crate::common::cli::bare(tmp.path());
+        cmd.env_remove("KUBECONFIG")
+            .args(["console", "--no-open", "--store", "kube", "--kubeconfig"])
+            .arg(&kc);
+        // The binary blocks this thread; the API server answers from the runtime's others.
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains(says) && err.contains("v1alpha1.keygate.dev"),
+            "{code}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "no URL: nothing listens");
+    }
 }
