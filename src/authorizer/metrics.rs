@@ -25,9 +25,10 @@ pub struct AuthzMetrics {
     sar_duration: Histogram,
     cache_hits: Counter,
     cache_misses: Counter,
-    /// The two most frequent decisions, resolved once (the others are looked up).
+    /// The most frequent decisions, resolved once (the others are looked up).
     no_key: Counter,
     not_ready: Counter,
+    allowed: Counter,
 }
 
 /// Buckets from 1 µs to about 4 s, doubling: a cached decision and a slow SAR both fit.
@@ -73,17 +74,19 @@ impl AuthzMetrics {
             "Creator answers not in the cache",
             cache_misses.clone(),
         );
-        let resolve = |reason| {
+        // The commonest answers get their counters once, not a labelled lookup each time.
+        let resolve = |result, reason: super::Reason| {
             decisions
                 .get_or_create(&DecisionLabels {
-                    result: "no_opinion",
-                    reason,
+                    result,
+                    reason: reason.as_str(),
                 })
                 .clone()
         };
         AuthzMetrics {
-            no_key: resolve(super::Reason::NotAKey.as_str()),
-            not_ready: resolve(super::Reason::NotReady.as_str()),
+            no_key: resolve("no_opinion", super::Reason::NotAKey),
+            not_ready: resolve("no_opinion", super::Reason::NotReady),
+            allowed: resolve("allowed", super::Reason::CreatorAllowed),
             decisions,
             duration,
             sars,
@@ -97,6 +100,7 @@ impl AuthzMetrics {
         match (result, reason) {
             ("no_opinion", super::Reason::NotAKey) => self.no_key.inc(),
             ("no_opinion", super::Reason::NotReady) => self.not_ready.inc(),
+            ("allowed", super::Reason::CreatorAllowed) => self.allowed.inc(),
             _ => self
                 .decisions
                 .get_or_create(&DecisionLabels {

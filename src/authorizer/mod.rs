@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod scope;
 pub mod wire;
 
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -255,7 +256,9 @@ impl Authorizer {
             Claim::UsernameOnly(id) => (id, None),
             Claim::Key(id) => (id, review_key_id(review)),
         };
-        let key = match self.live_key(id, exact.as_deref()) {
+        // One clock read for the key and every key above it.
+        let now = Timestamp::now();
+        let key = match self.live_key(id, exact.as_deref(), now) {
             Ok(k) => k,
             Err((reason, message)) => return (self.refuse(Some(id), reason, message), attrs),
         };
@@ -269,10 +272,10 @@ impl Authorizer {
         if !inherits && !self.deny_revoked {
             return (self.no_opinion(id, Reason::NotInheriting, "".into()), attrs);
         }
-        let mut chain = vec![key.clone()];
-        let walked = self
-            .index
-            .check_chain(&key, Timestamp::now(), |a| chain.push(a.clone()));
+        // The key and the keys above it (rarely more than a few: no allocation for those).
+        let mut chain: SmallVec<[Arc<LoadedKey>; 4]> = SmallVec::new();
+        chain.push(key.clone());
+        let walked = self.index.check_chain(&key, now, |a| chain.push(a.clone()));
         if let Err(b) = walked {
             let message = format!("key {} above this one {}", b.at, b.why.explain());
             return (
@@ -296,6 +299,7 @@ impl Authorizer {
         &self,
         id: IdKey,
         exact: Option<&str>,
+        now: Timestamp,
     ) -> Result<Arc<LoadedKey>, (Reason, Cow<'static, str>)> {
         let key = match self.index.get(&id) {
             None => return Err((Reason::UnknownKey, "no such key".into())),
@@ -307,7 +311,6 @@ impl Authorizer {
             }
             Some(Entry::Key(k)) => k,
         };
-        let now = Timestamp::now();
         if key.disabled {
             return Err((Reason::Disabled, "the key is disabled".into()));
         }
@@ -333,7 +336,9 @@ impl Authorizer {
                 return self.no_opinion(id, Reason::Outside(outside), message.into());
             }
         }
-        let mut allowed_as = Vec::new();
+        // "keygate: inherited from alice, bob": built as it goes, one allocation.
+        let mut message = String::from("keygate: inherited from ");
+        let mut first = true;
         for (i, k) in chain.iter().enumerate() {
             let Some(g) = k.grant().filter(|g| g.inherit_creator) else {
                 continue;
@@ -350,7 +355,12 @@ impl Authorizer {
                 .allowed((g.generation, attrs.clone()), creator)
                 .await
             {
-                Ok(a) if a.allowed => allowed_as.push(creator.username.as_str()),
+                Ok(a) if a.allowed => {
+                    if !std::mem::take(&mut first) {
+                        message.push_str(", ");
+                    }
+                    message.push_str(&creator.username);
+                }
                 Ok(a) => {
                     let mut message = format!(
                         "{} creator {:?} may not do this now",
@@ -387,7 +397,7 @@ impl Authorizer {
         Decision {
             verdict: Verdict::Allow,
             reason: Reason::CreatorAllowed,
-            message: format!("keygate: inherited from {}", allowed_as.join(", ")).into(),
+            message: message.into(),
             key_id: Some(id),
         }
     }
@@ -437,29 +447,44 @@ fn whose(i: usize, k: &LoadedKey) -> String {
 /// One structured event per decision on a key: key ID, verb, resource, namespace, result,
 /// reason. Never a token; the user's identity is the key ID.
 fn log_decision(id: &IdKey, d: &Decision, attrs: Option<&Attributes>, elapsed: Duration) {
-    let (verb, resource, namespace) = match attrs {
-        Some(Attributes::Resource { verb, res }) => {
-            let resource = match (res.group.is_empty(), res.subresource.is_empty()) {
-                (true, true) => res.resource.clone(),
-                (true, false) => format!("{}/{}", res.resource, res.subresource),
-                (false, true) => format!("{}.{}", res.resource, res.group),
-                (false, false) => format!("{}.{}/{}", res.resource, res.group, res.subresource),
-            };
-            (verb.as_str(), resource, res.namespace.as_str())
-        }
-        Some(Attributes::NonResource { verb, path }) => (verb.as_str(), path.clone(), ""),
-        None => ("", String::new(), ""),
+    let (verb, namespace) = match attrs {
+        Some(Attributes::Resource { verb, res }) => (verb.as_str(), res.namespace.as_str()),
+        Some(Attributes::NonResource { verb, .. }) => (verb.as_str(), ""),
+        None => ("", ""),
     };
     tracing::info!(
         key_id = %id,
         %verb,
-        %resource,
+        resource = %ResourceName(attrs),
         %namespace,
         result = %d.verdict.as_str(),
         reason = %d.reason.as_str(),
         duration_us = elapsed.as_micros() as u64,
         "subjectaccessreview"
     );
+}
+
+/// `resource[.group][/subresource]`, or the non-resource path, written only when the event is
+/// (no string is built for a filtered-out event).
+struct ResourceName<'a>(Option<&'a Attributes>);
+
+impl std::fmt::Display for ResourceName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(Attributes::Resource { res, .. }) => {
+                f.write_str(&res.resource)?;
+                if !res.group.is_empty() {
+                    write!(f, ".{}", res.group)?;
+                }
+                if !res.subresource.is_empty() {
+                    write!(f, "/{}", res.subresource)?;
+                }
+                Ok(())
+            }
+            Some(Attributes::NonResource { path, .. }) => f.write_str(path),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
