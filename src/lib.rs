@@ -21,6 +21,7 @@ pub mod fsutil;
 pub mod http;
 pub mod identity;
 pub mod index;
+pub mod json;
 pub mod keystore;
 pub mod kubeclient;
 pub mod kubeconfig;

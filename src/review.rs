@@ -235,7 +235,7 @@ impl ReviewRequest {
 }
 
 pub fn decode(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
-    let env: Envelope<'_> = serde_json::from_slice(body)?;
+    let env: Envelope<'_> = crate::json::from_body(body)?;
     if env.kind != KIND {
         return Err(ReviewError::WrongKind(env.kind.into_owned()));
     }

@@ -215,13 +215,7 @@ impl Review<'_> {
 }
 
 pub fn decode(body: &[u8]) -> Result<Review<'_>, WireError> {
-    // One UTF-8 check of the whole body lets serde_json's `str` reader skip its check of each
-    // string (callgrind, benches/authorize.rs: ~1 900 of ~10 500 instructions per decode). A
-    // body that is not UTF-8 goes through the byte reader, which reports where, as before.
-    let env: Envelope<'_> = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str(text)?,
-        Err(_) => serde_json::from_slice(body)?,
-    };
+    let env: Envelope<'_> = crate::json::from_body(body)?;
     if env.kind != KIND {
         return Err(WireError::WrongKind);
     }
