@@ -231,6 +231,10 @@ check_pod_spec() {
 objects() {
   "${KUBECTL[@]}" create --dry-run=client -o json -f "$1" 2>/dev/null | jq -c 'if .kind == "List" then .items[] else . end'
 }
+# holds NAME JQ-EXPR JSON: pass if the expression holds for the JSON document.
+holds() {
+  if jq -e "$2" <<<"$3" >/dev/null; then pass "$1"; else fail "$1"; fi
+}
 # deployment_spec NAME JSON-STREAM: the pod spec of the Deployment NAME.
 deployment_spec() { jq -c --arg n "$1" 'select(.kind == "Deployment" and .metadata.name == $n) | .spec.template.spec' <<<"$2"; }
 in_cluster="" in_cluster_api=""
@@ -246,21 +250,15 @@ for d in "in-cluster webhook Deployment:${webhook_deploy}" "in-cluster API Deplo
     continue
   fi
   check_pod_spec "$name" "$spec"
-  if jq -e '[.containers[].args[] | select(. == "--admin-listen=0.0.0.0:9090")] | length == 1' <<<"$spec" >/dev/null; then
-    pass "${name}: admin port reachable by the kubelet's probes"
-  else
-    fail "${name}: admin port reachable by the kubelet's probes"
-  fi
+  holds "${name}: admin port reachable by the kubelet's probes" \
+    '[.containers[].args[] | select(. == "--admin-listen=0.0.0.0:9090")] | length == 1' "$spec"
 done
 static="$("${KUBECTL[@]}" create --dry-run=client -o json -f manifests/sidecar/keygate.yaml | jq -c .spec)"
 static_api="$("${KUBECTL[@]}" create --dry-run=client -o json -f manifests/sidecar/keygate-api.yaml | jq -c .spec)"
 for p in "sidecar static pod:${static}" "sidecar API static pod:${static_api}"; do
   check_pod_spec "${p%%:*}" "${p#*:}"
-  if jq -e '.hostNetwork == true and ([.containers[].args[] | select(startswith("--listen=127.0.0.1:"))] | length == 1)' <<<"${p#*:}" >/dev/null; then
-    pass "${p%%:*}: host network, listens on loopback only"
-  else
-    fail "${p%%:*}: host network, listens on loopback only"
-  fi
+  holds "${p%%:*}: host network, listens on loopback only" \
+    '.hostNetwork == true and ([.containers[].args[] | select(startswith("--listen=127.0.0.1:"))] | length == 1)' "${p#*:}"
 done
 
 # --- the layouts' wiring ---------------------------------------------------------------------

@@ -181,21 +181,7 @@ async fn a_refused_api_server_certificate_is_explained_and_not_logged_at_every_r
 /// A kubeconfig for a cluster nobody listens at (creating the client does not dial it).
 fn unreachable_kubeconfig(dir: &Path) -> std::path::PathBuf {
     let server = format!("https://127.0.0.1:{}", free_port());
-    let kc = keygate::kubeconfig::single(
-        &keygate::kubeconfig::ClusterInfo {
-            name: "nowhere",
-            server: &server,
-            ca_pem: None,
-        },
-        "someone",
-        kube::config::AuthInfo {
-            token: Some("not-a-real-token".to_owned().into()),
-            ..Default::default()
-        },
-    );
-    let path = dir.join("kubeconfig");
-    std::fs::write(&path, keygate::kubeconfig::to_yaml(&kc).unwrap()).unwrap();
-    path
+    crate::common::cli::token_kubeconfig(dir, &server, "someone")
 }
 
 #[test]

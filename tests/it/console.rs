@@ -433,21 +433,7 @@ async fn cluster_answering(code: u16, dir: &std::path::Path) -> std::path::PathB
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let kc = keygate::kubeconfig::single(
-        &keygate::kubeconfig::ClusterInfo {
-            name: "no-api",
-            server: &server,
-            ca_pem: None,
-        },
-        "alice",
-        kube::config::AuthInfo {
-            token: Some("not-a-real-token".to_owned().into()),
-            ..Default::default()
-        },
-    );
-    let path = dir.join("kubeconfig");
-    std::fs::write(&path, keygate::kubeconfig::to_yaml(&kc).unwrap()).unwrap();
-    path
+    crate::common::cli::token_kubeconfig(dir, &server, "alice")
 }
 
 /// `--store kube` works through the AccessKey API only: without it (no APIService, or one that

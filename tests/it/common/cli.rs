@@ -232,3 +232,23 @@ impl Drop for Serve {
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
+
+/// Writes `dir/kubeconfig` for `server` with a token that no server accepts (creating a
+/// client from it does not dial anything), and returns its path.
+pub fn token_kubeconfig(dir: &Path, server: &str, user: &str) -> std::path::PathBuf {
+    let kc = keygate::kubeconfig::single(
+        &keygate::kubeconfig::ClusterInfo {
+            name: "test",
+            server,
+            ca_pem: None,
+        },
+        user,
+        kube::config::AuthInfo {
+            token: Some("not-a-real-token".to_owned().into()),
+            ..Default::default()
+        },
+    );
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, keygate::kubeconfig::to_yaml(&kc).unwrap()).unwrap();
+    path
+}
