@@ -364,7 +364,11 @@ where
 /// number to pick the first branch. Here `closing` and `idle` are polled with a waker of their
 /// own ([`Signals`]) and only after that waker fired (and once at the start, to register it);
 /// every other poll goes straight to the connection. What happens on shutdown or idleness is
-/// the same as before.
+/// the same as before. Measured with `profile_review 5000 --http1` under callgrind (one thread,
+/// so without the contention): the `select!` and `closing.cancelled()` polls were ~430
+/// instructions per request, now none; with the HTTP/1.1 stream clock gone too (~245) and the
+/// memory budget as an atomic (~110), the server side of a request went from 33 059 to 32 327
+/// instructions.
 async fn drive<C>(
     conn: C,
     closing: &CancellationToken,
