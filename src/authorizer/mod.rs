@@ -195,7 +195,9 @@ impl Authorizer {
         let start = Instant::now();
         let (decision, attrs) = match self.claim(review) {
             None => (self.plain(Reason::NotAKey), None),
-            Some(claim) => self.decide_key(claim, review).await,
+            // Boxed: a key's decision may await kube-apiserver, a large future that would
+            // otherwise be carried (and moved) by every request, most of which are no key's.
+            Some(claim) => Box::pin(self.decide_key(claim, review)).await,
         };
         let elapsed = start.elapsed();
         self.metrics.decision(

@@ -2,6 +2,7 @@
 //! shared by every connection. The webhook and the AccessKey API read theirs here.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
@@ -19,8 +20,15 @@ pub const REQUEST_OVERHEAD: usize = 4 * 1024;
 /// its share is answered `503` with `Retry-After: 1` at once (see [`super::Webhook::handle`]), so what
 /// slow or stalled uploads can make the server hold is this budget, whatever the number of
 /// connections and streams.
+///
+/// The budget is one atomic count of free bytes, taken with a compare-and-swap and given back
+/// with an add. (It was a `tokio::sync::Semaphore`, used only through `try_acquire_many`:
+/// nothing ever waits for memory. But a semaphore's permits are given back under the lock of
+/// its waiter list, so every request took that lock, shared by every connection on every
+/// worker thread; issue 16, third round, BENCHMARKS.md.) The arithmetic is the semaphore's:
+/// a request gets all it asks for or nothing.
 pub struct MemoryBudget {
-    bytes: tokio::sync::Semaphore,
+    free: AtomicUsize,
     total: usize,
 }
 
@@ -28,22 +36,54 @@ impl MemoryBudget {
     pub fn new(total: usize) -> Arc<Self> {
         let total = total.min(tokio::sync::Semaphore::MAX_PERMITS);
         Arc::new(MemoryBudget {
-            bytes: tokio::sync::Semaphore::new(total),
+            free: AtomicUsize::new(total),
             total,
         })
     }
 
     /// Bytes held by requests right now.
     pub fn in_use(&self) -> usize {
-        self.total - self.bytes.available_permits()
+        self.total - self.free.load(Ordering::Relaxed)
     }
 
     pub fn total(&self) -> usize {
         self.total
     }
 
-    fn take(&self, bytes: usize) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.bytes.try_acquire_many(u32::try_from(bytes).ok()?).ok()
+    /// `bytes` of the budget, or `None` when fewer are free (or more than a semaphore could
+    /// grant at once, `u32::MAX`, as before).
+    fn take(&self, bytes: usize) -> Option<Held<'_>> {
+        u32::try_from(bytes).ok()?;
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                free.checked_sub(bytes)
+            })
+            .ok()?;
+        Some(Held {
+            budget: self,
+            bytes,
+        })
+    }
+}
+
+/// Bytes taken from a [`MemoryBudget`], given back when dropped.
+pub(crate) struct Held<'m> {
+    budget: &'m MemoryBudget,
+    bytes: usize,
+}
+
+impl<'m> Held<'m> {
+    /// Adds `other`'s bytes to these (given back together).
+    fn merge(&mut self, mut other: Held<'m>) {
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.budget.free.fetch_add(self.bytes, Ordering::Release);
+        }
     }
 }
 
@@ -98,7 +138,7 @@ fn admit<'m>(
     version: Version,
     max: usize,
     memory: &'m MemoryBudget,
-) -> Result<(tokio::sync::SemaphorePermit<'m>, usize, (usize, usize)), BodyError> {
+) -> Result<(Held<'m>, usize, (usize, usize)), BodyError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -129,7 +169,7 @@ async fn read_body<B>(
     (max, drain_max): (usize, usize),
     first: usize,
     memory: &MemoryBudget,
-    mut held: tokio::sync::SemaphorePermit<'_>,
+    mut held: Held<'_>,
 ) -> Result<Bytes, BodyError>
 where
     B: Body,

@@ -94,7 +94,9 @@ impl Connection {
             && is_api_path(req.uri().path())
         {
             let head = req.method() == Method::HEAD;
-            let mut resp = self.api(api.as_ref(), req).await;
+            // Boxed: the API's future is large, and kept inline it would make every webhook
+            // request's future as large (see `Webhook::route`).
+            let mut resp = Box::pin(self.api(api.as_ref(), req)).await;
             if head {
                 *resp.body_mut() = Full::new(Bytes::new());
             }
