@@ -92,7 +92,9 @@ served_apart() {
 hits_before=$(read_through) authenticated_before=$(authenticated)
 at_once POST "$api_path" '{"apiVersion": "keygate.dev/v1alpha1", "kind": "AccessKey", "metadata": {"generateName": "e2e-"}, "spec": {"displayName": "alice-at-once", "role": "view"}}'
 check "a key used ${at_once_ms:-?} ms after its create answer (<= 100) is accepted by kube-apiserver (${at_once_code:-no answer})" at_once_ok
-check "...keygate-api served the create, the webhook process (another) the review" served_apart "${at_once_id:-none}" "$authenticated_before"
+# (Polled: keygate writes its log through a buffer, so the create's line may land a moment later.)
+check "...keygate-api served the create, the webhook process (another) the review" \
+  within 10 served_apart "${at_once_id:-none}" "$authenticated_before"
 if [[ -n "$at_once_name" ]]; then
   at_once POST "$api_path/$at_once_name/regenerate" '{}'
   check "the regenerated token, used ${at_once_ms:-?} ms after the answer (<= 100), is accepted (${at_once_code:-no answer})" at_once_ok
