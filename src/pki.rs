@@ -135,3 +135,18 @@ impl Bundle {
         Ok(())
     }
 }
+
+/// One DER object as a PEM block (`-----BEGIN {label}-----`, base64 in lines of 64, LF line
+/// ends), as kubeconfigs and key files hold them.
+pub fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        // Base64 is ASCII: every chunk is a string.
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}

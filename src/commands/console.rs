@@ -1,7 +1,6 @@
 //! `keygate console`: binds the console on loopback, prints its URL, opens the browser.
 
 use anyhow::{Context as _, bail};
-use base64::Engine as _;
 
 use super::keys::local_user;
 use crate::api::client::AccessKeys;
@@ -67,22 +66,10 @@ async fn on_cluster(global: &Global) -> anyhow::Result<(ApiBackend, ClusterTarge
             .root_cert
             .as_ref()
             .and_then(|c| c.first())
-            .map(|der| pem(der)),
+            .map(|der| crate::pki::pem_block("CERTIFICATE", der).into_bytes()),
     };
     let backend = ApiBackend::new(AccessKeys::new(client), &server, &user);
     Ok((backend, cluster))
-}
-
-/// A DER certificate as PEM, as a kubeconfig's certificate-authority-data holds it.
-fn pem(der: &[u8]) -> Vec<u8> {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out.into_bytes()
 }
 
 fn settings(args: &ConsoleArgs) -> anyhow::Result<ConsoleSettings> {

@@ -29,6 +29,7 @@ use rustls_pki_types::pem::{PemObject, SectionKind};
 pub use canonical::{Binding, encode};
 
 use crate::fsutil;
+use crate::pki::pem_block;
 use crate::record::{KeyRecord, RecordError};
 
 /// The Secret fields a seal is kept in.
@@ -96,17 +97,6 @@ fn read(path: &Path, flag: &'static str) -> Result<Vec<u8>, SealError> {
     })
 }
 
-fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
 /// A new key pair as PEM: (private PKCS#8, public SPKI).
 pub fn generate() -> Result<(String, String), SealError> {
     let pkcs8 =
@@ -114,7 +104,10 @@ pub fn generate() -> Result<(String, String), SealError> {
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| SealError::Random)?;
     let mut spki = SPKI_PREFIX.to_vec();
     spki.extend_from_slice(pair.public_key().as_ref());
-    Ok((pem("PRIVATE KEY", pkcs8.as_ref()), pem("PUBLIC KEY", &spki)))
+    Ok((
+        pem_block("PRIVATE KEY", pkcs8.as_ref()),
+        pem_block("PUBLIC KEY", &spki),
+    ))
 }
 
 /// Generates a key pair into `private` (mode 0600) and `public` (0644), each written
