@@ -1228,7 +1228,9 @@ cmd_authz_mode() {
   CFG_AUTHZ_DENY_REVOKED="$deny"
   [[ -z "$ttl" ]] || CFG_AUTHZ_CACHE_TTL="$ttl"
   write_config
-  restart_keygates
+  # Only the webhook answers /authorize: keygate-api's flags do not depend on this.
+  stop keygate
+  start_component keygate
   stop kube-apiserver
   start_component kube-apiserver
 }

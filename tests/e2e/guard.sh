@@ -5,7 +5,7 @@
 # --admission`), registered by `hack/local-cluster.sh guard on` after seals. Seals make a
 # hand-written record useless; the guard stops it being written at all, even by a cluster
 # admin, so an older copy cannot be put back in place while no webhook is running to remember
-# what it saw. Sourced by tests/e2e/api.sh after tests/e2e/seals.sh (as_mallory, forge, ...).
+# what it saw. Sourced by tests/e2e/api.sh after tests/e2e/seals.sh (as_mallory, secret_json, copy_record, ...).
 
 echo "# --- the record guard: only keygate-api writes records ---"
 check "the record guard registers (keygate --record-writer keygate-api)" "$root/hack/local-cluster.sh" guard on
@@ -36,9 +36,7 @@ check "mallory's hand-written record is refused at admission, naming who may wri
   refused_by_guard create as_mallory create secret generic keygate-by-mallory --type keygate.dev/access-key \
   --from-literal role=admin
 copy_id=$(rand62 22)
-jq --arg n "keygate-$(lower "$copy_id")" --arg id "$(printf '%s' "$copy_id" | base64 -w0)" \
-  '{apiVersion, kind, type, data: (.data | .id = $id), metadata: {name: $n, namespace: .metadata.namespace}}' \
-  "$work/guarded-before.json" >"$work/guarded-copy.json"
+copy_record "$copy_id" <"$work/guarded-before.json" >"$work/guarded-copy.json"
 check "...a copy of a real record under a new ID too" refused_by_guard copy as_mallory create -f "$work/guarded-copy.json"
 check "...putting back the record from before the disable too (kubectl replace)" \
   refused_by_guard replace as_mallory replace -f "$work/guarded-before.json"

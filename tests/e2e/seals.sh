@@ -24,6 +24,12 @@ forge() {
 }
 # secret_json NAME: the stored record Secret, as mallory reads it.
 secret_json() { as_mallory get secret "$1" -o json; }
+# copy_record ID: the record Secret on stdin, copied under the key ID ID (name and id field),
+# seal and hash kept.
+copy_record() {
+  jq --arg n "keygate-$(lower "$1")" --arg id "$(printf '%s' "$1" | base64 -w0)" \
+    '{apiVersion, kind, type, data: (.data | .id = $id), metadata: {name: $n, namespace: .metadata.namespace}}'
+}
 
 echo "# --- record seals: records only keygate writes ---"
 check "mallory (edit in $ns, no keygate rights) writes a record by hand (role admin, her own secret)" forge admin
@@ -49,9 +55,7 @@ check "...its record carries seal and seal-seq" has_seal "$sealed_name"
 # A copy of that record under a new ID, keeping its seal and hash: the token with the new ID
 # and the real secret would work if the seal did not bind the record to its name.
 copy_id=$(rand62 22)
-secret_json "keygate-$sealed_name" | jq --arg n "keygate-$(lower "$copy_id")" --arg id "$(printf '%s' "$copy_id" | base64 -w0)" '
-  {apiVersion, kind, type, data: (.data | .id = $id), metadata: {name: $n, namespace: .metadata.namespace}}' \
-  >"$work/copy.json"
+secret_json "keygate-$sealed_name" | copy_record "$copy_id" >"$work/copy.json"
 check "mallory copies the sealed record under a new ID (seal and hash kept)" as_mallory create -f "$work/copy.json"
 check "...keygate refuses the copy" [ "$(review "kg_${copy_id}_${sealed_token:26}")" = false ]
 check "...while the original still works" [ "$(review "$sealed_token")" = true ]
