@@ -95,7 +95,7 @@ fn benches(c: &mut Criterion) {
     let key = serde_json::to_vec(&key).unwrap();
 
     let decide = |body: &[u8]| {
-        let review = wire::decode(body).unwrap();
+        let review = authz.read(body).unwrap();
         let d = block_on(authz.decide(&review));
         (
             wire::encode(review.api_version, d.verdict, &d.message),
@@ -105,7 +105,7 @@ fn benches(c: &mut Criterion) {
     };
     // Fill the cache (one SubjectAccessReview), then check each body takes its path.
     let first = rt.block_on(async {
-        let review = wire::decode(&key).unwrap();
+        let review = authz.read(&key).unwrap();
         authz.decide(&review).await
     });
     assert_eq!(first.verdict, Verdict::Allow, "{first:?}");

@@ -23,10 +23,9 @@ use keygate::index::Index;
 use keygate::metrics::Metrics;
 use keygate::record::KeyRecord;
 use keygate::review;
-use keygate::telemetry::LogFormat;
+use keygate::telemetry::{LogFilter, LogFormat};
 use keygate::token::{IdKey, KeyId, SecretHash, Token};
 use sha2::{Digest, Sha256};
-use tracing_subscriber::EnvFilter;
 
 const FIXTURE_V1: &str = include_str!("../tests/fixtures/tokenreview/request-v1.json");
 const KEYS: usize = 10_000;
@@ -135,7 +134,11 @@ fn benches(c: &mut Criterion) {
     for format in [LogFormat::Text, LogFormat::Json] {
         let name = format!("{format:?}").to_lowercase();
         g.bench_function(format!("valid/webhook_review_{name}_log"), |b| {
-            let sub = keygate::telemetry::subscriber(format, EnvFilter::new("info"), std::io::sink);
+            let sub = keygate::telemetry::subscriber(
+                format,
+                LogFilter::parse("info").unwrap(),
+                std::io::sink,
+            );
             let _guard = tracing::dispatcher::set_default(&sub);
             b.iter(|| s.webhook.review(black_box(&s.valid), peer))
         });

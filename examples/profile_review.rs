@@ -110,7 +110,7 @@ fn main() {
     if let Some(h2) = whole {
         let sub = keygate::telemetry::subscriber(
             LogFormat::Text,
-            tracing_subscriber::EnvFilter::new(if log { "info" } else { "warn" }),
+            keygate::telemetry::LogFilter::parse(if log { "info" } else { "warn" }).unwrap(),
             std::io::sink,
         );
         let _guard = tracing::dispatcher::set_default(&sub);

@@ -113,6 +113,11 @@ impl IdentityPolicy {
         username(&self.user_prefix, id)
     }
 
+    /// What every key's username begins with.
+    pub fn user_prefix(&self) -> &str {
+        &self.user_prefix
+    }
+
     /// The key whose username `username` is (`<prefix><id lowercased>`), if it is one.
     pub fn key_of_username(&self, username: &str) -> Option<IdKey> {
         let id = username.strip_prefix(self.user_prefix.as_str())?;

@@ -22,10 +22,12 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 pub(crate) mod decision_line;
+mod filter;
+
+pub use filter::LogFilter;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -180,12 +182,15 @@ pub fn batch_writer<W: Write + Send + 'static>(mut out: W) -> (BatchWriter, LogG
 }
 
 /// Installs the global subscriber. Keep the guard alive until exit so buffered lines are flushed.
-pub fn init(format: LogFormat, filter: &str) -> LogGuard {
+///
+/// `RUST_LOG`, when set and valid, wins over `directives` (`--log`); when neither parses,
+/// `info`.
+pub fn init(format: LogFormat, directives: &str) -> LogGuard {
     let filter = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| EnvFilter::try_new(filter).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .and_then(|f| LogFilter::parse(&f).ok())
+        .or_else(|| LogFilter::parse(directives).ok())
+        .unwrap_or_else(|| LogFilter::parse("info").expect("a level is a directive"));
     let (writer, guard) = batch_writer(std::io::stderr());
     // Only the first writer is counted; `init` is called once per process.
     let _ = INSTALLED.set(writer.clone());
@@ -197,34 +202,31 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
 /// The subscriber [`init`] installs, writing to `writer`: tracing-subscriber's text (no
 /// colours) or flattened JSON format, with the decision line written by
 /// [`decision_line::DecisionLines`]. Public for the benchmarks, which write to a sink.
-pub fn subscriber<W>(format: LogFormat, filter: EnvFilter, writer: W) -> tracing::Dispatch
+pub fn subscriber<W>(format: LogFormat, filter: LogFilter, writer: W) -> tracing::Dispatch
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     use decision_line::DecisionLines;
     use tracing_subscriber::fmt::format::Format;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
+    use tracing_subscriber::layer::SubscriberExt;
+    // The layers tracing-subscriber's `fmt()` builder stacks, with our filter and formatter.
+    let registry = tracing_subscriber::registry().with(filter.layer());
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
     match format {
         LogFormat::Json => {
             let json = Format::default()
                 .json()
                 .flatten_event(true)
                 .with_current_span(true);
-            tracing::Dispatch::new(
-                builder
-                    .json()
-                    .event_format(DecisionLines::new(json, format))
-                    .finish(),
-            )
+            let layer = layer.json().event_format(DecisionLines::new(json, format));
+            tracing::Dispatch::new(registry.with(layer))
         }
-        LogFormat::Text => tracing::Dispatch::new(
-            builder
+        LogFormat::Text => {
+            let layer = layer
                 .with_ansi(false)
-                .event_format(DecisionLines::new(Format::default(), format))
-                .finish(),
-        ),
+                .event_format(DecisionLines::new(Format::default(), format));
+            tracing::Dispatch::new(registry.with(layer))
+        }
     }
 }
 

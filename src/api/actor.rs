@@ -168,14 +168,14 @@ impl Actor {
     ) -> Result<(), ApiError> {
         let Some(me) = &self.key else { return Ok(()) };
         let attrs = Attributes::Resource {
-            verb: verb.to_owned(),
+            verb,
             res: ResourceRequest {
-                group: super::types::GROUP.to_owned(),
-                version: "v1alpha1".to_owned(),
-                resource: super::types::PLURAL.to_owned(),
-                subresource: subresource.to_owned(),
-                name: name.to_owned(),
-                namespace: String::new(),
+                group: super::types::GROUP,
+                version: "v1alpha1",
+                resource: super::types::PLURAL,
+                subresource,
+                name,
+                namespace: "",
             },
         };
         let mut rec = me.clone();

@@ -126,6 +126,11 @@ impl AuthzMetrics {
         }
     }
 
+    /// Creators' answers found in the cache and not found, so far.
+    pub fn cache_counts(&self) -> (u64, u64) {
+        (self.cache_hits.get(), self.cache_misses.get())
+    }
+
     /// SubjectAccessReviews sent so far (ok and error).
     pub fn sars_sent(&self) -> u64 {
         ["ok", "error"]

@@ -32,10 +32,10 @@ use jiff::Timestamp;
 
 use crate::index::{ChainBreak, Entry, Index, LoadedKey};
 use crate::token::IdKey;
-use creator::{CreatorError, Creators};
+use creator::{Answer, CreatorError, Creators};
 use metrics::AuthzMetrics;
 use scope::{Attributes, Outside};
-use wire::{KeyIdClaim, Review, Verdict};
+use wire::{KeyIdClaim, Review, Screen, Verdict, WireError};
 
 /// How the authorizer behaves; flags of `keygate serve` fill it.
 #[derive(Debug, Clone)]
@@ -151,9 +151,20 @@ enum Claim {
     Mismatch(Option<IdKey>),
 }
 
+/// A key and the keys above it.
+type Chain = SmallVec<[Arc<LoadedKey>; 4]>;
+
+/// A decision that waits for creators' answers not in the cache.
+struct Ask<'a> {
+    id: IdKey,
+    chain: Chain,
+    attrs: &'a Attributes<'a>,
+}
+
 /// The authorization webhook's decisions. Shared by all connections.
 pub struct Authorizer {
     index: Index,
+    screen: Screen,
     creators: Creators,
     deny_revoked: bool,
     metrics: Arc<AuthzMetrics>,
@@ -169,6 +180,7 @@ impl Authorizer {
         metrics: Arc<AuthzMetrics>,
     ) -> Self {
         Authorizer {
+            screen: Screen::new(index.policy().user_prefix()),
             index,
             creators: Creators::new(
                 client,
@@ -182,6 +194,11 @@ impl Authorizer {
         }
     }
 
+    /// Reads a SubjectAccessReview body: only its envelope when its user cannot be a key.
+    pub fn read<'a>(&self, body: &'a [u8]) -> Result<Review<'a>, WireError> {
+        wire::decode_screened(body, &self.screen)
+    }
+
     pub fn metrics(&self) -> &AuthzMetrics {
         &self.metrics
     }
@@ -193,11 +210,16 @@ impl Authorizer {
     /// Decides one review, records its metrics, and logs it when the user is a key.
     pub async fn decide(&self, review: &Review<'_>) -> Decision {
         let start = Instant::now();
-        let (decision, attrs) = match self.claim(review) {
-            None => (self.plain(Reason::NotAKey), None),
-            // Boxed: a key's decision may await kube-apiserver, a large future that would
-            // otherwise be carried (and moved) by every request, most of which are no key's.
-            Some(claim) => Box::pin(self.decide_key(claim, review)).await,
+        let attrs = review.attributes();
+        let decision = match self.claim(review) {
+            None => self.plain(Reason::NotAKey),
+            Some(claim) => match self.decide_key(claim, review, attrs.as_ref()) {
+                Ok(decision) => decision,
+                // Boxed: asking kube-apiserver is a large future that would otherwise be
+                // carried (and moved) by every request, most of which are no key's or are
+                // answered from the cache.
+                Err(ask) => Box::pin(self.ask_creators(ask)).await,
+            },
         };
         let elapsed = start.elapsed();
         self.metrics.decision(
@@ -206,7 +228,7 @@ impl Authorizer {
             elapsed.as_secs_f64(),
         );
         if let Some(id) = decision.key_id {
-            log_decision(&id, &decision, attrs.as_deref(), elapsed);
+            log_decision(&id, &decision, attrs.as_ref(), elapsed);
         }
         decision
     }
@@ -214,9 +236,10 @@ impl Authorizer {
     /// Who the user claims to be, or `None` for a user who is no key (and every user before the
     /// index has loaded).
     fn claim(&self, review: &Review<'_>) -> Option<Claim> {
+        let subject = review.subject.as_ref()?;
         let policy = self.index.policy();
-        let by_name = policy.key_of_username(&review.user);
-        match &review.key_id {
+        let by_name = policy.key_of_username(&subject.user);
+        match &subject.key_id {
             KeyIdClaim::Absent => by_name.map(Claim::UsernameOnly),
             KeyIdClaim::Malformed => Some(Claim::Mismatch(by_name)),
             KeyIdClaim::One(id) => match IdKey::new(id) {
@@ -237,23 +260,23 @@ impl Authorizer {
         }
     }
 
-    async fn decide_key(
+    /// The decision on a key, or (`Err`) the creators to ask kube-apiserver about first.
+    fn decide_key<'a>(
         &self,
         claim: Claim,
         review: &Review<'_>,
-    ) -> (Decision, Option<Arc<Attributes>>) {
+        attrs: Option<&'a Attributes<'a>>,
+    ) -> Result<Decision, Ask<'a>> {
         if !self.index.is_ready() {
-            return (self.plain(Reason::NotReady), None);
+            return Ok(self.plain(Reason::NotReady));
         }
-        let attrs = review.attributes().map(Arc::new);
         let (id, exact) = match claim {
             Claim::Mismatch(id) => {
-                let d = self.refuse(
+                return Ok(self.refuse(
                     id,
                     Reason::IdentityMismatch,
                     "the user's keygate.dev/key-id and username do not name the same key".into(),
-                );
-                return (d, attrs);
+                ));
             }
             Claim::UsernameOnly(id) => (id, None),
             Claim::Key(id) => (id, review_key_id(review)),
@@ -262,38 +285,34 @@ impl Authorizer {
         let now = Timestamp::now();
         let key = match self.live_key(id, exact.as_deref(), now) {
             Ok(k) => k,
-            Err((reason, message)) => return (self.refuse(Some(id), reason, message), attrs),
+            Err((reason, message)) => return Ok(self.refuse(Some(id), reason, message)),
         };
         if exact.is_none() {
             let message =
                 "the user has a key's username but no keygate.dev/key-id: keygate grants nothing"
                     .into();
-            return (self.no_opinion(id, Reason::KeyIdMissing, message), attrs);
+            return Ok(self.no_opinion(id, Reason::KeyIdMissing, message));
         }
         let inherits = key.grant().is_some_and(|g| g.inherit_creator);
         if !inherits && !self.deny_revoked {
-            return (self.no_opinion(id, Reason::NotInheriting, "".into()), attrs);
+            return Ok(self.no_opinion(id, Reason::NotInheriting, "".into()));
         }
         // The key and the keys above it (rarely more than a few: no allocation for those).
-        let mut chain: SmallVec<[Arc<LoadedKey>; 4]> = SmallVec::new();
+        let mut chain: Chain = SmallVec::new();
         chain.push(key.clone());
         let walked = self.index.check_chain(&key, now, |a| chain.push(a.clone()));
         if let Err(b) = walked {
             let message = format!("key {} above this one {}", b.at, b.why.explain());
-            return (
-                self.refuse(Some(id), Reason::Chain(b.why), message.into()),
-                attrs,
-            );
+            return Ok(self.refuse(Some(id), Reason::Chain(b.why), message.into()));
         }
         if !inherits {
-            return (self.no_opinion(id, Reason::NotInheriting, "".into()), attrs);
+            return Ok(self.no_opinion(id, Reason::NotInheriting, "".into()));
         }
         let Some(attrs) = attrs else {
             let message = "the review names neither a resource nor a non-resource URL".into();
-            return (self.no_opinion(id, Reason::NoAttributes, message), None);
+            return Ok(self.no_opinion(id, Reason::NoAttributes, message));
         };
-        let decision = self.inherited(id, &chain, &attrs).await;
-        (decision, Some(attrs))
+        self.inherited(id, chain, attrs)
     }
 
     /// The key `id` from the index, if it is live; else why not.
@@ -323,40 +342,82 @@ impl Authorizer {
     }
 
     /// The decision for an `inheritCreator` key whose chain (`chain[0]` the key, then each key
-    /// above it) is live.
-    async fn inherited(
+    /// above it) is live: from the cached creators' answers, or `Err` to ask for them.
+    fn inherited<'a>(
         &self,
         id: IdKey,
-        chain: &[Arc<LoadedKey>],
-        attrs: &Arc<Attributes>,
-    ) -> Decision {
+        chain: Chain,
+        attrs: &'a Attributes<'a>,
+    ) -> Result<Decision, Ask<'a>> {
         for (i, k) in chain.iter().enumerate() {
             let Some(g) = k.grant() else { continue };
             if let Err(outside) = scope::check(&g.namespaces, &g.rules, attrs) {
                 let whose = whose(i, k);
                 let message = format!("{whose} scope {}", outside.explain());
-                return self.no_opinion(id, Reason::Outside(outside), message.into());
+                return Ok(self.no_opinion(id, Reason::Outside(outside), message.into()));
             }
         }
-        // "keygate: inherited from alice, bob": built as it goes, one allocation.
-        let mut message = String::from("keygate: inherited from ");
-        let mut first = true;
+        let mut answers: SmallVec<[Answer; 4]> = SmallVec::new();
         for (i, k) in chain.iter().enumerate() {
             let Some(g) = k.grant().filter(|g| g.inherit_creator) else {
                 continue;
             };
-            let Some(creator) = &g.creator else {
+            if g.creator.is_none() {
                 let message = format!(
                     "{} inherits its creator's rights but has no creator recorded",
                     whose(i, k)
                 );
-                return self.no_opinion(id, Reason::NoCreator, message.into());
+                return Ok(self.no_opinion(id, Reason::NoCreator, message.into()));
+            }
+            match self.creators.peek(g.generation, attrs) {
+                Some(a) => answers.push(a),
+                None => return Err(Ask { id, chain, attrs }),
+            }
+        }
+        self.creators.count_hits(answers.len());
+        Ok(self.conclude(id, &chain, answers.into_iter().map(Ok)))
+    }
+
+    /// Asks kube-apiserver (or the cache) about each creator in the chain, in order, up to the
+    /// first that is not allowed.
+    async fn ask_creators(&self, ask: Ask<'_>) -> Decision {
+        let mut answers: SmallVec<[Result<Answer, CreatorError>; 4]> = SmallVec::new();
+        for k in &ask.chain {
+            let Some(g) = k.grant().filter(|g| g.inherit_creator) else {
+                continue;
             };
-            match self
+            // None is refused by `inherited` before any creator is asked.
+            let Some(creator) = &g.creator else { continue };
+            let answer = self
                 .creators
-                .allowed((g.generation, attrs.clone()), creator)
-                .await
-            {
+                .allowed(g.generation, ask.attrs, creator)
+                .await;
+            let stop = !matches!(answer, Ok(Answer { allowed: true, .. }));
+            answers.push(answer);
+            if stop {
+                break;
+            }
+        }
+        self.conclude(ask.id, &ask.chain, answers.into_iter())
+    }
+
+    /// The decision once the creators' answers are known: `answers` holds one per
+    /// `inheritCreator` key of `chain`, in order, up to the first that is not an allow.
+    fn conclude(
+        &self,
+        id: IdKey,
+        chain: &[Arc<LoadedKey>],
+        answers: impl Iterator<Item = Result<Answer, CreatorError>>,
+    ) -> Decision {
+        let inheriting = chain.iter().enumerate().filter_map(|(i, k)| {
+            let g = k.grant().filter(|g| g.inherit_creator)?;
+            Some((i, k, g.creator.as_ref()?))
+        });
+        // "keygate: inherited from alice, bob": built as it goes, one allocation.
+        let mut message = String::from("keygate: inherited from ");
+        let mut first = true;
+        for ((i, k, creator), answer) in inheriting.zip(answers) {
+            match answer {
                 Ok(a) if a.allowed => {
                     if !std::mem::take(&mut first) {
                         message.push_str(", ");
@@ -431,8 +492,8 @@ impl Authorizer {
 
 /// The ID as the review wrote it (case kept), for the case-sensitive match.
 fn review_key_id<'a>(review: &'a Review<'_>) -> Option<Cow<'a, str>> {
-    match &review.key_id {
-        KeyIdClaim::One(id) => Some(Cow::Borrowed(&**id)),
+    match review.subject.as_ref().map(|s| &s.key_id) {
+        Some(KeyIdClaim::One(id)) => Some(Cow::Borrowed(&**id)),
         _ => None,
     }
 }
@@ -448,10 +509,10 @@ fn whose(i: usize, k: &LoadedKey) -> String {
 
 /// One structured event per decision on a key: key ID, verb, resource, namespace, result,
 /// reason. Never a token; the user's identity is the key ID.
-fn log_decision(id: &IdKey, d: &Decision, attrs: Option<&Attributes>, elapsed: Duration) {
+fn log_decision(id: &IdKey, d: &Decision, attrs: Option<&Attributes<'_>>, elapsed: Duration) {
     let (verb, namespace) = match attrs {
-        Some(Attributes::Resource { verb, res }) => (verb.as_str(), res.namespace.as_str()),
-        Some(Attributes::NonResource { verb, .. }) => (verb.as_str(), ""),
+        Some(Attributes::Resource { verb, res }) => (*verb, res.namespace),
+        Some(Attributes::NonResource { verb, .. }) => (*verb, ""),
         None => ("", ""),
     };
     tracing::info!(
@@ -468,13 +529,13 @@ fn log_decision(id: &IdKey, d: &Decision, attrs: Option<&Attributes>, elapsed: D
 
 /// `resource[.group][/subresource]`, or the non-resource path, written only when the event is
 /// (no string is built for a filtered-out event).
-struct ResourceName<'a>(Option<&'a Attributes>);
+struct ResourceName<'a>(Option<&'a Attributes<'a>>);
 
 impl std::fmt::Display for ResourceName<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
             Some(Attributes::Resource { res, .. }) => {
-                f.write_str(&res.resource)?;
+                f.write_str(res.resource)?;
                 if !res.group.is_empty() {
                     write!(f, ".{}", res.group)?;
                 }

@@ -14,26 +14,33 @@
 
 use crate::record::ScopeRule;
 
-/// A resource request, as kube-apiserver's `resourceAttributes` describe it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct ResourceRequest {
-    pub namespace: String,
-    pub group: String,
-    pub version: String,
-    pub resource: String,
-    pub subresource: String,
-    pub name: String,
+/// A resource request, as kube-apiserver's `resourceAttributes` describe it (borrowed from the
+/// review; [`crate::authorizer::creator`] keeps an owned copy only as a cache key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ResourceRequest<'a> {
+    pub namespace: &'a str,
+    pub group: &'a str,
+    pub version: &'a str,
+    pub resource: &'a str,
+    pub subresource: &'a str,
+    pub name: &'a str,
 }
 
 /// What a SubjectAccessReview asks: a verb on a resource, or on a non-resource URL.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Attributes {
-    Resource { verb: String, res: ResourceRequest },
-    NonResource { verb: String, path: String },
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Attributes<'a> {
+    Resource {
+        verb: &'a str,
+        res: ResourceRequest<'a>,
+    },
+    NonResource {
+        verb: &'a str,
+        path: &'a str,
+    },
 }
 
-impl Attributes {
-    pub fn verb(&self) -> &str {
+impl<'a> Attributes<'a> {
+    pub fn verb(&self) -> &'a str {
         match self {
             Attributes::Resource { verb, .. } | Attributes::NonResource { verb, .. } => verb,
         }
@@ -82,14 +89,14 @@ impl Outside {
 pub fn check(
     namespaces: &[String],
     rules: &[ScopeRule],
-    attrs: &Attributes,
+    attrs: &Attributes<'_>,
 ) -> Result<(), Outside> {
     match attrs {
         Attributes::Resource { res, .. } if !namespaces.is_empty() => {
             if res.namespace.is_empty() {
                 return Err(Outside::ClusterWide);
             }
-            if !namespaces.contains(&res.namespace) {
+            if !namespaces.iter().any(|n| n == res.namespace) {
                 return Err(Outside::Namespace);
             }
         }
@@ -108,15 +115,16 @@ pub fn check(
 }
 
 /// RBAC's `RuleAllows`, for one rule.
-pub fn rule_allows(rule: &ScopeRule, attrs: &Attributes) -> bool {
+pub fn rule_allows(rule: &ScopeRule, attrs: &Attributes<'_>) -> bool {
     if !any_or(&rule.verbs, attrs.verb()) {
         return false;
     }
     match attrs {
         Attributes::Resource { res, .. } => {
-            any_or(&rule.api_groups, &res.group)
-                && resource_matches(&rule.resources, &res.resource, &res.subresource)
-                && (rule.resource_names.is_empty() || rule.resource_names.contains(&res.name))
+            any_or(&rule.api_groups, res.group)
+                && resource_matches(&rule.resources, res.resource, res.subresource)
+                && (rule.resource_names.is_empty()
+                    || rule.resource_names.iter().any(|n| n == res.name))
         }
         Attributes::NonResource { path, .. } => rule.non_resource_urls.iter().any(|u| {
             u == "*" || u == path || u.strip_suffix('*').is_some_and(|p| path.starts_with(p))
@@ -158,27 +166,29 @@ mod tests {
         }
     }
 
-    fn res(verb: &str, ns: &str, group: &str, resource: &str) -> Attributes {
+    fn res(
+        verb: &'static str,
+        ns: &'static str,
+        group: &'static str,
+        resource: &'static str,
+    ) -> Attributes<'static> {
         let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
         let (resource, name) = resource.split_once(':').unwrap_or((resource, ""));
         Attributes::Resource {
-            verb: verb.into(),
+            verb,
             res: ResourceRequest {
-                namespace: ns.into(),
-                group: group.into(),
-                version: "v1".into(),
-                resource: resource.into(),
-                subresource: sub.into(),
-                name: name.into(),
+                namespace: ns,
+                group,
+                version: "v1",
+                resource,
+                subresource: sub,
+                name,
             },
         }
     }
 
-    fn url(verb: &str, path: &str) -> Attributes {
-        Attributes::NonResource {
-            verb: verb.into(),
-            path: path.into(),
-        }
+    fn url(verb: &'static str, path: &'static str) -> Attributes<'static> {
+        Attributes::NonResource { verb, path }
     }
 
     #[test]
@@ -249,7 +259,7 @@ mod tests {
         type Case<'a> = (
             &'a [String],
             &'a [ScopeRule],
-            Attributes,
+            Attributes<'static>,
             Result<(), Outside>,
         );
         let table: [Case; 13] = [

@@ -114,7 +114,7 @@ fn setup(records: Vec<KeyRecord>, allow: &'static [&'static str], deny_revoked: 
 
 impl Setup {
     async fn ask(&self, body: &[u8]) -> Decision {
-        self.authz.decide(&wire::decode(body).unwrap()).await
+        self.authz.decide(&self.authz.read(body).unwrap()).await
     }
 }
 
@@ -136,7 +136,7 @@ async fn users_who_are_not_keys_get_no_opinion_and_cause_no_review() {
     let authz = Authorizer::new(idx, Some(s.api.client.clone()), &settings, metrics);
     let id = KeyId::generate();
     let d = authz
-        .decide(&wire::decode(&as_key(&id, "a", "get", "pods")).unwrap())
+        .decide(&authz.read(&as_key(&id, "a", "get", "pods")).unwrap())
         .await;
     assert_eq!(
         (d.verdict, d.reason),
@@ -215,7 +215,7 @@ async fn a_creator_who_may_not_or_cannot_be_asked_grants_nothing() {
         let authz = Authorizer::new(index, Some(api.client.clone()), &settings, m);
         for n in 1..=2 {
             let d = authz
-                .decide(&wire::decode(&as_key(&id, "a", "get", "pods")).unwrap())
+                .decide(&authz.read(&as_key(&id, "a", "get", "pods")).unwrap())
                 .await;
             let want = if deny {
                 Verdict::Deny
@@ -233,7 +233,7 @@ async fn a_creator_who_may_not_or_cannot_be_asked_grants_nothing() {
     let m = Arc::new(AuthzMetrics::register(&mut Default::default()));
     let authz = Authorizer::new(index, None, &AuthorizerSettings::default(), m);
     let d = authz
-        .decide(&wire::decode(&as_key(&id, "a", "get", "pods")).unwrap())
+        .decide(&authz.read(&as_key(&id, "a", "get", "pods")).unwrap())
         .await;
     assert_eq!(
         (d.verdict, d.reason),
@@ -255,7 +255,7 @@ async fn a_hung_kube_apiserver_times_out_into_no_grant() {
     let m = Arc::new(AuthzMetrics::register(&mut Default::default()));
     let authz = Authorizer::new(index, Some(api.client.clone()), &settings, m);
     let d = authz
-        .decide(&wire::decode(&as_key(&id, "a", "get", "pods")).unwrap())
+        .decide(&authz.read(&as_key(&id, "a", "get", "pods")).unwrap())
         .await;
     assert_eq!(d.reason, Reason::CreatorReviewFailed);
     assert!(
@@ -384,6 +384,73 @@ async fn a_key_minted_by_a_key_is_bounded_by_every_key_above_it() {
     let d = s.ask(&as_key(&child, "apps", "get", "pods")).await;
     assert_eq!(d.reason, Reason::Chain(ChainBreak::AncestorUnknown));
     assert_eq!(s.api.count(), 2);
+}
+
+#[tokio::test]
+async fn answers_in_the_cache_are_used_for_every_key_of_a_chain_and_counted_once() {
+    let (root, child) = (KeyId::generate(), KeyId::generate());
+    let parent = inheriting(&root, "alice", &["apps"]);
+    let mut minted = inheriting(&child, &username(&root), &["apps"]);
+    minted.parent = Some(root.clone());
+    let s = setup_allowing_all(vec![parent, minted.clone()]);
+    let ask = as_key(&child, "apps", "get", "pods");
+    let m = s.authz.metrics();
+
+    assert_eq!(s.ask(&ask).await.verdict, Verdict::Allow);
+    assert_eq!((s.api.count(), m.cache_counts()), (2, (0, 2)));
+    // Both answers cached: nothing sent, two hits.
+    assert_eq!(s.ask(&ask).await.verdict, Verdict::Allow);
+    assert_eq!((s.api.count(), m.cache_counts()), (2, (2, 2)));
+    // Another request is another cache entry.
+    let other = as_key(&child, "apps", "list", "pods");
+    assert_eq!(s.ask(&other).await.verdict, Verdict::Allow);
+    assert_eq!((s.api.count(), m.cache_counts()), (4, (2, 4)));
+    // The child's record reloaded (a new generation): only its creator is asked again; the
+    // parent's answer still comes from the cache.
+    s.index.upsert(child.key(), Ok(minted));
+    assert_eq!(s.ask(&ask).await.verdict, Verdict::Allow);
+    assert_eq!((s.api.count(), m.cache_counts()), (5, (3, 5)));
+    let sent = s.api.seen();
+    assert_eq!(sent[4]["spec"]["user"], json!(username(&root)));
+    assert_eq!(sent[4]["spec"]["resourceAttributes"]["verb"], "get");
+}
+
+#[tokio::test]
+async fn a_screened_review_is_decided_as_the_whole_review_is() {
+    let (id, off) = (KeyId::generate(), KeyId::generate());
+    let mut disabled = inheriting(&off, "alice", &["apps"]);
+    disabled.disabled = true;
+    let s = setup(
+        vec![inheriting(&id, "alice", &["apps"]), disabled],
+        &["alice"],
+        true,
+    );
+    let escaped = String::from_utf8(as_key(&id, "apps", "get", "pods"))
+        .unwrap()
+        .replace("service-account-", "service\\u002daccount-");
+    let bodies = [
+        body("bob", None, "apps", "get", "pods"),
+        body("bob", Some(id.as_str()), "apps", "get", "pods"),
+        body(&username(&id), None, "apps", "get", "pods"),
+        as_key(&id, "apps", "get", "pods"),
+        as_key(&id, "kube-system", "get", "pods"),
+        as_key(&off, "apps", "get", "pods"),
+        escaped.into_bytes(),
+    ];
+    for b in &bodies {
+        let screened = s.authz.decide(&s.authz.read(b).unwrap()).await;
+        let whole = s.authz.decide(&wire::decode(b).unwrap()).await;
+        assert_eq!(
+            (screened.verdict, screened.reason),
+            (whole.verdict, whole.reason),
+            "{}",
+            String::from_utf8_lossy(b)
+        );
+    }
+    let escaped = s.authz.decide(&s.authz.read(&bodies[6]).unwrap()).await;
+    assert_eq!(escaped.verdict, Verdict::Allow, "{escaped:?}");
+    let revoked = s.authz.decide(&s.authz.read(&bodies[5]).unwrap()).await;
+    assert_eq!(revoked.verdict, Verdict::Deny, "{revoked:?}");
 }
 
 /// [`setup`] with a kube-apiserver that allows everyone.

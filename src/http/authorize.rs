@@ -23,7 +23,7 @@ impl Webhook {
         let Some(authorizer) = &self.authorizer else {
             return text(StatusCode::NOT_FOUND, "not found: /authorize is not served");
         };
-        let review = match wire::decode(body) {
+        let review = match authorizer.read(body) {
             Ok(r) => r,
             Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
         };

@@ -4,8 +4,8 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 use super::*;
-use crate::telemetry::subscriber;
 use crate::telemetry::tests::Sink;
+use crate::telemetry::{LogFilter, subscriber};
 
 /// The lines a sink received.
 fn lines(sink: &Sink) -> Vec<String> {
@@ -109,7 +109,7 @@ fn decision_lines_are_byte_for_byte_the_stock_formatters_lines() {
     for format in [LogFormat::Text, LogFormat::Json] {
         let (want, got) = (Sink::default(), Sink::default());
         run(&stock(format, want.clone()), &emit);
-        let ours = subscriber(format, EnvFilter::new("info"), {
+        let ours = subscriber(format, LogFilter::parse("info").unwrap(), {
             let got = got.clone();
             move || got.clone()
         });
