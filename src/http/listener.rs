@@ -218,14 +218,10 @@ pub async fn serve_webhook(
         let _ = stream.set_nodelay(true);
         let config = tls.load_full();
         let (shared, alive) = (shared.clone(), alive.clone());
-        let span = tracing::info_span!("conn", peer = %peer);
-        tokio::spawn(
-            async move {
-                serve_tls_connection(stream, peer, &config, slot, &shared).await;
-                drop(alive);
-            }
-            .instrument(span),
-        );
+        tokio::spawn(async move {
+            serve_tls_connection(stream, peer, &config, slot, &shared).await;
+            drop(alive);
+        });
     }
     drop(listener);
     drop(alive);
@@ -239,6 +235,12 @@ pub async fn serve_webhook(
     }
 }
 
+/// One connection: its handshake and admission inside the `conn{peer}` span, then its requests.
+///
+/// The requests are served outside the span: entering it on every poll of an HTTP/1.1
+/// connection cost ~1.25 µs of CPU per request under load (BENCHMARKS.md, "Session of
+/// 2026-12-02, 06:10–09:00 UTC"), and the events of a request that need the peer name it
+/// (the decision line's `peer`), as over HTTP/2, where each request is a task of its own.
 async fn serve_tls_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -246,6 +248,36 @@ async fn serve_tls_connection(
     slot: HandshakeSlot,
     shared: &Shared,
 ) {
+    let span = tracing::info_span!("conn", peer = %peer);
+    let opened = open_connection(stream, peer, tls_config, slot, shared)
+        .instrument(span.clone())
+        .await;
+    let Some((tls, h2, conn, permit)) = opened else {
+        return;
+    };
+    let result = serve_connection(tls, h2, conn, &shared.limits, &shared.closing).await;
+    span.in_scope(|| {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
+    shared.router.webhook.metrics.connection_closed();
+    drop(permit);
+}
+
+/// The TLS handshake and the connection limit; `None` when the connection ends there.
+async fn open_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls_config: &TlsConfig,
+    slot: HandshakeSlot,
+    shared: &Shared,
+) -> Option<(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    bool,
+    Arc<Connection>,
+    tokio::sync::OwnedSemaphorePermit,
+)> {
     let (metrics, limits) = (&shared.router.webhook.metrics, &shared.limits);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config.server.clone());
     let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream));
@@ -254,27 +286,27 @@ async fn serve_tls_connection(
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "TLS handshake failed");
-                return;
+                return None;
             }
             Err(_) => {
                 tracing::debug!("TLS handshake timed out");
-                return;
+                return None;
             }
         },
         _ = slot.cut.cancelled() => {
             tracing::debug!("TLS handshake cut: newer handshakes needed the slot");
-            return;
+            return None;
         }
-        _ = shared.closing.cancelled() => return,
+        _ = shared.closing.cancelled() => return None,
     };
     drop(slot);
-    let Ok(_permit) = shared.slots.clone().try_acquire_owned() else {
+    let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
         metrics.connection_refused();
         tracing::warn!(
             max = limits.max_connections,
             "connection refused after its handshake: --max-connections reached"
         );
-        return;
+        return None;
     };
     metrics.connection_opened();
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -285,11 +317,7 @@ async fn serve_tls_connection(
             .clients
             .classify(tls.get_ref().1.peer_certificates()),
     });
-    let result = serve_connection(tls, h2, conn, limits, &shared.closing).await;
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
-    }
-    metrics.connection_closed();
+    Some((tls, h2, conn, permit))
 }
 
 /// Serves one connection past its TLS handshake (HTTP/2 when `h2`, else HTTP/1.1) until it
@@ -305,7 +333,7 @@ pub async fn serve_connection<I>(
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let metrics = conn.router.webhook.metrics.clone();
+    let (metrics, peer) = (conn.router.webhook.metrics.clone(), conn.peer);
     let io = TokioIo::new(io);
     if h2 {
         let streams = Streams::new();
@@ -332,7 +360,7 @@ where
             .serve_connection(io, service);
         let idle = async {
             streams.idle(limits.http2_idle_timeout).await;
-            tracing::debug!(idle = ?limits.http2_idle_timeout, "closing an idle HTTP/2 connection");
+            tracing::debug!(%peer, idle = ?limits.http2_idle_timeout, "closing an idle HTTP/2 connection");
             metrics.idle_connection_closed();
         };
         drive(conn, closing, idle).await
