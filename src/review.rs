@@ -3,9 +3,12 @@
 //! Decisions are pure functions of the token, the index and the clock, so they are tested here
 //! without a server. The HTTP layer only maps a [`Decision`] to a status code.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use jiff::Timestamp;
-use k8s_openapi::api::authentication::v1::TokenReviewSpec;
 use serde::Deserialize;
+use serde::de::{Deserializer, SeqAccess, Visitor};
 
 use crate::index::{ChainBreak, Entry, Index, LoadedKey};
 use crate::record::RecordError;
@@ -215,26 +218,77 @@ impl ApiVersion {
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "apiVersion", default, borrow)]
-    api_version: std::borrow::Cow<'a, str>,
+    api_version: Cow<'a, str>,
     #[serde(default, borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(default)]
-    spec: Option<TokenReviewSpec>,
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    spec: Option<Spec<'a>>,
 }
 
-/// A decoded request.
-pub struct ReviewRequest {
-    pub api_version: ApiVersion,
-    pub spec: TokenReviewSpec,
+/// The request's `spec`, its token borrowed from the body. Decoded into k8s-openapi's
+/// `TokenReviewSpec` it cost three allocations per review (the token and the audiences);
+/// the audiences are still checked to be a list of strings, as that type required, but not
+/// kept: a keygate key is not bound to audiences, and the answer names none.
+#[derive(Default, Deserialize)]
+struct Spec<'a> {
+    #[serde(default, borrow)]
+    token: Option<Cow<'a, str>>,
+    #[serde(default, rename = "audiences")]
+    _audiences: Option<Strings>,
 }
 
-impl ReviewRequest {
-    pub fn token(&self) -> &str {
-        self.spec.token.as_deref().unwrap_or_default()
+/// A JSON list of strings, read and dropped.
+struct Strings;
+
+impl<'de> Deserialize<'de> for Strings {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = Strings;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of strings")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strings, A::Error> {
+                while seq.next_element::<AnyString>()?.is_some() {}
+                Ok(Strings)
+            }
+        }
+        d.deserialize_seq(List)
     }
 }
 
-pub fn decode(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
+/// Any JSON string, escaped or not, without copying it.
+struct AnyString;
+
+impl<'de> Deserialize<'de> for AnyString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Str;
+        impl Visitor<'_> for Str {
+            type Value = AnyString;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<AnyString, E> {
+                Ok(AnyString)
+            }
+        }
+        d.deserialize_str(Str)
+    }
+}
+
+/// A decoded request.
+pub struct ReviewRequest<'a> {
+    pub api_version: ApiVersion,
+    token: Cow<'a, str>,
+}
+
+impl ReviewRequest<'_> {
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+pub fn decode(body: &[u8]) -> Result<ReviewRequest<'_>, ReviewError> {
     let env: Envelope<'_> = crate::json::from_body(body)?;
     if env.kind != KIND {
         return Err(ReviewError::WrongKind(env.kind.into_owned()));
@@ -245,10 +299,10 @@ pub fn decode(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
         _ => return Err(ReviewError::WrongApiVersion(env.api_version.into_owned())),
     };
     let spec = env.spec.unwrap_or_default();
-    if spec.token.as_deref().is_none_or(str::is_empty) {
-        return Err(ReviewError::MissingToken);
+    match spec.token {
+        Some(token) if !token.is_empty() => Ok(ReviewRequest { api_version, token }),
+        _ => Err(ReviewError::MissingToken),
     }
-    Ok(ReviewRequest { api_version, spec })
 }
 
 /// The answer body. Denials carry no `status.error`, so kube-apiserver caches them. The

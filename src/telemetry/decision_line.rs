@@ -36,6 +36,21 @@ const FIELDS: [&str; 7] = [
 ];
 /// Fields recorded as text (all but the last, `duration_us`, a number).
 const TEXT_FIELDS: usize = FIELDS.len() - 1;
+/// What the text format writes before each text field's value after the message: one copy
+/// per field instead of three (space, name, `=`).
+const TEXT_KEYS: [&str; TEXT_FIELDS - 1] =
+    [" key_id=", " username=", " result=", " reason=", " peer="];
+/// The same for the JSON format, where every text field is a string.
+const JSON_KEYS: [&str; TEXT_FIELDS] = [
+    ",\"message\":",
+    ",\"key_id\":",
+    ",\"username\":",
+    ",\"result\":",
+    ",\"reason\":",
+    ",\"peer\":",
+];
+/// Room for a whole decision line (about 200 bytes), reserved once per line.
+const LINE_ROOM: usize = 256;
 
 /// A formatter that writes the decision event itself and hands every other event to `inner`.
 pub struct DecisionLines<F> {
@@ -59,53 +74,83 @@ pub(crate) fn is_decision(meta: &Metadata<'_>) -> bool {
         && meta.fields().iter().zip(FIELDS).all(|(f, n)| f.name() == n)
 }
 
-/// The event's values, rendered once into one buffer.
-#[derive(Default)]
-struct Values {
-    text: String,
-    /// End of each text field's value in `text`, by field index.
-    ends: [usize; TEXT_FIELDS],
+/// Writes the event's values straight into the line being built, each in the format's
+/// shape (an intermediate copy of the values, and finding them in it again, was a fifth of
+/// the line's instructions).
+struct Values<'a> {
+    out: &'a mut String,
+    format: LogFormat,
     seen: usize,
-    duration: Option<u64>,
+    duration: bool,
     ok: bool,
 }
 
-impl Values {
-    fn get(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
-    }
-
-    /// Collects the event's values; false when they are not all of the expected kinds, in
-    /// the expected order.
-    fn collect(&mut self, event: &Event<'_>) -> bool {
-        self.text.clear();
-        self.seen = 0;
-        self.duration = None;
-        self.ok = true;
-        event.record(self);
-        self.ok && self.seen == TEXT_FIELDS && self.duration.is_some()
+impl Values<'_> {
+    /// Appends the event's values; false when they are not all of the expected kinds, in the
+    /// expected order, or one needs what only the wrapped formatter does.
+    fn write(event: &Event<'_>, out: &mut String, format: LogFormat) -> bool {
+        let mut v = Values {
+            out,
+            format,
+            seen: 0,
+            duration: false,
+            ok: true,
+        };
+        event.record(&mut v);
+        v.ok && v.seen == TEXT_FIELDS && v.duration
     }
 }
 
-impl Visit for Values {
+impl Visit for Values<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.index() != self.seen || self.seen >= TEXT_FIELDS {
+        if !self.ok || field.index() != self.seen || self.seen >= TEXT_FIELDS {
             self.ok = false;
             return;
         }
-        // What both formatters write for a `%value` field: its `Display`, via the wrapper's
-        // `Debug`.
-        if write!(self.text, "{value:?}").is_err() {
-            self.ok = false;
-        }
-        self.ends[self.seen] = self.text.len();
+        let i = self.seen;
         self.seen += 1;
+        // What both formatters write for a `%value` field is its `Display`, via the wrapper's
+        // `Debug`.
+        match self.format {
+            LogFormat::Text => {
+                if i > 0 {
+                    self.out.push_str(TEXT_KEYS[i - 1]);
+                }
+                let start = self.out.len();
+                // The message is the one value the text formatter escapes (control
+                // characters); a message with any is left to it.
+                if write!(self.out, "{value:?}").is_err()
+                    || (i == 0 && has_control(&self.out[start..]))
+                {
+                    self.ok = false;
+                }
+            }
+            LogFormat::Json => {
+                self.out.push_str(JSON_KEYS[i]);
+                self.out.push('"');
+                let start = self.out.len();
+                if write!(self.out, "{value:?}").is_err() {
+                    self.ok = false;
+                } else if json_plain(&self.out[start..]) {
+                    self.out.push('"');
+                } else {
+                    // Rare: a value to escape is taken out again and written escaped.
+                    let raw = self.out.split_off(start);
+                    self.out.pop();
+                    push_json_str(self.out, &raw);
+                }
+            }
+        }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if field.index() == TEXT_FIELDS && self.seen == TEXT_FIELDS {
-            self.duration = Some(value);
+        if self.ok && field.index() == TEXT_FIELDS && self.seen == TEXT_FIELDS && !self.duration {
+            self.duration = true;
+            self.out.push_str(match self.format {
+                LogFormat::Text => " duration_us=",
+                LogFormat::Json => ",\"duration_us\":",
+            });
+            self.out.push_str(itoa::Buffer::new().format(value));
         } else {
             self.ok = false;
         }
@@ -130,8 +175,8 @@ impl Visit for Values {
 }
 
 thread_local! {
-    /// The event's values and the line being written, reused.
-    static SCRATCH: RefCell<(Values, String)> = RefCell::new(Default::default());
+    /// The line being written, reused.
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
     /// Unix second and `YYYY-MM-DDTHH:MM:SS.` for it.
     static SECOND: RefCell<(u64, [u8; 20])> = const { RefCell::new((u64::MAX, [0; 20])) };
 }
@@ -157,8 +202,13 @@ fn write_time(out: &mut String, now: std::time::Duration) -> bool {
         }
         // Always ASCII digits and punctuation.
         out.push_str(std::str::from_utf8(prefix).unwrap_or_default());
-        push_padded(out, u64::from(now.subsec_micros()), 6);
-        out.push('Z');
+        let mut micros = now.subsec_micros();
+        let mut digits = *b"000000Z";
+        for d in digits[..6].iter_mut().rev() {
+            *d = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
         true
     })
 }
@@ -199,9 +249,23 @@ fn push_padded(out: &mut String, v: u64, width: usize) {
     out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
 }
 
+/// Whether `s` holds a control character (`char::is_control`), looking at characters only
+/// when it is not all printable ASCII (the decision message always is).
+fn has_control(s: &str) -> bool {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return false;
+    }
+    s.chars().any(char::is_control)
+}
+
+/// Whether `s` is written in a JSON string as it is (serde_json escapes nothing else).
+fn json_plain(s: &str) -> bool {
+    s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
 /// `s` as a JSON string, escaped exactly as serde_json does.
 fn push_json_str(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if json_plain(s) {
         out.push('"');
         out.push_str(s);
         out.push('"');
@@ -282,11 +346,9 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         if is_decision(event.metadata()) && !writer.has_ansi_escapes() {
-            let done = SCRATCH.with_borrow_mut(|(values, line)| {
+            let done = SCRATCH.with_borrow_mut(|line| {
                 line.clear();
-                values.collect(event)
-                    && self.render(ctx, event, values, line)
-                    && writer.write_str(line).is_ok()
+                self.render(ctx, event, line) && writer.write_str(line).is_ok()
             });
             if done {
                 return Ok(());
@@ -298,24 +360,14 @@ where
 
 impl<F> DecisionLines<F> {
     /// The whole line into `line`; false when the fast path cannot vouch for the bytes.
-    fn render<S, N>(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        event: &Event<'_>,
-        v: &Values,
-        line: &mut String,
-    ) -> bool
+    fn render<S, N>(&self, ctx: &FmtContext<'_, S, N>, event: &Event<'_>, line: &mut String) -> bool
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
         N: for<'a> FormatFields<'a> + 'static,
     {
         match self.format {
             LogFormat::Text => {
-                // The message is the one value the text formatter escapes (control
-                // characters); a message with any is left to it.
-                if v.get(0).chars().any(|c| c.is_control()) {
-                    return false;
-                }
+                line.reserve(LINE_ROOM);
                 if !write_timestamp(line) {
                     return false;
                 }
@@ -337,30 +389,20 @@ impl<F> DecisionLines<F> {
                 }
                 line.push_str(TARGET);
                 line.push_str(": ");
-                line.push_str(v.get(0));
-                for (i, name) in FIELDS.iter().enumerate().skip(1).take(TEXT_FIELDS - 1) {
-                    line.push(' ');
-                    line.push_str(name);
-                    line.push('=');
-                    line.push_str(v.get(i));
+                if !Values::write(event, line, self.format) {
+                    return false;
                 }
-                line.push_str(" duration_us=");
-                push_padded(line, v.duration.unwrap_or_default(), 1);
             }
             LogFormat::Json => {
+                line.reserve(LINE_ROOM);
                 line.push_str("{\"timestamp\":\"");
                 if !write_timestamp(line) {
                     return false;
                 }
                 line.push_str("\",\"level\":\"INFO\"");
-                for (i, name) in FIELDS.iter().enumerate().take(TEXT_FIELDS) {
-                    line.push_str(",\"");
-                    line.push_str(name);
-                    line.push_str("\":");
-                    push_json_str(line, v.get(i));
+                if !Values::write(event, line, self.format) {
+                    return false;
                 }
-                line.push_str(",\"duration_us\":");
-                push_padded(line, v.duration.unwrap_or_default(), 1);
                 line.push_str(",\"target\":\"");
                 line.push_str(TARGET);
                 line.push('"');

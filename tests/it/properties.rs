@@ -360,7 +360,8 @@ proptest! {
         if let Some(a) = audiences {
             req["spec"]["audiences"] = serde_json::json!(a);
         }
-        let r = review::decode(req.to_string().as_bytes()).unwrap();
+        let body = req.to_string();
+        let r = review::decode(body.as_bytes()).unwrap();
         prop_assert_eq!(r.token(), token.as_str());
         prop_assert_eq!(r.api_version, v);
     }

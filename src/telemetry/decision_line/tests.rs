@@ -153,3 +153,70 @@ fn timestamps_are_written_as_the_stock_timer_writes_them() {
         "2026-11-18T11:06:40.000001Z2026-11-18T11:06:40.000002Z2026-11-18T11:06:41.000000Z"
     );
 }
+
+/// A wrapped formatter that only says it was asked.
+struct Wrapped;
+
+impl<S, N> FormatEvent<S, N> for Wrapped
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        _: &Event<'_>,
+    ) -> fmt::Result {
+        writeln!(w, "wrapped")
+    }
+}
+
+/// The byte-for-byte test above would pass with every line from the wrapped formatter; this
+/// one fails if the decision event (escapes, spans and all) leaves the fast path.
+#[test]
+fn decision_events_never_reach_the_wrapped_formatter() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let v6: SocketAddr = "[fe80::1%2]:443".parse().unwrap();
+    let emit = || {
+        decision("AbC", "keygate:abc", "authenticated", "valid", v6, 7);
+        decision(
+            "x",
+            "we\"ird\\ \u{1}é\u{85}",
+            "denied",
+            "unknown-key",
+            v6,
+            0,
+        );
+        tracing::info!(target: "keygate::http::webhook", "another event");
+    };
+    for format in [LogFormat::Text, LogFormat::Json] {
+        let sink = Sink::default();
+        let layer = tracing_subscriber::fmt::layer().with_writer({
+            let sink = sink.clone();
+            move || sink.clone()
+        });
+        let dispatch = match format {
+            LogFormat::Text => tracing::Dispatch::new(
+                tracing_subscriber::registry().with(
+                    layer
+                        .with_ansi(false)
+                        .event_format(DecisionLines::new(Wrapped, format)),
+                ),
+            ),
+            LogFormat::Json => tracing::Dispatch::new(
+                tracing_subscriber::registry().with(
+                    layer
+                        .json()
+                        .event_format(DecisionLines::new(Wrapped, format)),
+                ),
+            ),
+        };
+        run(&dispatch, &emit);
+        let lines = lines(&sink);
+        // Four nestings (`run`), two decisions and one other event in each.
+        assert_eq!(lines.len(), 12, "{format:?}: {lines:#?}");
+        let wrapped = lines.iter().filter(|l| *l == "wrapped").count();
+        assert_eq!(wrapped, 4, "{format:?}: {lines:#?}");
+    }
+}
