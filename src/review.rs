@@ -5,10 +5,11 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use jiff::Timestamp;
 use serde::Deserialize;
-use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::index::{ChainBreak, Entry, Index, LoadedKey};
 use crate::record::RecordError;
@@ -228,13 +229,62 @@ struct Envelope<'a> {
 /// The request's `spec`, its token borrowed from the body. Decoded into k8s-openapi's
 /// `TokenReviewSpec` it cost three allocations per review (the token and the audiences);
 /// the audiences are still checked to be a list of strings, as that type required, but not
-/// kept: a keygate key is not bound to audiences, and the answer names none.
-#[derive(Default, Deserialize)]
+/// kept: a keygate key is not bound to audiences, and the answer names none. Written by hand
+/// rather than derived to keep that type's reading of a repeated key: the last one counts
+/// (as in Go's encoding/json, which wrote the request), where a derived one is an error.
+#[derive(Default)]
 struct Spec<'a> {
-    #[serde(default, borrow)]
     token: Option<Cow<'a, str>>,
-    #[serde(default, rename = "audiences")]
-    _audiences: Option<Strings>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Spec<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields<'a>(PhantomData<&'a str>);
+        impl<'de: 'a, 'a> Visitor<'de> for Fields<'a> {
+            type Value = Spec<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a TokenReview spec")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Spec<'a>, A::Error> {
+                let mut spec = Spec::default();
+                while let Some(key) = map.next_key::<Text<'a>>()? {
+                    match &*key.0 {
+                        "token" => spec.token = map.next_value::<Option<Text<'a>>>()?.map(|t| t.0),
+                        "audiences" => {
+                            map.next_value::<Option<Strings>>()?;
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(spec)
+            }
+        }
+        d.deserialize_map(Fields(PhantomData))
+    }
+}
+
+/// A JSON string, borrowed from the body unless it holds escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Str<'a>(PhantomData<&'a str>);
+        impl<'de: 'a, 'a> Visitor<'de> for Str<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(Str(PhantomData))
+    }
 }
 
 /// A JSON list of strings, read and dropped.
