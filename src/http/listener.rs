@@ -12,9 +12,10 @@
 //!   `max_connections` slots only once its handshake has completed; with `--client-ca` that
 //!   means only clients with a valid certificate ever hold one. When every slot is taken, new
 //!   connections are closed at once, before TLS.
-//! - HTTP/1.1: a header/keep-alive idle timeout. HTTP/2: a cap on concurrent streams, a
-//!   keep-alive ping, and an idle timeout (a connection with no open stream for
-//!   `http2_idle_timeout` is shut down gracefully; hyper has none of its own).
+//! - HTTP/1.1: an idle timeout (a connection with no request in progress for `idle_timeout`
+//!   is closed, which also cuts off a client sending its headers too slowly). HTTP/2: a cap on
+//!   concurrent streams, a keep-alive ping, and an idle timeout (a connection with no open
+//!   stream for `http2_idle_timeout` is shut down gracefully; hyper has none of its own).
 //! - Small header limits and small HTTP/2 flow-control windows, so what one connection can make
 //!   the server hold is small; request bodies in flight share one memory budget
 //!   ([`super::MemoryBudget`]).
@@ -28,7 +29,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
@@ -91,8 +92,8 @@ impl Default for Limits {
     }
 }
 
-/// Open streams of one connection and when one last started or ended, for the HTTP/2 idle
-/// timeout.
+/// Requests in progress on one connection (HTTP/2 streams, or the one HTTP/1.1 request) and
+/// when one last started or ended, for the idle timeouts.
 struct Streams {
     epoch: Instant,
     open: AtomicUsize,
@@ -368,27 +369,53 @@ where
             streams.idle(limits.http2_idle_timeout).await;
             tracing::debug!(%peer, idle = ?limits.http2_idle_timeout, "closing an idle HTTP/2 connection");
             metrics.idle_connection_closed();
+            OnIdle::ShutDown
         };
         drive(conn, closing, idle).await
     } else {
-        // HTTP/1.1 has no idle timeout of keygate's (hyper's header read timeout closes idle
-        // connections), so it keeps no stream count: no clock reads per request.
-        let service = service_fn(move |req| {
-            let conn = conn.clone();
-            async move { Ok::<_, Infallible>(conn.handle(req).await) }
-        });
+        // The idle timeout is keygate's stream count, as for HTTP/2, not hyper's header read
+        // timeout: that one arms a timer for every request (a boxed tokio `Sleep`, put in the
+        // timer wheel and taken out again), ~1 900 instructions per request over TLS
+        // (callgrind, BENCHMARKS.md), where the count costs two clock reads. The bound is the
+        // same: the clock starts when a request's handler is done (hyper's, when the next
+        // head's first read waits), so headers sent too slowly are cut off after the timeout
+        // as before, and so is a connection left idle.
+        let streams = Streams::new();
+        let service = {
+            let streams = streams.clone();
+            service_fn(move |req| {
+                let (conn, stream) = (conn.clone(), streams.start());
+                async move {
+                    let resp = conn.handle(req).await;
+                    drop(stream);
+                    Ok::<_, Infallible>(resp)
+                }
+            })
+        };
         let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.idle_timeout)
             .max_buf_size(MAX_HEADER_BYTES)
             .serve_connection(io, service);
-        // HTTP/1.1's idle connections are closed by hyper's header read timeout.
-        drive(conn, closing, std::future::pending()).await
+        let idle = async {
+            streams.idle(limits.idle_timeout).await;
+            tracing::debug!(%peer, idle = ?limits.idle_timeout, "closing an idle HTTP/1.1 connection");
+            // Dropped, not shut down: hyper closes a connection gracefully only between
+            // requests, and a client still sending its first request's headers is not.
+            OnIdle::Close
+        };
+        drive(conn, closing, idle).await
     }
 }
 
+/// What [`drive`] does with a connection whose idle timeout fired.
+enum OnIdle {
+    /// Graceful shutdown (HTTP/2: GOAWAY, open streams finish).
+    ShutDown,
+    /// Closed at once (HTTP/1.1: no request is in progress).
+    Close,
+}
+
 /// Runs `conn` to its end, shutting it down gracefully (in-flight requests finish, nothing new
-/// is taken) once `closing` is cancelled or `idle` resolves.
+/// is taken) once `closing` is cancelled, and as `idle` says once it resolves.
 ///
 /// Written by hand rather than as a `tokio::select!` loop (issue 16, third round): `select!`
 /// polls every branch each time the connection's task runs, and that task runs for every
@@ -406,7 +433,7 @@ where
 async fn drive<C>(
     conn: C,
     closing: &CancellationToken,
-    idle: impl Future<Output = ()>,
+    idle: impl Future<Output = OnIdle>,
 ) -> Result<(), C::Error>
 where
     C: GracefulConnection,
@@ -425,9 +452,16 @@ where
             signals.task.register(cx.waker());
             if signals.woken.swap(false, Ordering::AcqRel) {
                 let mut scx = Context::from_waker(&signal_waker);
-                if cancelled.as_mut().poll(&mut scx).is_ready()
-                    || idle.as_mut().poll(&mut scx).is_ready()
-                {
+                let shut_down = if cancelled.as_mut().poll(&mut scx).is_ready() {
+                    true
+                } else {
+                    match idle.as_mut().poll(&mut scx) {
+                        Poll::Ready(OnIdle::Close) => return Poll::Ready(Ok(())),
+                        Poll::Ready(OnIdle::ShutDown) => true,
+                        Poll::Pending => false,
+                    }
+                };
+                if shut_down {
                     conn.as_mut().graceful_shutdown();
                     shutting_down = true;
                 }
