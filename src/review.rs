@@ -299,30 +299,11 @@ impl<'de> Deserialize<'de> for Strings {
                 f.write_str("a list of strings")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strings, A::Error> {
-                while seq.next_element::<AnyString>()?.is_some() {}
+                while seq.next_element::<Text<'de>>()?.is_some() {}
                 Ok(Strings)
             }
         }
         d.deserialize_seq(List)
-    }
-}
-
-/// Any JSON string, escaped or not, without copying it.
-struct AnyString;
-
-impl<'de> Deserialize<'de> for AnyString {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Str;
-        impl Visitor<'_> for Str {
-            type Value = AnyString;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<AnyString, E> {
-                Ok(AnyString)
-            }
-        }
-        d.deserialize_str(Str)
     }
 }
 
