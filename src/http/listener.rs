@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::admin;
+use super::coalesce::Coalesced;
 use super::handshake::{HandshakeSlot, Handshakes};
 use super::router::{Connection, Router};
 use crate::index::Index;
@@ -335,7 +336,8 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let (metrics, peer) = (conn.router.webhook.metrics.clone(), conn.peer);
-    let io = TokioIo::new(io);
+    // Answers ready together leave in one TLS write (see `coalesce`).
+    let io = TokioIo::new(Coalesced(io));
     if h2 {
         let streams = Streams::new();
         let service = {

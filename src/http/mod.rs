@@ -5,6 +5,7 @@
 pub mod admin;
 mod authorize;
 pub mod body;
+mod coalesce;
 pub mod handshake;
 pub mod listener;
 pub mod router;

@@ -360,3 +360,60 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
         "server did not stop after draining"
     );
 }
+
+/// Answers ready at the same time on one HTTP/2 connection leave together: 100 concurrent
+/// reviews take a few TLS records, not one (or more) each, as they did with hyper's defaults
+/// over tokio-rustls (one `writev` per answer; see `http::coalesce`).
+#[tokio::test]
+async fn concurrent_http2_answers_share_tls_writes() {
+    use http_body_util::{BodyExt, Full};
+    use std::sync::atomic::Ordering;
+
+    let srv = TestServer::start(ServerOptions::default()).await;
+    let (id, token) = srv.add_key(|r| r.role = Some(Role::View));
+    assert!(eventually(SOON, || async { srv.index.get(&id.key()).is_some() }).await);
+    let tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let tcp = CountRecords::new(tcp);
+    let records = tcp.records.clone();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        srv.client().rustls(Proto::Http2),
+    ));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let body = bytes::Bytes::from(review_body(FIXTURE_V1, &token));
+    let review = |mut sender: hyper::client::conn::http2::SendRequest<Full<bytes::Bytes>>| {
+        let req = http::Request::post("https://localhost/authenticate?timeout=30s")
+            .header("content-type", "application/json")
+            .body(Full::new(body.clone()))
+            .unwrap();
+        async move {
+            let resp = sender.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.into_body().collect().await.unwrap().to_bytes()
+        }
+    };
+    // The handshake and the first exchange (settings, window updates) are not counted.
+    review(sender.clone()).await;
+    records.store(0, Ordering::Relaxed);
+
+    let n = 100;
+    let answers = futures::future::join_all((0..n).map(|_| review(sender.clone()))).await;
+    let records = records.load(Ordering::Relaxed);
+    for a in &answers {
+        let v: serde_json::Value = serde_json::from_slice(a).unwrap();
+        assert_eq!(v["status"]["authenticated"], true);
+        // An answer this long is what h2 would have sent in a write of its own.
+        assert!(a.len() >= 256, "{} bytes", a.len());
+    }
+    eprintln!("{n} answers in {records} TLS records");
+    assert!(records <= n / 4, "{n} answers took {records} TLS records");
+    srv.shutdown().await;
+}

@@ -338,3 +338,83 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// A client's TCP stream that counts the TLS records it reads, so a test can see how many
+/// writes the server's answers took (each TLS write of the server is at least one record).
+pub struct CountRecords {
+    tcp: TcpStream,
+    pub records: Arc<std::sync::atomic::AtomicUsize>,
+    /// Bytes still to come of the record being read, or of its 5-byte header when `head` has
+    /// some of it.
+    rest: usize,
+    head: smallvec::SmallVec<[u8; 5]>,
+}
+
+impl CountRecords {
+    pub fn new(tcp: TcpStream) -> Self {
+        CountRecords {
+            tcp,
+            records: Arc::default(),
+            rest: 0,
+            head: smallvec::SmallVec::new(),
+        }
+    }
+
+    fn saw(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.rest > 0 {
+                let n = self.rest.min(bytes.len());
+                (self.rest, bytes) = (self.rest - n, &bytes[n..]);
+                continue;
+            }
+            let n = (5 - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.head.len() == 5 {
+                // Content type, version, then the record's length.
+                self.rest = u16::from_be_bytes([self.head[3], self.head[4]]) as usize;
+                self.head.clear();
+                self.records
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for CountRecords {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf);
+        let this = &mut *self;
+        this.saw(&buf.filled()[before..]);
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for CountRecords {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
