@@ -376,9 +376,8 @@ async fn concurrent_http2_answers_share_tls_writes() {
     tcp.set_nodelay(true).unwrap();
     let tcp = CountRecords::new(tcp);
     let records = tcp.records.clone();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
-        srv.client().rustls(Proto::Http2),
-    ));
+    let connector =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(srv.client().rustls(Proto::Http2)));
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = connector.connect(name, tcp).await.unwrap();
     let (sender, conn) = hyper::client::conn::http2::handshake(
