@@ -389,8 +389,7 @@ impl tokio::io::AsyncRead for CountRecords {
     ) -> std::task::Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf);
-        let this = &mut *self;
-        this.saw(&buf.filled()[before..]);
+        self.saw(&buf.filled()[before..]);
         polled
     }
 }
