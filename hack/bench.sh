@@ -18,7 +18,7 @@
 #                            part 4 alone (about 2.5 minutes in full mode)
 #
 # Env: KEYGATE_BENCH_OUT (default <target>/bench), KEYGATE_BENCH_PORT (base port, default 28443;
-# uses base to base+3), KEYGATE_BENCH_STREAMS (HTTP/2 streams per connection, and keygate's
+# uses base to base+5), KEYGATE_BENCH_STREAMS (HTTP/2 streams per connection, and keygate's
 # --max-concurrent-streams, default 250: its default), KEYGATE_BENCH_ROUNDS, KEYGATE_BENCH_SCALE ("10 100000 1000000"),
 # KEYGATE_BENCH_FLOOD (unknown-ID requests, 1000000), KEYGATE_BENCH_VALID (valid-key requests, 200000),
 # KEYGATE_BENCH_CACHE (where generated key sets of 1000+ keys are kept between runs,
@@ -72,6 +72,7 @@ CACHE=${KEYGATE_BENCH_CACHE:-${KEYGATE_CACHE:-$HOME/.cache/keygate}/bench}
 mkdir -p "$CACHE"
 BASE=${KEYGATE_BENCH_PORT:-28443}
 KG_PORT=$BASE; FLOOR_PORT=$((BASE + 1)); ADMIN_PORT=$((BASE + 2)); BARE_PORT=$((BASE + 3))
+REF_PORT=$((BASE + 4)); REF_ADMIN_PORT=$((BASE + 5)) # part 3's 10-key reference server
 # HTTP/2 runs use as many streams as keygate advertises (kube-apiserver's client opens up to
 # the advertised limit on one connection). The bare floor advertises hyper's default (200).
 H2_STREAMS=${KEYGATE_BENCH_STREAMS:-250}
@@ -195,17 +196,17 @@ EOF
 
 # --- servers ----------------------------------------------------------------------------------
 KG_PID=""; FLOOR_PID=""; BARE_PID=""
-start_keygate() { # keys-dir -> sets KG_PID, KG_READY_MS
-  local dir=$1 t0 t1
+start_keygate() { # keys-dir [port admin-port] -> sets KG_PID, KG_READY_MS
+  local dir=$1 port=${2:-$KG_PORT} admin=${3:-$ADMIN_PORT} t0 t1
   t0=$(date +%s%N)
   "$KEYGATE" serve --store "dir:$dir" --tls-cert "$CERT" --tls-key "$KEY" \
-    --listen "127.0.0.1:$KG_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" \
+    --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
     --max-concurrent-streams "$H2_STREAMS" \
     >>"$OUT/raw/keygate.log" 2>&1 &
   KG_PID=$!
   PIDS+=("$KG_PID")
   local deadline=$(( $(date +%s) + 600 ))
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/readyz" || true)" = 200 ]; do
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin/readyz" || true)" = 200 ]; do
     kill -0 "$KG_PID" 2>/dev/null || die "keygate exited before ready (see $OUT/raw/keygate.log)"
     [ "$(date +%s)" -lt $deadline ] || die "keygate not ready after 600 s"
     sleep 0.02
@@ -408,6 +409,18 @@ RSS0=$(rss_kb "$KG_PID")
 result rss_kb_0_keys "$RSS0" kB "VmRSS of keygate serve --store dir:<empty>, 1 s after /readyz"
 stop_pid "$KG_PID"; KG_PID=""
 
+# A 10-key server runs beside each bigger one, and their rounds alternate: the ratio of a key
+# count to 10 keys is taken per round, one run right after the other, not across minutes.
+start_keygate "$W/keys-10" "$REF_PORT" "$REF_ADMIN_PORT"
+REF_PID=$KG_PID; KG_PID=""
+scale_run() { # label port tokens-file -> req/s; dies unless every answer authenticated
+  local r cnt wrong
+  r=$(WRK_CONNS=64 wrk_run "$1" "$2" "$DUR" "$W/tokens.lua" BENCH_TOKENS="$3" BENCH_LIMIT=0 BENCH_WANT=true BENCH_COUNT="$W/count") || exit 1
+  read -r cnt wrong _ <"$W/count" || die "$1: no response count"
+  [ "$wrong" = 0 ] || die "$1: $wrong of $cnt answers were not authenticated:true"
+  echo "$r"
+}
+
 SCALE_COUNT=${VALID_N}
 for n in $SCALE; do
   KEYS_DIR=$W/keys-$n
@@ -438,14 +451,25 @@ for n in $SCALE; do
   TOKS=$W/tokens-$n.txt
   # Several rounds, median: one run of a few seconds moves by ±30 % on this shared machine, and
   # the key counts are compared with each other.
-  rates=()
+  rates=(); refs=(); ratios=()
   for i in $(seq 1 "$ROUNDS"); do
-    r=$(WRK_CONNS=64 wrk_run "scale-$n-$i" $KG_PORT "$DUR" "$W/tokens.lua" BENCH_TOKENS="$TOKS" BENCH_LIMIT=0 BENCH_WANT=true BENCH_COUNT="$W/count")
-    read -r cnt wrong _ <"$W/count" || die "scale-$n: no response count"
-    [ "$wrong" = 0 ] || die "scale-$n: $wrong of $cnt answers were not authenticated:true"
-    rates+=("$r")
+    if [ "$n" = 10 ]; then
+      rates+=("$(scale_run "scale-$n-$i" $KG_PORT "$TOKS")")
+      continue
+    fi
+    # The order alternates too, so neither server always runs first.
+    if [ $((i % 2)) = 1 ]; then
+      r=$(scale_run "scale-$n-$i" $KG_PORT "$TOKS"); rr=$(scale_run "scale-ref-$n-$i" $REF_PORT "$W/tokens-10.txt")
+    else
+      rr=$(scale_run "scale-ref-$n-$i" $REF_PORT "$W/tokens-10.txt"); r=$(scale_run "scale-$n-$i" $KG_PORT "$TOKS")
+    fi
+    rates+=("$r"); refs+=("$rr"); ratios+=("$(python3 -c "print(round($r / $rr, 3))")")
   done
   result "scale_rps_$n" "$(median "${rates[@]}")" "req/s (HTTP/1.1, 64 conns, tokens rotating over $(wc -l <"$TOKS") keys; median of: ${rates[*]})" "$(cmd_of "scale-$n-1")"
+  if [ "$n" != 10 ]; then
+    result "scale_ref_rps_$n" "$(median "${refs[@]}")" "req/s (the 10-key server in the same rounds; median of: ${refs[*]})" "$(cmd_of "scale-ref-$n-1")"
+    result "scale_ratio_$n" "$(median "${ratios[@]}")" "$n keys / 10 keys, per round (median of: ${ratios[*]})" ""
+  fi
   if [ "$n" = "$(echo $SCALE | awk '{print $NF}')" ]; then
     # The flood: well-formed tokens with random unknown IDs, against the biggest store.
     log "flood of $FLOOD_N unknown IDs ($n keys loaded)"
@@ -475,6 +499,7 @@ for n in $SCALE; do
   fi
   stop_pid "$KG_PID"; KG_PID=""
 done
+stop_pid "$REF_PID"; REF_PID=""
 
 # --- part 4 ---------------------------------------------------------------------------------------
 api_bench
