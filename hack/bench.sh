@@ -473,25 +473,37 @@ for n in $SCALE; do
   if [ "$n" = "$(echo $SCALE | awk '{print $NF}')" ]; then
     # The flood: well-formed tokens with random unknown IDs, against the biggest store.
     log "flood of $FLOOD_N unknown IDs ($n keys loaded)"
-    r=$(WRK_CONNS=64 wrk_run "valid-$n" $KG_PORT 600 "$W/tokens.lua" BENCH_TOKENS="$TOKS" BENCH_LIMIT="$VALID_N" BENCH_WANT=true BENCH_COUNT="$W/count")
-    read -r cnt wrong _ <"$W/count"; [ "$wrong" = 0 ] || die "valid-$n: $wrong wrong answers"
-    result "valid_rps_$n" "$r" "req/s ($cnt valid-key reviews, 64 conns)" "$(cmd_of "valid-$n")"
+    # Valid-key and unknown-ID runs alternate (valid, flood, valid, flood), and the flood's rate
+    # is compared with the valid run just before it, pair by pair. VmRSS is read before the
+    # flood and after each of its halves: growth that stops after the first half is buffers and
+    # allocator arenas warming up; growth that goes on would be per-request.
+    vhalf=$((VALID_N / 2)); half=$((FLOOD_N / 2))
+    valid_half() { # label -> req/s count
+      local r cnt wrong
+      r=$(WRK_CONNS=64 wrk_run "$1" $KG_PORT 600 "$W/tokens.lua" BENCH_TOKENS="$TOKS" BENCH_LIMIT="$vhalf" BENCH_WANT=true BENCH_COUNT="$W/count") || exit 1
+      read -r cnt wrong _ <"$W/count"; [ "$wrong" = 0 ] || die "$1: $wrong of $cnt answers were not authenticated:true"
+      echo "$r $cnt"
+    }
+    flood_half() { # label -> req/s count
+      local r cnt wrong
+      r=$(WRK_CONNS=64 wrk_run "$1" $KG_PORT 900 "$W/tokens.lua" BENCH_TOKENS=random BENCH_LIMIT="$half" BENCH_WANT=false BENCH_COUNT="$W/count") || exit 1
+      read -r cnt wrong _ <"$W/count"; [ "$wrong" = 0 ] || die "$1: $wrong of $cnt answers were not authenticated:false"
+      echo "$r $cnt"
+    }
+    read -r v1 vc1 < <(valid_half "valid-$n-1") || die "valid-$n-1"
     before=$(rss_kb "$KG_PID")
     entries_before=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^keygate_cache_entries/ {print $2}')
-    # In two halves, VmRSS after each: growth that stops after the first half is buffers and
-    # allocator arenas warming up; growth that goes on would be per-request.
-    half=$((FLOOD_N / 2))
-    r1=$(WRK_CONNS=64 wrk_run "flood-$n-1" $KG_PORT 900 "$W/tokens.lua" BENCH_TOKENS=random BENCH_LIMIT="$half" BENCH_WANT=false BENCH_COUNT="$W/count")
-    read -r cnt1 wrong _ <"$W/count"; [ "$wrong" = 0 ] || die "flood-$n: $wrong answers were not authenticated:false"
+    read -r r1 cnt1 < <(flood_half "flood-$n-1") || die "flood-$n-1"
     mid=$(rss_kb "$KG_PID")
-    r2=$(WRK_CONNS=64 wrk_run "flood-$n" $KG_PORT 900 "$W/tokens.lua" BENCH_TOKENS=random BENCH_LIMIT="$half" BENCH_WANT=false BENCH_COUNT="$W/count")
-    read -r cnt2 wrong _ <"$W/count"; [ "$wrong" = 0 ] || die "flood-$n: $wrong answers were not authenticated:false"
-    cnt=$((cnt1 + cnt2))
-    r=$(python3 -c "print(round(2 / (1 / $r1 + 1 / $r2), 2))")
+    read -r v2 vc2 < <(valid_half "valid-$n") || die "valid-$n"
+    read -r r2 cnt2 < <(flood_half "flood-$n") || die "flood-$n"
     after=$(rss_kb "$KG_PID")
-    result "flood_rss_kb_mid" "$mid" kB "after the first $cnt1 unknown-ID reviews"
     entries_after=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^keygate_cache_entries/ {print $2}')
-    result "flood_rps_$n" "$r" "req/s ($cnt unknown-ID reviews in two halves: $r1 and $r2 req/s, 64 conns)" "$(cmd_of "flood-$n")"
+    [ -n "$v1" ] && [ -n "$v2" ] && [ -n "$r1" ] && [ -n "$r2" ] || die "flood: a run gave no rate"
+    result "valid_rps_$n" "$(python3 -c "print(round(2 / (1 / $v1 + 1 / $v2), 2))")" "req/s ($((vc1 + vc2)) valid-key reviews in two halves: $v1 and $v2 req/s, 64 conns)" "$(cmd_of "valid-$n")"
+    result "flood_rps_$n" "$(python3 -c "print(round(2 / (1 / $r1 + 1 / $r2), 2))")" "req/s ($((cnt1 + cnt2)) unknown-ID reviews in two halves: $r1 and $r2 req/s, 64 conns)" "$(cmd_of "flood-$n")"
+    result "flood_ratio_$n" "$(python3 -c "print(round(($r1 / $v1 + $r2 / $v2) / 2, 3))")" "unknown-ID / valid-key rate, each flood half against the valid half just before it (mean of: $(python3 -c "print(round($r1 / $v1, 3), round($r2 / $v2, 3))"))" ""
+    result "flood_rss_kb_mid" "$mid" kB "after the first $cnt1 unknown-ID reviews"
     result "flood_rss_kb_before" "$before" kB ""
     result "flood_rss_kb_after" "$after" kB ""
     result "flood_cache_entries_before" "${entries_before:-?}" entries "keygate_cache_entries on /metrics"
