@@ -13,7 +13,7 @@
 //! to encrypt it. Without vectored writes h2 copies payloads under 1 KiB into its 16 KiB
 //! buffer and flushes once per turn of the connection, so the answers ready together go out
 //! together, without waiting for anything more. Measured (BENCHMARKS.md, "Session of
-//! 2026-12-02, 15:25–16:20 UTC"): HTTP/2 `/authenticate` from 0.77 to 1.00 × the bare floor's
+//! 2026-12-02, 15:25–17:40 UTC"): HTTP/2 `/authenticate` from 0.77 to 1.00 × the bare floor's
 //! requests per second (24 alternating rounds), server CPU per request 14.3 → 11.4 µs, 5 700
 //! fewer instructions per request in user space and 56 % fewer `writev`s.
 //!

@@ -1,6 +1,7 @@
 //! Listeners: the TLS webhook (HTTP/2 or HTTP/1.1 by ALPN) and the plain-HTTP admin endpoint.
 //!
-//! Each connection runs in its own task and span. Bounds keep a bad peer from hurting others:
+//! Each connection runs in its own task and span, its HTTP/2 streams included ([`super::streams`]).
+//! Bounds keep a bad peer from hurting others:
 //!
 //! - **Handshakes have their own budget.** A TLS handshake in progress holds a handshake slot
 //!   (`max_handshakes`), never a connection slot, and is cut after `handshake_timeout`. When
@@ -35,7 +36,7 @@ use std::time::Duration;
 use futures::task::AtomicWaker;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -47,6 +48,7 @@ use super::admin;
 use super::coalesce::Coalesced;
 use super::handshake::{HandshakeSlot, Handshakes};
 use super::router::{Connection, Router};
+use super::streams;
 use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::tls::{SharedConfig, TlsConfig};
@@ -342,22 +344,18 @@ where
         let streams = Streams::new();
         let service = {
             let streams = streams.clone();
-            // Boxed: hyper spawns each stream's future as a task, and tokio copies a task's
-            // future into its allocation and its state through the task's stages. The
-            // handler's future is about 2 KB, so each stream cost ~2 400 more instructions of
-            // `memcpy` than one allocation of it does (callgrind, `profile_review 5000
-            // --http2`). HTTP/1.1 serves its request inside the connection's task, where
-            // boxing measured ~480 instructions worse: it is not boxed there.
             service_fn(move |req| {
                 let (conn, stream) = (conn.clone(), streams.start());
-                Box::pin(async move {
+                async move {
                     let resp = conn.handle(req).await;
                     drop(stream);
                     Ok::<_, Infallible>(resp)
-                })
+                }
             })
         };
-        let conn = http2::Builder::new(TokioExecutor::new())
+        // The streams run inside this task (see `streams`); each is boxed once, whole.
+        let queue = streams::Queue::default();
+        let conn = http2::Builder::new(queue.clone())
             .timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_concurrent_streams)
             .max_header_list_size(MAX_HEADER_BYTES as u32)
@@ -373,7 +371,7 @@ where
             metrics.idle_connection_closed();
             OnIdle::ShutDown
         };
-        drive(conn, closing, idle).await
+        drive(conn, Some(&queue), closing, idle).await
     } else {
         // The idle timeout is keygate's stream count, as for HTTP/2, not hyper's header read
         // timeout: that one arms a timer for every request (a boxed tokio `Sleep`, put in the
@@ -404,7 +402,7 @@ where
             // requests, and a client still sending its first request's headers is not.
             OnIdle::Close
         };
-        drive(conn, closing, idle).await
+        drive(conn, None, closing, idle).await
     }
 }
 
@@ -434,6 +432,7 @@ enum OnIdle {
 /// instructions.
 async fn drive<C>(
     conn: C,
+    queue: Option<&streams::Queue>,
     closing: &CancellationToken,
     idle: impl Future<Output = OnIdle>,
 ) -> Result<(), C::Error>
@@ -449,6 +448,7 @@ where
     let cancelled = closing.cancelled();
     tokio::pin!(conn, idle, cancelled);
     let mut shutting_down = false;
+    let mut running = streams::Running::default();
     std::future::poll_fn(|cx| {
         if !shutting_down {
             signals.task.register(cx.waker());
@@ -469,7 +469,21 @@ where
                 }
             }
         }
-        conn.as_mut().poll(cx)
+        // The connection, then the streams it queued; again while a stream finished (its
+        // answer is written by the connection), a few times at most before yielding.
+        for _ in 0..8 {
+            if let Poll::Ready(ended) = conn.as_mut().poll(cx) {
+                return Poll::Ready(ended);
+            }
+            let Some(queue) = queue else {
+                return Poll::Pending;
+            };
+            if !running.poll(queue, cx) {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     })
     .await
 }

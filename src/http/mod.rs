@@ -9,6 +9,7 @@ mod coalesce;
 pub mod handshake;
 pub mod listener;
 pub mod router;
+mod streams;
 pub mod webhook;
 
 use bytes::Bytes;

@@ -22,6 +22,7 @@ use http::header::RETRY_AFTER;
 use http::{HeaderName, Method, Request, StatusCode};
 use http_body_util::Full;
 use hyper::body::Body;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::body::{self, BodyError};
 use super::{HttpResponse, Webhook, kube_status, text};
@@ -96,7 +97,7 @@ impl Connection {
             let head = req.method() == Method::HEAD;
             // Boxed: the API's future is large, and kept inline it would make every webhook
             // request's future as large (see `Webhook::route`).
-            let mut resp = Box::pin(self.api(api.as_ref(), req)).await;
+            let mut resp = Box::pin(self.api(api.clone(), req)).await;
             if head {
                 *resp.body_mut() = Full::new(Bytes::new());
             }
@@ -116,7 +117,7 @@ impl Connection {
         webhook.handle(req, self.peer).await
     }
 
-    async fn api<B>(&self, api: &dyn ApiHandler, req: Request<B>) -> HttpResponse
+    async fn api<B>(&self, api: Arc<dyn ApiHandler>, req: Request<B>) -> HttpResponse
     where
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -153,7 +154,21 @@ impl Connection {
             Ok(b) => b,
             Err(e) => return body_error(e, webhook),
         };
-        api.handle(Request::from_parts(parts, body), caller).await
+        // A task of its own: an HTTP/2 connection's requests run inside its task (see
+        // `streams`), and an API request can take long (a list of many keys).
+        let req = Request::from_parts(parts, body);
+        let task = tokio::spawn(async move { api.handle(req, caller).await });
+        match AbortOnDropHandle::new(task).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!(error = %e, "AccessKey API request failed");
+                kube_status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "keygate failed to answer this request; see its log",
+                )
+            }
+        }
     }
 }
 

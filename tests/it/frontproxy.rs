@@ -240,3 +240,56 @@ async fn the_access_key_api_itself_is_reached_by_the_front_proxy() {
     assert_eq!(r.json()["kind"], "APIResourceList");
     assert_eq!(r.json()["resources"][0]["name"], "accesskeys");
 }
+
+/// An API whose answers misbehave by path: `.../slow` holds its thread for a while (as a long
+/// list would), `.../panic` panics, anything else answers at once.
+struct Unruly;
+
+impl ApiHandler for Unruly {
+    fn handle(&self, req: http::Request<Bytes>, _: Caller) -> BoxFuture<'_, HttpResponse> {
+        match req.uri().path().rsplit('/').next() {
+            Some("slow") => std::thread::sleep(std::time::Duration::from_millis(1500)),
+            Some("panic") => panic!("an API handler's bug"),
+            _ => {}
+        }
+        Box::pin(async { http::Response::new(Full::new(Bytes::from_static(b"quick"))) })
+    }
+}
+
+/// HTTP/2 requests are served inside their connection's task, but API requests run as tasks of
+/// their own: one that holds its thread does not hold up the other requests of its connection,
+/// and one whose handler panics gets a 500 while the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_or_failing_api_request_does_not_hold_up_its_connection() {
+    use http_body_util::BodyExt;
+
+    let fp = FrontProxy::new();
+    let srv = start(false, Arc::new(Unruly), &fp).await;
+    let client = srv.client().with_identity(&fp.allowed);
+    let (sender, _conn) = client.h2_sender::<Full<Bytes>>(srv.addr).await;
+    let send = |path: &'static str| {
+        let mut sender = sender.clone();
+        let req = http::Request::get(format!("https://localhost{ACCESSKEYS}{path}"))
+            .header("x-remote-user", "alice")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        tokio::spawn(async move {
+            let resp = sender.send_request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.into_body().collect().await.unwrap().to_bytes())
+        })
+    };
+    let slow = send("/slow");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let quick = tokio::time::timeout(std::time::Duration::from_secs(1), send("/quick"))
+        .await
+        .expect("a quick request waited for the slow one")
+        .unwrap();
+    assert_eq!(quick, (200, Bytes::from_static(b"quick")));
+    assert!(!slow.is_finished(), "the slow request was not slow");
+    let (status, body) = send("/panic").await.unwrap();
+    assert_eq!(status, 500, "{body:?}");
+    assert_eq!(send("/quick").await.unwrap().0, 200);
+    assert_eq!(slow.await.unwrap().0, 200);
+    srv.shutdown().await;
+}
