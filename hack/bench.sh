@@ -413,12 +413,14 @@ stop_pid "$KG_PID"; KG_PID=""
 # count to 10 keys is taken per round, one run right after the other, not across minutes.
 start_keygate "$W/keys-10" "$REF_PORT" "$REF_ADMIN_PORT"
 REF_PID=$KG_PID; KG_PID=""
-scale_run() { # label port tokens-file -> req/s; dies unless every answer authenticated
+# label port seconds tokens-file|random limit(0: none) want(true|false) -> "req/s count"; dies
+# unless every answer is "authenticated":want.
+counted_run() {
   local r cnt wrong
-  r=$(WRK_CONNS=64 wrk_run "$1" "$2" "$DUR" "$W/tokens.lua" BENCH_TOKENS="$3" BENCH_LIMIT=0 BENCH_WANT=true BENCH_COUNT="$W/count") || exit 1
+  r=$(WRK_CONNS=64 wrk_run "$1" "$2" "$3" "$W/tokens.lua" BENCH_TOKENS="$4" BENCH_LIMIT="$5" BENCH_WANT="$6" BENCH_COUNT="$W/count") || exit 1
   read -r cnt wrong _ <"$W/count" || die "$1: no response count"
-  [ "$wrong" = 0 ] || die "$1: $wrong of $cnt answers were not authenticated:true"
-  echo "$r"
+  [ "$wrong" = 0 ] || die "$1: $wrong of $cnt answers were not authenticated:$6"
+  echo "$r $cnt"
 }
 
 SCALE_COUNT=${VALID_N}
@@ -453,16 +455,14 @@ for n in $SCALE; do
   # the key counts are compared with each other.
   rates=(); refs=(); ratios=()
   for i in $(seq 1 "$ROUNDS"); do
+    own() { read -r r _ < <(counted_run "scale-$n-$i" $KG_PORT "$DUR" "$TOKS" 0 true) || die "scale-$n-$i"; }
+    ref() { read -r rr _ < <(counted_run "scale-ref-$n-$i" $REF_PORT "$DUR" "$W/tokens-10.txt" 0 true) || die "scale-ref-$n-$i"; }
     if [ "$n" = 10 ]; then
-      rates+=("$(scale_run "scale-$n-$i" $KG_PORT "$TOKS")")
+      own; rates+=("$r")
       continue
     fi
     # The order alternates too, so neither server always runs first.
-    if [ $((i % 2)) = 1 ]; then
-      r=$(scale_run "scale-$n-$i" $KG_PORT "$TOKS"); rr=$(scale_run "scale-ref-$n-$i" $REF_PORT "$W/tokens-10.txt")
-    else
-      rr=$(scale_run "scale-ref-$n-$i" $REF_PORT "$W/tokens-10.txt"); r=$(scale_run "scale-$n-$i" $KG_PORT "$TOKS")
-    fi
+    if [ $((i % 2)) = 1 ]; then own; ref; else ref; own; fi
     rates+=("$r"); refs+=("$rr"); ratios+=("$(python3 -c "print(round($r / $rr, 3))")")
   done
   result "scale_rps_$n" "$(median "${rates[@]}")" "req/s (HTTP/1.1, 64 conns, tokens rotating over $(wc -l <"$TOKS") keys; median of: ${rates[*]})" "$(cmd_of "scale-$n-1")"
@@ -478,28 +478,15 @@ for n in $SCALE; do
     # flood and after each of its halves: growth that stops after the first half is buffers and
     # allocator arenas warming up; growth that goes on would be per-request.
     vhalf=$((VALID_N / 2)); half=$((FLOOD_N / 2))
-    valid_half() { # label -> req/s count
-      local r cnt wrong
-      r=$(WRK_CONNS=64 wrk_run "$1" $KG_PORT 600 "$W/tokens.lua" BENCH_TOKENS="$TOKS" BENCH_LIMIT="$vhalf" BENCH_WANT=true BENCH_COUNT="$W/count") || exit 1
-      read -r cnt wrong _ <"$W/count"; [ "$wrong" = 0 ] || die "$1: $wrong of $cnt answers were not authenticated:true"
-      echo "$r $cnt"
-    }
-    flood_half() { # label -> req/s count
-      local r cnt wrong
-      r=$(WRK_CONNS=64 wrk_run "$1" $KG_PORT 900 "$W/tokens.lua" BENCH_TOKENS=random BENCH_LIMIT="$half" BENCH_WANT=false BENCH_COUNT="$W/count") || exit 1
-      read -r cnt wrong _ <"$W/count"; [ "$wrong" = 0 ] || die "$1: $wrong of $cnt answers were not authenticated:false"
-      echo "$r $cnt"
-    }
-    read -r v1 vc1 < <(valid_half "valid-$n-1") || die "valid-$n-1"
+    read -r v1 vc1 < <(counted_run "valid-$n-1" $KG_PORT 600 "$TOKS" "$vhalf" true) || die "valid-$n-1"
     before=$(rss_kb "$KG_PID")
     entries_before=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^keygate_cache_entries/ {print $2}')
-    read -r r1 cnt1 < <(flood_half "flood-$n-1") || die "flood-$n-1"
+    read -r r1 cnt1 < <(counted_run "flood-$n-1" $KG_PORT 900 random "$half" false) || die "flood-$n-1"
     mid=$(rss_kb "$KG_PID")
-    read -r v2 vc2 < <(valid_half "valid-$n") || die "valid-$n"
-    read -r r2 cnt2 < <(flood_half "flood-$n") || die "flood-$n"
+    read -r v2 vc2 < <(counted_run "valid-$n" $KG_PORT 600 "$TOKS" "$vhalf" true) || die "valid-$n"
+    read -r r2 cnt2 < <(counted_run "flood-$n" $KG_PORT 900 random "$half" false) || die "flood-$n"
     after=$(rss_kb "$KG_PID")
     entries_after=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^keygate_cache_entries/ {print $2}')
-    [ -n "$v1" ] && [ -n "$v2" ] && [ -n "$r1" ] && [ -n "$r2" ] || die "flood: a run gave no rate"
     result "valid_rps_$n" "$(python3 -c "print(round(2 / (1 / $v1 + 1 / $v2), 2))")" "req/s ($((vc1 + vc2)) valid-key reviews in two halves: $v1 and $v2 req/s, 64 conns)" "$(cmd_of "valid-$n")"
     result "flood_rps_$n" "$(python3 -c "print(round(2 / (1 / $r1 + 1 / $r2), 2))")" "req/s ($((cnt1 + cnt2)) unknown-ID reviews in two halves: $r1 and $r2 req/s, 64 conns)" "$(cmd_of "flood-$n")"
     result "flood_ratio_$n" "$(python3 -c "print(round(($r1 / $v1 + $r2 / $v2) / 2, 3))")" "unknown-ID / valid-key rate, each flood half against the valid half just before it (mean of: $(python3 -c "print(round($r1 / $v1, 3), round($r2 / $v2, 3))"))" ""
