@@ -48,7 +48,7 @@ use super::admin;
 use super::coalesce::Coalesced;
 use super::handshake::{HandshakeSlot, Handshakes};
 use super::router::{Connection, Router};
-use super::streams;
+use super::streams::{Queue, Running};
 use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::tls::{SharedConfig, TlsConfig};
@@ -354,7 +354,7 @@ where
             })
         };
         // The streams run inside this task (see `streams`); each is boxed once, whole.
-        let queue = streams::Queue::default();
+        let queue = Queue::default();
         let conn = http2::Builder::new(queue.clone())
             .timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_concurrent_streams)
@@ -432,7 +432,7 @@ enum OnIdle {
 /// instructions.
 async fn drive<C>(
     conn: C,
-    queue: Option<&streams::Queue>,
+    queue: Option<&Queue>,
     closing: &CancellationToken,
     idle: impl Future<Output = OnIdle>,
 ) -> Result<(), C::Error>
@@ -448,7 +448,7 @@ where
     let cancelled = closing.cancelled();
     tokio::pin!(conn, idle, cancelled);
     let mut shutting_down = false;
-    let mut running = streams::Running::default();
+    let mut running = Running::default();
     std::future::poll_fn(|cx| {
         if !shutting_down {
             signals.task.register(cx.waker());

@@ -12,9 +12,11 @@
 //!
 //! What it costs: the requests of one connection share one core. The webhook's are short and
 //! never block (a review is a few microseconds), and connections still spread over the
-//! workers. The AccessKey API's requests, which can be long (a list of many keys), run as tasks
-//! of their own ([`super::router`]) so they never hold up their connection. A handler that
-//! panics ends its own stream only (reset), as a panicking task would.
+//! workers. With one request at a time per connection it costs ~20 % more CPU per request than
+//! a task per stream (16 connections × 1 stream, BENCHMARKS.md); why was not found. The
+//! AccessKey API's requests, which can be long (a list of many keys), run as tasks of their
+//! own ([`super::router`]) so they never hold up their connection. A handler that panics ends
+//! its own stream only (reset), as a panicking task would.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
